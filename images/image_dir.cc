@@ -1,0 +1,92 @@
+#include "images/image_dir.h"
+
+#include <unistd.h>
+
+#include "base/file_util.h"
+#include "images/image_file.h"
+
+namespace lz::img {
+
+std::string CorePath(const std::string& dir, pid_t pid) {
+  return dir + "/core-" + std::to_string(pid) + ".img";
+}
+std::string MmPath(const std::string& dir, pid_t pid) {
+  return dir + "/mm-" + std::to_string(pid) + ".img";
+}
+std::string FdsPath(const std::string& dir, pid_t pid) {
+  return dir + "/fds-" + std::to_string(pid) + ".img";
+}
+std::string PagemapPath(const std::string& dir, pid_t pid) {
+  return dir + "/pagemap-" + std::to_string(pid) + ".img";
+}
+std::string PagesName(pid_t pid) { return "pages-" + std::to_string(pid) + ".img"; }
+
+Result<pb::Inventory> ReadInventory(const std::string& dir) {
+  if (::access((dir + "/" + kIncompleteMarker).c_str(), F_OK) == 0) {
+    return Invalid(dir + ": the dump in this directory did not complete; refusing to use it");
+  }
+  pb::Inventory inv;
+  std::string path = dir + "/" + kInventoryFile;
+  if (::access(path.c_str(), F_OK) != 0) {
+    return Fail(errno, "no dump in " + dir, "(" + std::string(kInventoryFile) + ")");
+  }
+  LZ_TRY(ReadSingleMessage(path, ImageKind::kInventory, &inv));
+  if (inv.pids_size() == 0 || inv.pids(0) != inv.root_pid()) {
+    return Invalid(path + ": task list does not start with the root pid");
+  }
+  return inv;
+}
+
+namespace {
+
+Status CheckTask(const std::string& dir, pid_t pid, const TaskImages& t) {
+  std::string core = CorePath(dir, pid);
+  if (t.core.pid() != pid) {
+    return Invalid(core + ": holds pid " + std::to_string(t.core.pid()));
+  }
+  if (t.core.threads_size() == 0 || t.core.threads(0).tid() != pid) {
+    return Invalid(core + ": main thread missing");
+  }
+  uint64_t prev_end = 0;
+  for (const pb::Vma& v : t.mm.vmas()) {
+    if (v.start() >= v.end() || v.start() % kPageSize || v.end() % kPageSize ||
+        v.start() < prev_end) {
+      return Invalid(MmPath(dir, pid) + ": VMAs unsorted, empty or overlapping at " +
+                     std::to_string(v.start()));
+    }
+    prev_end = v.end();
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<Dump> LoadDump(const std::string& dir) {
+  Dump d;
+  d.dir = dir;
+  LZ_ASSIGN_OR_RETURN(d.inventory, ReadInventory(dir));
+  for (int32_t pid : d.inventory.pids()) {
+    TaskImages t;
+    LZ_TRY(ReadSingleMessage(CorePath(dir, pid), ImageKind::kCore, &t.core));
+    LZ_TRY(ReadSingleMessage(MmPath(dir, pid), ImageKind::kMm, &t.mm));
+    LZ_TRY(ReadSingleMessage(FdsPath(dir, pid), ImageKind::kFds, &t.fds));
+    LZ_ASSIGN_OR_RETURN(t.pagemap, ReadPagemap(PagemapPath(dir, pid)));
+    LZ_TRY(CheckTask(dir, pid, t));
+    d.tasks.push_back(std::move(t));
+  }
+  return d;
+}
+
+Status MarkIncomplete(const std::string& dir) {
+  return WriteFileAtomically(dir + "/" + kIncompleteMarker, "dump in progress or failed\n");
+}
+
+Status ClearIncomplete(const std::string& dir) {
+  std::string path = dir + "/" + kIncompleteMarker;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return FailErrno("unlink", path);
+  }
+  return Ok();
+}
+
+}  // namespace lz::img

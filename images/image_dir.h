@@ -1,0 +1,48 @@
+// The image directory: which file holds what, and loading a whole dump.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "images/core.pb.h"
+#include "images/files.pb.h"
+#include "images/inventory.pb.h"
+#include "images/mm.pb.h"
+#include "images/pagemap.h"
+
+namespace lz::img {
+
+std::string CorePath(const std::string& dir, pid_t pid);
+std::string MmPath(const std::string& dir, pid_t pid);
+std::string FdsPath(const std::string& dir, pid_t pid);
+std::string PagemapPath(const std::string& dir, pid_t pid);
+/// File name (not path) of a task's page store.
+std::string PagesName(pid_t pid);
+
+/// Everything dumped of one process.
+struct TaskImages {
+  pb::TaskCore core;
+  pb::Mm mm;
+  pb::FdTable fds;
+  PagemapFile pagemap;
+};
+
+struct Dump {
+  std::string dir;
+  pb::Inventory inventory;
+  std::vector<TaskImages> tasks;  // in inventory order: parents before children
+};
+
+/// Reads the inventory, refusing a directory whose dump did not complete.
+[[nodiscard]] Result<pb::Inventory> ReadInventory(const std::string& dir);
+/// Reads every image of the dump in `dir` and checks that they agree with each other.
+[[nodiscard]] Result<Dump> LoadDump(const std::string& dir);
+
+/// Marks `dir` as holding an incomplete dump (a restore refuses it); cleared on success.
+[[nodiscard]] Status MarkIncomplete(const std::string& dir);
+[[nodiscard]] Status ClearIncomplete(const std::string& dir);
+
+}  // namespace lz::img

@@ -1,0 +1,336 @@
+#include "images/page_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "base/crc32c.h"
+#include "base/file_util.h"
+#include "images/image_file.h"
+
+namespace lz::img {
+namespace {
+
+// Chunks compressed per batch and thread: 32 chunks of 16 pages is 2 MiB of input per thread,
+// large enough that thread start-up is noise, small enough to bound the writer's memory.
+constexpr size_t kBatchChunksPerThread = 32;
+constexpr uint64_t kDataStart = kPageSize;  // raw chunks stay page-aligned for O_DIRECT
+
+using ReadAt = std::function<Status(uint64_t off, void* buf, size_t len)>;
+
+struct Layout {
+  PageStoreFooter footer{};
+  std::vector<ChunkIndexEntry> index;
+  uint32_t max_stored = 0;
+};
+
+Status CheckEntry(const std::string& name, const PageStoreFooter& f, const ChunkIndexEntry& e,
+                  uint64_t k) {
+  std::string where = name + ": chunk " + std::to_string(k);
+  bool last = k + 1 == f.chunk_count;
+  uint64_t raw_bytes = uint64_t{e.nr_pages} * kPageSize;
+  if (e.nr_pages == 0 || e.nr_pages > f.chunk_pages || (!last && e.nr_pages != f.chunk_pages)) {
+    return Invalid(where + ": bad page count " + std::to_string(e.nr_pages));
+  }
+  if (e.offset < kDataStart || e.offset > f.index_offset ||
+      e.stored_size > f.index_offset - e.offset) {
+    return Invalid(where + ": bytes outside the data area (offset " + std::to_string(e.offset) + ")");
+  }
+  bool raw = (e.flags & kChunkRaw) != 0;
+  if ((e.flags & ~kChunkRaw) != 0 || (raw && e.stored_size != raw_bytes) ||
+      (!raw && (f.compression != static_cast<uint32_t>(Compression::kZstd) ||
+                e.stored_size > ZSTD_compressBound(raw_bytes)))) {
+    return Invalid(where + ": bad stored size or flags");
+  }
+  return Ok();
+}
+
+Result<Layout> ParseLayout(const std::string& name, uint64_t file_size, const ReadAt& read_at) {
+  if (file_size < kDataStart + sizeof(PageStoreFooter)) {
+    return Invalid(name + ": truncated page store (" + std::to_string(file_size) + " bytes)");
+  }
+  FileHeader h;
+  LZ_TRY(read_at(0, &h, sizeof h));
+  LZ_TRY(CheckHeader(h, name, ImageKind::kPages));
+  Layout l;
+  PageStoreFooter& f = l.footer;
+  uint64_t footer_off = file_size - sizeof f;
+  LZ_TRY(read_at(footer_off, &f, sizeof f));
+  if (f.magic != kFooterMagic || f.footer_crc != Crc32c(&f, offsetof(PageStoreFooter, footer_crc))) {
+    return Invalid(name + ": corrupt or truncated page store footer at offset " +
+                   std::to_string(footer_off));
+  }
+  if (f.chunk_pages == 0 || f.chunk_pages > kMaxChunkPages || f.compression > 1 ||
+      f.index_offset < kDataStart ||
+      f.index_offset + uint64_t{f.chunk_count} * sizeof(ChunkIndexEntry) != footer_off) {
+    return Invalid(name + ": inconsistent page store footer at offset " + std::to_string(footer_off));
+  }
+  l.index.resize(f.chunk_count);
+  LZ_TRY(read_at(f.index_offset, l.index.data(), l.index.size() * sizeof(ChunkIndexEntry)));
+  if (Crc32c(l.index.data(), l.index.size() * sizeof(ChunkIndexEntry)) != f.index_crc) {
+    return Invalid(name + ": chunk index checksum mismatch at offset " +
+                   std::to_string(f.index_offset));
+  }
+  uint64_t pages = 0;
+  for (uint64_t k = 0; k < l.index.size(); k++) {
+    LZ_TRY(CheckEntry(name, f, l.index[k], k));
+    pages += l.index[k].nr_pages;
+    l.max_stored = std::max(l.max_stored, l.index[k].stored_size);
+  }
+  if (pages != f.total_pages) {
+    return Invalid(name + ": index holds " + std::to_string(pages) + " pages, footer says " +
+                   std::to_string(f.total_pages));
+  }
+  return l;
+}
+
+}  // namespace
+
+Result<PageStoreOptions> ParseCompression(const std::string& spec, PageStoreOptions base) {
+  if (spec == "none") {
+    base.compression = Compression::kNone;
+    return base;
+  }
+  if (spec == "zstd") {
+    base.compression = Compression::kZstd;
+    return base;
+  }
+  if (spec.rfind("zstd:", 0) == 0) {
+    int64_t level;
+    if (!ParseI64(spec.substr(5), &level) || level < -7 || level > ZSTD_maxCLevel()) {
+      return Invalid("--compress", "level must be -7.." + std::to_string(ZSTD_maxCLevel()) +
+                                       ", got '" + spec.substr(5) + "'");
+    }
+    base.compression = Compression::kZstd;
+    base.level = static_cast<int>(level);
+    return base;
+  }
+  return Invalid("--compress", "expected zstd, zstd:LEVEL or none, got '" + spec + "'");
+}
+
+PageStoreWriter::PageStoreWriter(std::string path, UniqueFd fd, const PageStoreOptions& opts)
+    : path_(std::move(path)), fd_(std::move(fd)), opts_(opts) {
+  opts_.threads = std::max(1, opts_.threads);
+  for (int i = 0; i < opts_.threads; i++) {
+    cctx_.push_back(ZSTD_createCCtx());
+  }
+  batch_.reserve(kBatchChunksPerThread * opts_.threads * opts_.chunk_pages * kPageSize);
+}
+
+PageStoreWriter::~PageStoreWriter() {
+  for (ZSTD_CCtx* c : cctx_) {
+    ZSTD_freeCCtx(c);
+  }
+}
+
+Result<std::unique_ptr<PageStoreWriter>> PageStoreWriter::Create(const std::string& path,
+                                                                 const PageStoreOptions& opts) {
+  if (opts.chunk_pages == 0 || opts.chunk_pages > kMaxChunkPages) {
+    return Invalid("--chunk-pages", "must be 1.." + std::to_string(kMaxChunkPages));
+  }
+  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC));
+  std::vector<std::byte> head(kDataStart);
+  FileHeader h = MakeHeader(ImageKind::kPages);
+  std::memcpy(head.data(), &h, sizeof h);
+  LZ_TRY_CTX(WriteAll(fd.get(), head), path);
+  auto w = std::unique_ptr<PageStoreWriter>(new PageStoreWriter(path, std::move(fd), opts));
+  w->file_off_ = kDataStart;
+  return w;
+}
+
+Status PageStoreWriter::Append(std::span<const std::byte> pages) {
+  if (pages.size() % kPageSize != 0) {
+    return Invalid("page store append", "size is not whole pages");
+  }
+  const size_t batch_bytes = kBatchChunksPerThread * opts_.threads * opts_.chunk_pages * kPageSize;
+  while (!pages.empty()) {
+    size_t take = std::min(pages.size(), batch_bytes - batch_.size());
+    batch_.insert(batch_.end(), pages.begin(), pages.begin() + take);
+    pages = pages.subspan(take);
+    pages_appended_ += take / kPageSize;
+    if (batch_.size() == batch_bytes) {
+      LZ_TRY(FlushBatch(false));
+    }
+  }
+  return Ok();
+}
+
+Status PageStoreWriter::CompressBatch(size_t nr_chunks) {
+  const size_t chunk_bytes = size_t{opts_.chunk_pages} * kPageSize;
+  out_.resize(nr_chunks);
+  auto work = [&](size_t t) {
+    for (size_t k = t; k < nr_chunks; k += cctx_.size()) {
+      size_t len = std::min(chunk_bytes, batch_.size() - k * chunk_bytes);
+      const std::byte* src = batch_.data() + k * chunk_bytes;
+      std::vector<std::byte>& dst = out_[k];
+      if (opts_.compression == Compression::kZstd) {
+        dst.resize(ZSTD_compressBound(len));
+        size_t n = ZSTD_compressCCtx(cctx_[t], dst.data(), dst.size(), src, len, opts_.level);
+        if (!ZSTD_isError(n) && n < len) {
+          dst.resize(n);
+          continue;
+        }
+      }
+      dst.clear();  // stored raw: written straight from the batch
+    }
+  };
+  std::vector<std::thread> helpers;
+  size_t nthreads = std::min(cctx_.size(), nr_chunks);
+  for (size_t t = 1; t < nthreads; t++) {
+    helpers.emplace_back(work, t);
+  }
+  work(0);
+  for (std::thread& th : helpers) {
+    th.join();
+  }
+  return Ok();
+}
+
+Status PageStoreWriter::FlushBatch(bool final) {
+  const size_t chunk_bytes = size_t{opts_.chunk_pages} * kPageSize;
+  size_t nr_chunks = final ? (batch_.size() + chunk_bytes - 1) / chunk_bytes
+                           : batch_.size() / chunk_bytes;
+  if (nr_chunks == 0) {
+    return Ok();
+  }
+  LZ_TRY(CompressBatch(nr_chunks));
+  for (size_t k = 0; k < nr_chunks; k++) {
+    size_t len = std::min(chunk_bytes, batch_.size() - k * chunk_bytes);
+    bool raw = out_[k].empty();
+    std::span<const std::byte> bytes =
+        raw ? std::span<const std::byte>(batch_.data() + k * chunk_bytes, len)
+            : std::span<const std::byte>(out_[k]);
+    ChunkIndexEntry e{file_off_, static_cast<uint32_t>(bytes.size()), Crc32c(bytes),
+                      static_cast<uint32_t>(len / kPageSize), raw ? kChunkRaw : 0};
+    LZ_TRY_CTX(WriteAll(fd_.get(), bytes), path_);
+    index_.push_back(e);
+    file_off_ += bytes.size();
+    stats_.chunks++;
+    stats_.pages += e.nr_pages;
+    stats_.bytes_in += len;
+    stats_.bytes_out += bytes.size();
+  }
+  size_t used = std::min(batch_.size(), nr_chunks * chunk_bytes);
+  batch_.erase(batch_.begin(), batch_.begin() + used);
+  return Ok();
+}
+
+Result<PageStoreStats> PageStoreWriter::Finish() {
+  LZ_TRY(FlushBatch(true));
+  PageStoreFooter f{};
+  f.index_offset = file_off_;
+  f.total_pages = stats_.pages;
+  f.chunk_count = static_cast<uint32_t>(index_.size());
+  f.chunk_pages = opts_.chunk_pages;
+  f.compression = static_cast<uint32_t>(opts_.compression);
+  f.level = opts_.level;
+  f.index_crc = Crc32c(index_.data(), index_.size() * sizeof(ChunkIndexEntry));
+  f.magic = kFooterMagic;
+  f.footer_crc = Crc32c(&f, offsetof(PageStoreFooter, footer_crc));
+  LZ_TRY_CTX(WriteAll(fd_.get(), std::as_bytes(std::span(index_))), path_);
+  LZ_TRY_CTX(WriteAll(fd_.get(), std::as_bytes(std::span(&f, 1))), path_);
+  LZ_TRY_CTX(std::move(fd_).Close(), path_);
+  std::string tmp = path_ + ".tmp";
+  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+    return FailErrno("rename", tmp);
+  }
+  return stats_;
+}
+
+Result<std::unique_ptr<PageStoreReader>> PageStoreReader::Open(const std::string& path) {
+  auto r = std::unique_ptr<PageStoreReader>(new PageStoreReader());
+  r->path_ = path;
+  LZ_ASSIGN_OR_RETURN(r->fd_, OpenFile(path, O_RDONLY));
+  struct stat st;
+  if (fstat(r->fd_.get(), &st) != 0) {
+    return FailErrno("fstat", path);
+  }
+  r->file_size_ = st.st_size;
+  int fd = r->fd_.get();
+  auto read_at = [&](uint64_t off, void* buf, size_t len) -> Status {
+    auto n = PreadFull(fd, std::span(static_cast<std::byte*>(buf), len), off);
+    if (!n) {
+      return Unexpected{n.error().Wrap(path)};
+    }
+    if (*n != len) {
+      return Invalid(path + ": truncated at offset " + std::to_string(off + *n));
+    }
+    return Ok();
+  };
+  LZ_ASSIGN_OR_RETURN(Layout l, ParseLayout(path, r->file_size_, read_at));
+  r->footer_ = l.footer;
+  r->index_ = std::move(l.index);
+  r->max_stored_ = l.max_stored;
+  return r;
+}
+
+Status PageStoreReader::DecodeChunk(uint64_t k, std::span<const std::byte> stored,
+                                    std::span<std::byte> out, ZSTD_DCtx* dctx) const {
+  const ChunkIndexEntry& e = index_[k];
+  size_t raw_bytes = size_t{e.nr_pages} * kPageSize;
+  if (stored.size() != e.stored_size || out.size() < raw_bytes) {
+    return Invalid(path_ + ": chunk " + std::to_string(k) + ": buffer size mismatch");
+  }
+  if (Crc32c(stored) != e.crc) {
+    return Invalid(path_ + ": chunk " + std::to_string(k) + " checksum mismatch at offset " +
+                   std::to_string(e.offset));
+  }
+  if (e.flags & kChunkRaw) {
+    std::memcpy(out.data(), stored.data(), raw_bytes);
+    return Ok();
+  }
+  size_t n = ZSTD_decompressDCtx(dctx, out.data(), raw_bytes, stored.data(), stored.size());
+  if (ZSTD_isError(n) || n != raw_bytes) {
+    return Invalid(path_ + ": chunk " + std::to_string(k) + " does not decode at offset " +
+                   std::to_string(e.offset) +
+                   (ZSTD_isError(n) ? std::string(" (") + ZSTD_getErrorName(n) + ")" : ""));
+  }
+  return Ok();
+}
+
+Status PageStoreReader::ReadChunk(uint64_t k, std::span<std::byte> scratch,
+                                  std::span<std::byte> out, ZSTD_DCtx* dctx) const {
+  const ChunkIndexEntry& e = index_[k];
+  if (scratch.size() < e.stored_size) {
+    return Invalid(path_ + ": scratch buffer too small");
+  }
+  LZ_ASSIGN_OR_RETURN(size_t n, PreadFull(fd_.get(), scratch.first(e.stored_size), e.offset));
+  if (n != e.stored_size) {
+    return Invalid(path_ + ": truncated at offset " + std::to_string(e.offset + n));
+  }
+  return DecodeChunk(k, scratch.first(e.stored_size), out, dctx);
+}
+
+Status ValidatePageStoreBytes(const std::string& name, std::string_view bytes) {
+  auto read_at = [&](uint64_t off, void* buf, size_t len) -> Status {
+    if (off > bytes.size() || len > bytes.size() - off) {
+      return Invalid(name + ": truncated at offset " + std::to_string(off));
+    }
+    std::memcpy(buf, bytes.data() + off, len);
+    return Ok();
+  };
+  LZ_ASSIGN_OR_RETURN(Layout l, ParseLayout(name, bytes.size(), read_at));
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  std::vector<std::byte> out(size_t{l.footer.chunk_pages} * kPageSize);
+  Status st = Ok();
+  for (uint64_t k = 0; k < l.index.size() && st; k++) {
+    const ChunkIndexEntry& e = l.index[k];
+    auto stored = std::as_bytes(std::span(bytes.data() + e.offset, e.stored_size));
+    if (Crc32c(stored) != e.crc) {
+      st = Invalid(name + ": chunk " + std::to_string(k) + " checksum mismatch");
+    } else if (!(e.flags & kChunkRaw)) {
+      size_t n = ZSTD_decompressDCtx(dctx, out.data(), out.size(), stored.data(), stored.size());
+      if (ZSTD_isError(n) || n != size_t{e.nr_pages} * kPageSize) {
+        st = Invalid(name + ": chunk " + std::to_string(k) + " does not decode");
+      }
+    }
+  }
+  ZSTD_freeDCtx(dctx);
+  return st;
+}
+
+}  // namespace lz::img

@@ -1,0 +1,108 @@
+// The page store: a task's dumped pages in chunks of N pages, each chunk an independent zstd
+// frame (or raw pages), with an index so that one fault reads and decodes one chunk.
+#pragma once
+
+#include <zstd.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "images/format.h"
+
+namespace lz::img {
+
+struct PageStoreOptions {
+  uint32_t chunk_pages = kDefaultChunkPages;
+  Compression compression = Compression::kZstd;
+  int level = 1;
+  int threads = 2;  // compression threads
+};
+
+/// Parses "zstd", "zstd:LEVEL" or "none" (the --compress option).
+[[nodiscard]] Result<PageStoreOptions> ParseCompression(const std::string& spec,
+                                                        PageStoreOptions base);
+
+struct PageStoreStats {
+  uint64_t pages = 0;
+  uint64_t chunks = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;  // chunk bytes on disk
+};
+
+/// Streams pages into a new page store with bounded memory: pages are buffered up to one batch
+/// of chunks, compressed on `threads` threads, and written in order. Not thread-safe itself.
+class PageStoreWriter {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<PageStoreWriter>> Create(
+      const std::string& path, const PageStoreOptions& opts);
+  ~PageStoreWriter();
+
+  /// Appends whole pages (size a multiple of kPageSize); they get the next page indexes.
+  [[nodiscard]] Status Append(std::span<const std::byte> pages);
+  uint64_t pages_appended() const { return pages_appended_; }
+  /// Writes the last chunk, the index and the footer, and renames the file into place.
+  [[nodiscard]] Result<PageStoreStats> Finish();
+
+ private:
+  PageStoreWriter(std::string path, UniqueFd fd, const PageStoreOptions& opts);
+  Status FlushBatch(bool final);
+  Status CompressBatch(size_t nr_chunks);
+
+  std::string path_;
+  UniqueFd fd_;
+  PageStoreOptions opts_;
+  std::vector<std::byte> batch_;  // raw pages waiting for compression
+  std::vector<std::vector<std::byte>> out_;  // compressed chunk buffers of the batch
+  std::vector<ZSTD_CCtx*> cctx_;
+  std::vector<ChunkIndexEntry> index_;
+  uint64_t file_off_ = 0;
+  uint64_t pages_appended_ = 0;
+  PageStoreStats stats_;
+};
+
+/// Random access to the chunks of a page store. Thread-safe for concurrent reads as long as
+/// each thread brings its own decoder (ZSTD_DCtx) and buffers.
+class PageStoreReader {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<PageStoreReader>> Open(const std::string& path);
+
+  uint32_t chunk_pages() const { return footer_.chunk_pages; }
+  uint64_t chunk_count() const { return index_.size(); }
+  uint64_t total_pages() const { return footer_.total_pages; }
+  Compression compression() const { return static_cast<Compression>(footer_.compression); }
+  int level() const { return footer_.level; }
+  uint64_t file_size() const { return file_size_; }
+  const ChunkIndexEntry& chunk(uint64_t k) const { return index_[k]; }
+  int fd() const { return fd_.get(); }
+  const std::string& path() const { return path_; }
+  /// Largest stored chunk, to size read buffers.
+  uint32_t max_stored_size() const { return max_stored_; }
+
+  /// Reads chunk `k` into `scratch` (>= max_stored_size()) and decodes it into `out`
+  /// (>= chunk(k).nr_pages pages). Checks the CRC before decoding.
+  [[nodiscard]] Status ReadChunk(uint64_t k, std::span<std::byte> scratch, std::span<std::byte> out,
+                                 ZSTD_DCtx* dctx) const;
+  /// Decodes chunk `k` from its stored bytes (read by the caller, e.g. through io_uring).
+  [[nodiscard]] Status DecodeChunk(uint64_t k, std::span<const std::byte> stored,
+                                   std::span<std::byte> out, ZSTD_DCtx* dctx) const;
+
+ private:
+  PageStoreReader() = default;
+  std::string path_;
+  UniqueFd fd_;
+  PageStoreFooter footer_{};
+  std::vector<ChunkIndexEntry> index_;
+  uint64_t file_size_ = 0;
+  uint32_t max_stored_ = 0;
+};
+
+/// Validates a page store held in memory (header, footer, index, every chunk). For the fuzzer
+/// and `lazarus show`.
+[[nodiscard]] Status ValidatePageStoreBytes(const std::string& name, std::string_view bytes);
+
+}  // namespace lz::img
