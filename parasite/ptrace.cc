@@ -1,0 +1,175 @@
+#include "parasite/ptrace.h"
+
+#include <elf.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace lz {
+namespace {
+
+// Kernel-internal restart codes a syscall leaves in rax when a stop interrupted it.
+constexpr long kErestartSys = 512;
+constexpr long kErestartNoIntr = 513;
+constexpr long kErestartNoHand = 514;
+constexpr long kErestartRestartBlock = 516;
+
+std::string Tid(pid_t tid) { return "tid " + std::to_string(tid); }
+
+}  // namespace
+
+PtraceAttachment& PtraceAttachment::operator=(PtraceAttachment&& o) noexcept {
+  if (this != &o) {
+    Detach();
+    tid_ = o.tid_;
+    o.tid_ = -1;
+  }
+  return *this;
+}
+
+void PtraceAttachment::Detach() {
+  if (tid_ > 0) {
+    ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+    tid_ = -1;
+  }
+}
+
+Result<int> WaitForStop(pid_t tid) {
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(tid, &status, __WALL);
+    if (r < 0 && errno == EINTR) {
+      continue;
+    }
+    if (r < 0) {
+      return FailErrno("waitpid", Tid(tid));
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      return Fail(ESRCH, "wait for stop", Tid(tid) + " exited");
+    }
+    return status;
+  }
+}
+
+Result<PtraceAttachment> SeizeAndStop(pid_t tid, long options) {
+  if (::ptrace(PTRACE_SEIZE, tid, nullptr, options) != 0) {
+    return FailErrno("ptrace seize", Tid(tid));
+  }
+  PtraceAttachment att(tid);
+  if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
+    return FailErrno("ptrace interrupt", Tid(tid));
+  }
+  for (;;) {
+    LZ_ASSIGN_OR_RETURN(int status, WaitForStop(tid));
+    if (status >> 16 == PTRACE_EVENT_STOP) {
+      return att;
+    }
+    // A signal-delivery stop raced with the interrupt: let the signal be delivered as it
+    // would have been (it stays pending if blocked) and wait for the interrupt's stop.
+    int sig = WIFSTOPPED(status) ? WSTOPSIG(status) : 0;
+    if (::ptrace(PTRACE_CONT, tid, nullptr, sig) != 0) {
+      return FailErrno("ptrace cont", Tid(tid));
+    }
+  }
+}
+
+Result<Regs> GetRegs(pid_t tid) {
+  Regs r;
+  if (::ptrace(PTRACE_GETREGS, tid, nullptr, &r) != 0) {
+    return FailErrno("ptrace getregs", Tid(tid));
+  }
+  return r;
+}
+
+Status SetRegs(pid_t tid, const Regs& regs) {
+  if (::ptrace(PTRACE_SETREGS, tid, nullptr, &regs) != 0) {
+    return FailErrno("ptrace setregs", Tid(tid));
+  }
+  return Ok();
+}
+
+Result<std::string> GetXstate(pid_t tid) {
+  std::string buf(64 << 10, '\0');
+  iovec iov{buf.data(), buf.size()};
+  if (::ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, &iov) != 0) {
+    return FailErrno("ptrace getregset xstate", Tid(tid));
+  }
+  buf.resize(iov.iov_len);
+  return buf;
+}
+
+Status SetXstate(pid_t tid, const std::string& xstate) {
+  std::string copy = xstate;
+  iovec iov{copy.data(), copy.size()};
+  if (::ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov) != 0) {
+    return FailErrno("ptrace setregset xstate", Tid(tid));
+  }
+  return Ok();
+}
+
+Result<uint64_t> GetSigmask(pid_t tid) {
+  uint64_t mask = 0;
+  if (::ptrace(PTRACE_GETSIGMASK, tid, sizeof mask, &mask) != 0) {
+    return FailErrno("ptrace getsigmask", Tid(tid));
+  }
+  return mask;
+}
+
+Status SetSigmask(pid_t tid, uint64_t mask) {
+  if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof mask, &mask) != 0) {
+    return FailErrno("ptrace setsigmask", Tid(tid));
+  }
+  return Ok();
+}
+
+Result<RseqConfig> GetRseqConfig(pid_t tid) {
+  __ptrace_rseq_configuration conf{};
+  long n = ::ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof conf, &conf);
+  if (n < 0) {
+    return FailErrno("ptrace get_rseq_configuration", Tid(tid));
+  }
+  return RseqConfig{conf.rseq_abi_pointer, conf.rseq_abi_size, conf.flags, conf.signature};
+}
+
+Result<std::vector<std::string>> PeekPendingSignals(pid_t tid, bool shared) {
+  std::vector<std::string> out;
+  for (uint64_t off = 0;; off++) {
+    __ptrace_peeksiginfo_args args{off, shared ? static_cast<uint32_t>(PTRACE_PEEKSIGINFO_SHARED) : 0u, 1};
+    siginfo_t si;
+    long n = ::ptrace(PTRACE_PEEKSIGINFO, tid, &args, &si);
+    if (n < 0) {
+      return FailErrno("ptrace peeksiginfo", Tid(tid));
+    }
+    if (n == 0) {
+      return out;
+    }
+    out.emplace_back(reinterpret_cast<const char*>(&si), sizeof si);
+  }
+}
+
+void ApplySyscallRestart(Regs* regs) {
+  if (static_cast<long>(regs->orig_rax) < 0) {
+    return;
+  }
+  switch (-static_cast<long>(regs->rax)) {
+    case kErestartSys:
+    case kErestartNoIntr:
+    case kErestartNoHand:
+      regs->rax = regs->orig_rax;
+      regs->rip -= 2;  // back onto the 2-byte syscall instruction
+      break;
+    case kErestartRestartBlock:
+      regs->rax = SYS_restart_syscall;
+      regs->rip -= 2;
+      break;
+    default:
+      break;
+  }
+  regs->orig_rax = static_cast<unsigned long long>(-1);
+}
+
+}  // namespace lz
