@@ -9,7 +9,7 @@ namespace {
 
 // The one piece of process-wide mutable state: logging is configured once by main() before
 // any component runs, and only read afterwards.
-int g_level = static_cast<int>(LogLevel::kInfo);
+int g_level = static_cast<int>(LogLevel::kWarn);
 FILE* g_out = nullptr;
 
 const char* Prefix(LogLevel l) {

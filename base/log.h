@@ -1,5 +1,5 @@
 // Leveled logging to stderr or to the file given with -o. The verbosity follows CRIU's -v:
-// 0 errors only, 1 warnings, 2 info (default), 3 debug, 4 trace.
+// 1 errors only, 2 also warnings (default), 3 also info, 4 also debug, 5 trace.
 #pragma once
 
 #include <cstdio>
@@ -7,7 +7,7 @@
 
 namespace lz {
 
-enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3, kTrace = 4 };
+enum class LogLevel { kError = 1, kWarn = 2, kInfo = 3, kDebug = 4, kTrace = 5 };
 
 /// Process-wide log settings; set once by the command front-end before any work starts.
 void SetLogLevel(int level);

@@ -1,0 +1,39 @@
+// What the running kernel offers lazarus, probed once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lz {
+
+struct Feature {
+  std::string name;
+  bool present = false;
+  bool required = false;
+  std::string detail;  // why it is missing, or what was found
+};
+
+/// An immutable snapshot of the kernel's features, passed by const reference to the components
+/// that depend on them. Thread-safe (read-only after Probe()).
+class KernelFeatures {
+ public:
+  /// Runs every probe (forks short-lived children; takes a few milliseconds).
+  static KernelFeatures Probe();
+
+  const std::vector<Feature>& all() const { return features_; }
+  /// nullptr when `name` is not a known feature.
+  const Feature* Find(const std::string& name) const;
+  bool Has(const std::string& name) const {
+    const Feature* f = Find(name);
+    return f != nullptr && f->present;
+  }
+  bool RequiredPresent() const;
+  /// UFFD_FEATURE_* bits the kernel reported to UFFDIO_API.
+  unsigned long long uffd_features() const { return uffd_features_; }
+
+ private:
+  std::vector<Feature> features_;
+  unsigned long long uffd_features_ = 0;
+};
+
+}  // namespace lz

@@ -1,0 +1,109 @@
+// The `lazarus` command: CRIU's command line over lazarus's components.
+#include <cstdio>
+#include <cstring>
+
+#include "base/log.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "dump/dump.h"
+#include "images/page_store.h"
+
+namespace lz {
+namespace {
+
+int Report(const Error& e) {
+  std::fprintf(stderr, "Error: %s\n", e.Message().c_str());
+  return 1;
+}
+
+void PrintDumpStats(const pb::DumpStats& s) {
+  std::printf(
+      "Displaying dump stats:\n"
+      "Frozen time: %lu us\nMemory dump time: %lu us\nTotal time: %lu us\n"
+      "Pages scanned: %lu\nPages present: %lu\nPages zero (not stored): %lu\n"
+      "Pages written: %lu\nBytes before compression: %lu\nBytes after compression: %lu\n",
+      s.frozen_ns() / 1000, s.memdump_ns() / 1000, s.total_ns() / 1000, s.pages_scanned(),
+      s.pages_present(), s.pages_zero(), s.pages_written(), s.bytes_in(), s.bytes_out());
+}
+
+int RunDumpCommand(const CliOptions& o) {
+  if (o.tree == 0) {
+    std::fprintf(stderr, "Error: dump needs -t PID\n");
+    return 1;
+  }
+  if (o.leave_running && o.leave_stopped) {
+    std::fprintf(stderr, "Error: --leave-running and --leave-stopped exclude each other\n");
+    return 1;
+  }
+  if (o.page_server || o.lazy_pages) {
+    std::fprintf(stderr, "Error: dump --page-server/--lazy-pages is not implemented yet\n");
+    return 1;
+  }
+  DumpOptions d;
+  d.pid = o.tree;
+  d.dir = o.images_dir;
+  d.after = o.leave_running   ? DumpOptions::After::kLeaveRunning
+            : o.leave_stopped ? DumpOptions::After::kLeaveStopped
+                              : DumpOptions::After::kKill;
+  d.shell_job = o.shell_job;
+  d.timeout_sec = o.timeout;
+  d.command_line = o.argv;
+  img::PageStoreOptions store;
+  store.chunk_pages = static_cast<uint32_t>(o.chunk_pages);
+  auto parsed = img::ParseCompression(o.compress, store);
+  if (!parsed) {
+    return Report(parsed.error());
+  }
+  d.store = *parsed;
+  auto stats = RunDump(d);
+  if (!stats) {
+    return Report(stats.error());
+  }
+  if (o.display_stats) {
+    PrintDumpStats(*stats);
+  }
+  return 0;
+}
+
+int NotYet(const char* what) {
+  std::fprintf(stderr, "Error: '%s' is not implemented yet in this version of lazarus\n", what);
+  return 1;
+}
+
+int Dispatch(const CliOptions& o) {
+  const std::string& c = o.command;
+  if (c == "dump") return RunDumpCommand(o);
+  if (c == "check") return RunCheckCommand(o);
+  if (c == "show") return RunShowCommand(o);
+  if (c == "pre-dump") return NotYet("pre-dump");
+  if (c == "page-server") return NotYet("page-server");
+  if (c == "restore") return NotYet("restore");
+  if (c == "lazy-pages") return NotYet("lazy-pages");
+  std::fprintf(stderr, "Error: unknown command '%s'; see 'lazarus --help'\n", c.c_str());
+  return 1;
+}
+
+}  // namespace
+}  // namespace lz
+
+int main(int argc, char** argv) {
+  auto opts = lz::ParseOptions(argc, argv);
+  if (!opts) {
+    std::fprintf(stderr, "Error: %s\n", opts.error().Message().c_str());
+    return 1;
+  }
+  if (opts->command.empty()) {
+    lz::PrintUsage();
+    return opts->help ? 0 : 1;
+  }
+  if (opts->help) {
+    return lz::PrintCommandHelp(opts->command) ? 0 : 1;
+  }
+  lz::SetLogLevel(opts->verbosity);
+  if (!opts->log_file.empty() && !lz::SetLogFile(opts->log_file)) {
+    std::fprintf(stderr, "Error: cannot open log file %s: %s\n", opts->log_file.c_str(),
+                 std::strerror(errno));
+    return 1;
+  }
+  return lz::Dispatch(*opts);
+}

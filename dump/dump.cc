@@ -1,0 +1,197 @@
+#include "dump/dump.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "base/clock.h"
+#include "base/file_util.h"
+#include "base/cpu.h"
+#include "base/log.h"
+#include "dump/freezer.h"
+#include "dump/parasite_session.h"
+#include "dump/proc.h"
+#include "dump/task_dump.h"
+#include "images/image_dir.h"
+#include "images/image_file.h"
+
+namespace lz {
+namespace {
+
+Status CheckDeadline(const Deadline& d, const char* step) {
+  if (d.Expired()) {
+    return Fail(ETIMEDOUT, "dump", std::string("timed out while ") + step);
+  }
+  return Ok();
+}
+
+Status CheckShellJob(const std::vector<pb::TaskCore>& cores, const std::vector<pb::FdTable>& fds,
+                     bool shell_job) {
+  if (shell_job) {
+    return Ok();
+  }
+  const pb::TaskCore& root = cores.front();
+  auto in_tree = [&](pid_t p) {
+    return std::any_of(cores.begin(), cores.end(), [p](const pb::TaskCore& c) { return c.pid() == p; });
+  };
+  if (!in_tree(root.sid())) {
+    return Invalid("dump", "the session leader of pid " + std::to_string(root.pid()) + " (" +
+                               std::to_string(root.sid()) +
+                               ") is outside the dumped tree; use --shell-job (-j) or start it with setsid");
+  }
+  for (size_t i = 0; i < fds.size(); i++) {
+    for (const pb::OpenFile& f : fds[i].files()) {
+      if (f.type() == pb::FILE_TTY) {
+        return Invalid("dump", "pid " + std::to_string(cores[i].pid()) + " has terminal " +
+                                   f.path() + " open; use --shell-job (-j)");
+      }
+    }
+  }
+  return Ok();
+}
+
+class TreeDumper {
+ public:
+  TreeDumper(const DumpOptions& opts, FrozenTree& tree, const Deadline& deadline)
+      : opts_(opts), tree_(tree), deadline_(deadline) {}
+
+  Status DumpAll(pb::DumpStats* stats) {
+    for (FrozenTask& t : tree_.tasks()) {
+      LZ_TRY_CTX(DumpMeta(t), "dump pid " + std::to_string(t.pid));
+      LZ_TRY(CheckDeadline(deadline_, "collecting task state"));
+    }
+    LZ_TRY(CheckShellJob(cores_, fds_, opts_.shell_job));
+    for (size_t i = 0; i < cores_.size(); i++) {
+      pid_t pid = cores_[i].pid();
+      LZ_TRY(img::WriteSingleMessage(img::CorePath(opts_.dir, pid), img::ImageKind::kCore, cores_[i]));
+      LZ_TRY(img::WriteSingleMessage(img::MmPath(opts_.dir, pid), img::ImageKind::kMm, mms_[i]));
+      LZ_TRY(img::WriteSingleMessage(img::FdsPath(opts_.dir, pid), img::ImageKind::kFds, fds_[i]));
+    }
+    uint64_t t0 = MonotonicNs();
+    for (size_t i = 0; i < cores_.size(); i++) {
+      LZ_ASSIGN_OR_RETURN(MemoryStats m, DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store));
+      LZ_TRY(CheckDeadline(deadline_, "dumping memory"));
+      stats->set_pages_scanned(stats->pages_scanned() + m.pages_scanned);
+      stats->set_pages_present(stats->pages_present() + m.pages_present);
+      stats->set_pages_zero(stats->pages_zero() + m.pages_zero);
+      stats->set_pages_written(stats->pages_written() + m.pages_written);
+      stats->set_bytes_in(stats->bytes_in() + m.bytes_in);
+      stats->set_bytes_out(stats->bytes_out() + m.bytes_out);
+      stats->set_threads(stats->threads() + cores_[i].threads_size());
+    }
+    stats->set_memdump_ns(MonotonicNs() - t0);
+    stats->set_tasks(static_cast<uint32_t>(cores_.size()));
+    return Ok();
+  }
+
+  const std::vector<pb::TaskCore>& cores() const { return cores_; }
+
+ private:
+  Status DumpMeta(FrozenTask& t) {
+    std::vector<pid_t> tids;
+    for (const PtraceAttachment& a : t.threads) {
+      tids.push_back(a.tid());
+    }
+    LZ_ASSIGN_OR_RETURN(std::string smaps,
+                        ReadFileToString("/proc/" + std::to_string(t.pid) + "/smaps"));
+    LZ_ASSIGN_OR_RETURN(std::vector<ProcVma> vmas, ParseSmaps(smaps));
+    LZ_ASSIGN_OR_RETURN(auto parasite, ParasiteSession::Start(t.pid, tids));
+    LZ_ASSIGN_OR_RETURN(pb::TaskCore core, DumpCore(t, *parasite));
+    LZ_ASSIGN_OR_RETURN(pb::Mm mm, DumpMm(t.pid, vmas, *parasite));
+    LZ_TRY(parasite->Finish());
+    // smaps was read before the parasite mapped its scratch page, so the page is not among
+    // the VMAs; Finish() has unmapped it again.
+    LZ_ASSIGN_OR_RETURN(pb::FdTable fds, DumpFds(t.pid, opts_.dir));
+    cores_.push_back(std::move(core));
+    mms_.push_back(std::move(mm));
+    fds_.push_back(std::move(fds));
+    return Ok();
+  }
+
+  const DumpOptions& opts_;
+  FrozenTree& tree_;
+  const Deadline& deadline_;
+  std::vector<pb::TaskCore> cores_;
+  std::vector<pb::Mm> mms_;
+  std::vector<pb::FdTable> fds_;
+};
+
+pb::Inventory MakeInventory(const DumpOptions& opts, const std::vector<pb::TaskCore>& cores,
+                            uint64_t frozen_ns) {
+  pb::Inventory inv;
+  inv.set_format_version(img::kFormatVersion);
+  inv.set_root_pid(opts.pid);
+  for (const pb::TaskCore& c : cores) {
+    inv.add_pids(c.pid());
+  }
+  utsname u;
+  if (uname(&u) == 0) {
+    inv.set_kernel_release(u.release);
+    inv.set_machine(u.machine);
+  }
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  inv.set_dumped_at_unix_ns(ts.tv_sec * 1000000000ull + ts.tv_nsec);
+  inv.set_chunk_pages(opts.store.chunk_pages);
+  inv.set_compression(opts.store.compression == img::Compression::kNone
+                          ? "none"
+                          : "zstd:" + std::to_string(opts.store.level));
+  inv.set_xsave_features(XsaveFeatures());
+  if (!cores.empty() && cores[0].threads_size() > 0) {
+    inv.set_xsave_size(static_cast<uint32_t>(cores[0].threads(0).xsave().size()));
+  }
+  inv.set_tool_version(LAZARUS_VERSION);
+  for (const std::string& a : opts.command_line) {
+    inv.add_command_line(a);
+  }
+  inv.set_shell_job(opts.shell_job);
+  inv.set_frozen_ns(frozen_ns);
+  return inv;
+}
+
+}  // namespace
+
+Result<pb::DumpStats> RunDump(const DumpOptions& opts) {
+  uint64_t start = MonotonicNs();
+  if (opts.pid <= 0 || ::kill(opts.pid, 0) != 0) {
+    return Fail(ESRCH, "dump", "no process with pid " + std::to_string(opts.pid));
+  }
+  if (::mkdir(opts.dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return FailErrno("mkdir", opts.dir);
+  }
+  LZ_TRY(img::MarkIncomplete(opts.dir));
+  ::unlink((opts.dir + "/" + img::kInventoryFile).c_str());
+
+  Deadline deadline(opts.timeout_sec * 1000000000ull);
+  uint64_t freeze_start = MonotonicNs();
+  LZ_ASSIGN_OR_RETURN(std::unique_ptr<FrozenTree> tree, FrozenTree::Freeze(opts.pid));
+  // From here on an early return destroys `tree`, which resumes every task.
+  pb::DumpStats stats;
+  TreeDumper dumper(opts, *tree, deadline);
+  LZ_TRY(dumper.DumpAll(&stats));
+  uint64_t frozen_ns = MonotonicNs() - freeze_start;
+  LZ_TRY(img::WriteSingleMessage(opts.dir + "/" + img::kInventoryFile, img::ImageKind::kInventory,
+                                 MakeInventory(opts, dumper.cores(), frozen_ns)));
+  LZ_TRY(img::ClearIncomplete(opts.dir));
+  switch (opts.after) {
+    case DumpOptions::After::kKill:
+      tree->Kill();
+      break;
+    case DumpOptions::After::kLeaveRunning:
+      tree->Resume();
+      break;
+    case DumpOptions::After::kLeaveStopped:
+      tree->LeaveStopped();
+      break;
+  }
+  stats.set_frozen_ns(MonotonicNs() - freeze_start);
+  stats.set_total_ns(MonotonicNs() - start);
+  LZ_TRY(img::WriteSingleMessage(opts.dir + "/stats-dump", img::ImageKind::kStats, stats));
+  return stats;
+}
+
+}  // namespace lz

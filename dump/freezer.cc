@@ -1,0 +1,129 @@
+#include "dump/freezer.h"
+
+#include <signal.h>
+#include <sys/ptrace.h>
+
+#include <algorithm>
+#include <deque>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "dump/proc.h"
+
+namespace lz {
+namespace {
+
+constexpr uint64_t kPfKthread = 0x00200000;  // PF_KTHREAD in /proc/PID/stat flags
+constexpr long kSeizeOptions = PTRACE_O_TRACESYSGOOD;
+
+std::string ProcPath(pid_t pid, const std::string& rest) {
+  return "/proc/" + std::to_string(pid) + "/" + rest;
+}
+
+Status CheckDumpable(pid_t pid) {
+  auto stat_text = ReadFileToString(ProcPath(pid, "stat"));
+  if (!stat_text) {
+    return Fail(ESRCH, "dump", "no process with pid " + std::to_string(pid));
+  }
+  LZ_ASSIGN_OR_RETURN(ProcStat st, ParseStat(*stat_text));
+  if (st.flags & kPfKthread) {
+    return Invalid("dump", "pid " + std::to_string(pid) + " is a kernel thread");
+  }
+  if (st.state == 'Z') {
+    return Invalid("dump", "pid " + std::to_string(pid) + " is a zombie; zombies are not supported yet");
+  }
+  LZ_ASSIGN_OR_RETURN(std::string status_text, ReadFileToString(ProcPath(pid, "status")));
+  LZ_ASSIGN_OR_RETURN(ProcStatus status, ParseStatus(status_text));
+  if (status.tracer_pid != 0) {
+    return Invalid("dump", "pid " + std::to_string(pid) + " is already traced by pid " +
+                               std::to_string(status.tracer_pid));
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Status FrozenTree::FreezeTask(pid_t pid) {
+  LZ_TRY(CheckDumpable(pid));
+  FrozenTask task;
+  task.pid = pid;
+  // Threads can be born while we seize their siblings: list again until nothing is new.
+  for (bool grew = true; grew;) {
+    grew = false;
+    LZ_ASSIGN_OR_RETURN(std::vector<int> tids, ListNumericDir(ProcPath(pid, "task")));
+    std::stable_partition(tids.begin(), tids.end(), [pid](int t) { return t == pid; });
+    for (int tid : tids) {
+      bool known = std::any_of(task.threads.begin(), task.threads.end(),
+                               [tid](const PtraceAttachment& a) { return a.tid() == tid; });
+      if (known) {
+        continue;
+      }
+      auto att = SeizeAndStop(tid, kSeizeOptions);
+      if (!att && att.error().code == ESRCH) {
+        continue;  // the thread exited meanwhile
+      }
+      if (!att) {
+        return Unexpected{att.error().Wrap("freeze pid " + std::to_string(pid))};
+      }
+      task.threads.push_back(std::move(*att));
+      grew = true;
+    }
+  }
+  if (task.threads.empty() || task.threads[0].tid() != pid) {
+    return Invalid("dump", "main thread of pid " + std::to_string(pid) + " is gone");
+  }
+  for (const PtraceAttachment& t : task.threads) {
+    auto children = ReadFileToString(ProcPath(pid, "task/" + std::to_string(t.tid()) + "/children"));
+    if (!children) {
+      continue;
+    }
+    for (std::string_view c : SplitString(TrimSpace(*children), ' ')) {
+      int64_t child;
+      if (ParseI64(c, &child)) {
+        task.children.push_back(static_cast<pid_t>(child));
+      }
+    }
+  }
+  tasks_.push_back(std::move(task));
+  return Ok();
+}
+
+Result<std::unique_ptr<FrozenTree>> FrozenTree::Freeze(pid_t root) {
+  auto tree = std::unique_ptr<FrozenTree>(new FrozenTree());
+  std::deque<pid_t> todo{root};
+  while (!todo.empty()) {
+    pid_t pid = todo.front();
+    todo.pop_front();
+    LZ_TRY(tree->FreezeTask(pid));
+    for (pid_t c : tree->tasks_.back().children) {
+      todo.push_back(c);
+    }
+  }
+  LZ_DEBUG("froze %zu tasks", tree->tasks_.size());
+  return tree;
+}
+
+void FrozenTree::Resume() {
+  for (FrozenTask& t : tasks_) {
+    for (PtraceAttachment& a : t.threads) {
+      a.Detach();
+    }
+  }
+  tasks_.clear();
+}
+
+void FrozenTree::Kill() {
+  for (FrozenTask& t : tasks_) {
+    ::kill(t.pid, SIGKILL);
+  }
+  Resume();
+}
+
+void FrozenTree::LeaveStopped() {
+  for (FrozenTask& t : tasks_) {
+    ::kill(t.pid, SIGSTOP);
+  }
+  Resume();
+}
+
+}  // namespace lz

@@ -1,0 +1,72 @@
+#include "dump/parasite_session.h"
+
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "base/log.h"
+
+namespace lz {
+
+Result<std::unique_ptr<ParasiteSession>> ParasiteSession::Start(pid_t pid,
+                                                                std::span<const pid_t> tids) {
+  auto s = std::unique_ptr<ParasiteSession>(new ParasiteSession(pid));
+  LZ_ASSIGN_OR_RETURN(uint64_t insn, FindVdsoSyscallInsn(pid));
+  for (pid_t tid : tids) {
+    LZ_ASSIGN_OR_RETURN(Regs regs, GetRegs(tid));
+    LZ_ASSIGN_OR_RETURN(uint64_t mask, GetSigmask(tid));
+    s->threads_.push_back(Thread{RemoteThread(tid, insn), regs, mask});
+    // Blocked signals stay queued instead of interrupting our syscalls; the mask comes back
+    // in Finish().
+    LZ_TRY(SetSigmask(tid, ~uint64_t{0}));
+  }
+  LZ_ASSIGN_OR_RETURN(long addr, s->leader().Syscall("mmap", SYS_mmap, 0, kScratchSize,
+                                                     PROT_READ | PROT_WRITE,
+                                                     MAP_PRIVATE | MAP_ANONYMOUS,
+                                                     static_cast<uint64_t>(-1), 0));
+  s->scratch_ = static_cast<uint64_t>(addr);
+  return s;
+}
+
+Status ParasiteSession::ReadScratch(std::span<std::byte> out) const {
+  return ReadRemote(pid_, scratch_, out);
+}
+
+Status ParasiteSession::Finish() {
+  if (finished_) {
+    return Ok();
+  }
+  finished_ = true;
+  Status result = Ok();
+  if (scratch_ != 0) {
+    auto r = leader().Syscall("munmap", SYS_munmap, scratch_, kScratchSize);
+    if (!r) {
+      result = Unexpected{r.error()};
+    }
+  }
+  for (Thread& t : threads_) {
+    Regs regs = t.regs;
+    // The thread now sits at a syscall-exit stop, where the kernel no longer restarts the
+    // syscall our interrupt broke off: do it here.
+    ApplySyscallRestart(&regs);
+    Status a = SetRegs(t.remote.tid(), regs);
+    Status b = SetSigmask(t.remote.tid(), t.sigmask);
+    if (result && !a) {
+      result = a;
+    }
+    if (result && !b) {
+      result = b;
+    }
+  }
+  return result;
+}
+
+ParasiteSession::~ParasiteSession() {
+  if (!finished_) {
+    Status st = Finish();
+    if (!st) {
+      LZ_ERROR("could not cure pid %d: %s", pid_, st.error().Message().c_str());
+    }
+  }
+}
+
+}  // namespace lz

@@ -1,0 +1,297 @@
+#include "dump/proc.h"
+
+#include <dirent.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "base/file_util.h"
+
+namespace lz {
+namespace {
+
+bool IsVmaHeader(std::string_view line) {
+  auto dash = line.find('-');
+  if (dash == 0 || dash == std::string_view::npos || dash > 16) {
+    return false;
+  }
+  for (size_t i = 0; i < dash; i++) {
+    if (!isxdigit(static_cast<unsigned char>(line[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// "start-end perms offset major:minor inode   path"
+Result<ProcVma> ParseVmaHeader(std::string_view line) {
+  ProcVma v;
+  std::vector<std::string_view> f;
+  size_t i = 0;
+  while (f.size() < 5 && i < line.size()) {
+    size_t j = line.find(' ', i);
+    if (j == std::string_view::npos) {
+      j = line.size();
+    }
+    f.push_back(line.substr(i, j - i));
+    i = j + 1;
+  }
+  if (f.size() < 5) {
+    return Invalid("parse maps", "short line '" + std::string(line) + "'");
+  }
+  auto dash = f[0].find('-');
+  auto colon = f[3].find(':');
+  uint64_t maj, min;
+  if (dash == std::string_view::npos || colon == std::string_view::npos ||
+      !ParseU64(f[0].substr(0, dash), &v.start, 16) ||
+      !ParseU64(f[0].substr(dash + 1), &v.end, 16) || !ParseU64(f[2], &v.pgoff, 16) ||
+      !ParseU64(f[3].substr(0, colon), &maj, 16) || !ParseU64(f[3].substr(colon + 1), &min, 16) ||
+      !ParseU64(f[4], &v.ino) || f[1].size() != 4 || v.start >= v.end) {
+    return Invalid("parse maps", "bad line '" + std::string(line) + "'");
+  }
+  v.dev_major = static_cast<uint32_t>(maj);
+  v.dev_minor = static_cast<uint32_t>(min);
+  v.prot = (f[1][0] == 'r' ? PROT_READ : 0) | (f[1][1] == 'w' ? PROT_WRITE : 0) |
+           (f[1][2] == 'x' ? PROT_EXEC : 0);
+  v.shared = f[1][3] == 's';
+  if (i < line.size()) {
+    v.path = std::string(TrimSpace(line.substr(i)));
+  }
+  return v;
+}
+
+// Field after "Key:" in /proc/PID/status.
+std::vector<std::string_view> Fields(std::string_view rest) {
+  std::vector<std::string_view> out;
+  for (std::string_view p : SplitString(rest, '\t')) {
+    for (std::string_view q : SplitString(p, ' ')) {
+      if (!q.empty()) {
+        out.push_back(q);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool ProcVma::HasFlag(std::string_view f) const {
+  return std::find(vm_flags.begin(), vm_flags.end(), f) != vm_flags.end();
+}
+
+Result<std::vector<ProcVma>> ParseSmaps(std::string_view text) {
+  std::vector<ProcVma> out;
+  for (std::string_view line : SplitString(text, '\n')) {
+    if (line.empty()) {
+      continue;
+    }
+    if (IsVmaHeader(line)) {
+      LZ_ASSIGN_OR_RETURN(ProcVma v, ParseVmaHeader(line));
+      if (!out.empty() && v.start < out.back().end) {
+        return Invalid("parse maps", "overlapping or unsorted VMAs");
+      }
+      out.push_back(std::move(v));
+    } else if (line.rfind("VmFlags:", 0) == 0) {
+      if (out.empty()) {
+        return Invalid("parse smaps", "VmFlags before any VMA");
+      }
+      for (std::string_view fl : Fields(line.substr(8))) {
+        out.back().vm_flags.emplace_back(fl);
+      }
+    }
+  }
+  return out;
+}
+
+Result<ProcStat> ParseStat(std::string_view text) {
+  ProcStat s;
+  auto open = text.find('(');
+  auto close = text.rfind(')');
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open ||
+      close + 2 > text.size()) {
+    return Invalid("parse stat", "no (comm)");
+  }
+  int64_t pid;
+  if (!ParseI64(TrimSpace(text.substr(0, open)), &pid)) {
+    return Invalid("parse stat", "bad pid");
+  }
+  s.pid = static_cast<pid_t>(pid);
+  s.comm = std::string(text.substr(open + 1, close - open - 1));
+  std::vector<std::string_view> f = Fields(TrimSpace(text.substr(close + 1)));
+  // f[0] is field 3 (state) of proc(5); field N is f[N - 3].
+  if (f.size() < 49) {
+    return Invalid("parse stat", "only " + std::to_string(f.size() + 2) + " fields");
+  }
+  auto num = [&](int field, uint64_t* out) { return ParseU64(f[field - 3], out); };
+  uint64_t ppid, pgrp, sid, exit_sig;
+  s.state = f[0].empty() ? '?' : f[0][0];
+  if (!num(4, &ppid) || !num(5, &pgrp) || !num(6, &sid) || !num(9, &s.flags) ||
+      !num(26, &s.start_code) || !num(27, &s.end_code) || !num(28, &s.start_stack) ||
+      !num(38, &exit_sig) || !num(45, &s.start_data) || !num(46, &s.end_data) ||
+      !num(47, &s.start_brk) || !num(48, &s.arg_start) || !num(49, &s.arg_end) ||
+      !num(50, &s.env_start) || !num(51, &s.env_end)) {
+    return Invalid("parse stat", "non-numeric field");
+  }
+  s.ppid = static_cast<pid_t>(ppid);
+  s.pgrp = static_cast<pid_t>(pgrp);
+  s.session = static_cast<pid_t>(sid);
+  s.exit_signal = static_cast<int>(exit_sig);
+  return s;
+}
+
+Result<ProcStatus> ParseStatus(std::string_view text) {
+  ProcStatus s;
+  int seen = 0;
+  for (std::string_view line : SplitString(text, '\n')) {
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      continue;
+    }
+    std::string_view key = line.substr(0, colon);
+    std::vector<std::string_view> f = Fields(line.substr(colon + 1));
+    auto ids = [&](uint32_t* out) -> bool {
+      if (f.size() != 4) {
+        return false;
+      }
+      for (int i = 0; i < 4; i++) {
+        uint64_t v;
+        if (!ParseU64(f[i], &v)) {
+          return false;
+        }
+        out[i] = static_cast<uint32_t>(v);
+      }
+      seen++;
+      return true;
+    };
+    auto hex = [&](uint64_t* out) { return f.size() == 1 && ParseU64(f[0], out, 16); };
+    uint64_t v = 0;
+    bool ok = true;
+    if (key == "Uid") {
+      ok = ids(s.uid);
+    } else if (key == "Gid") {
+      ok = ids(s.gid);
+    } else if (key == "Groups") {
+      for (std::string_view g : f) {
+        ok = ok && ParseU64(g, &v);
+        s.groups.push_back(static_cast<uint32_t>(v));
+      }
+    } else if (key == "CapInh") {
+      ok = hex(&s.cap_inh);
+    } else if (key == "CapPrm") {
+      ok = hex(&s.cap_prm);
+    } else if (key == "CapEff") {
+      ok = hex(&s.cap_eff);
+    } else if (key == "CapBnd") {
+      ok = hex(&s.cap_bnd);
+    } else if (key == "CapAmb") {
+      ok = hex(&s.cap_amb);
+    } else if (key == "Umask") {
+      ok = f.size() == 1 && ParseU64(f[0], &v, 8);
+      s.umask = static_cast<uint32_t>(v);
+    } else if (key == "NoNewPrivs") {
+      ok = f.size() == 1 && ParseU64(f[0], &v);
+      s.no_new_privs = v != 0;
+    } else if (key == "Seccomp") {
+      ok = f.size() == 1 && ParseU64(f[0], &v);
+      s.seccomp = static_cast<int>(v);
+    } else if (key == "TracerPid") {
+      ok = f.size() == 1 && ParseU64(f[0], &v);
+      s.tracer_pid = static_cast<pid_t>(v);
+    } else if (key == "Threads") {
+      ok = f.size() == 1 && ParseU64(f[0], &v);
+      s.threads = static_cast<int>(v);
+    }
+    if (!ok) {
+      return Invalid("parse status", "bad " + std::string(key) + " line");
+    }
+  }
+  if (seen != 2) {
+    return Invalid("parse status", "missing Uid or Gid");
+  }
+  return s;
+}
+
+Result<std::vector<ProcLimit>> ParseLimits(std::string_view text) {
+  // Rows in the kernel's order, which is the RLIMIT_* numbering.
+  static const char* kNames[] = {"Max cpu time",          "Max file size",     "Max data size",
+                                 "Max stack size",        "Max core file size", "Max resident set",
+                                 "Max processes",         "Max open files",    "Max locked memory",
+                                 "Max address space",     "Max file locks",    "Max pending signals",
+                                 "Max msgqueue size",     "Max nice priority", "Max realtime priority",
+                                 "Max realtime timeout"};
+  std::vector<ProcLimit> out;
+  for (std::string_view line : SplitString(text, '\n')) {
+    for (int r = 0; r < 16; r++) {
+      size_t n = std::strlen(kNames[r]);
+      if (line.substr(0, n) != kNames[r] || (line.size() > n && line[n] != ' ')) {
+        continue;
+      }
+      std::vector<std::string_view> f = Fields(line.substr(n));
+      if (f.size() < 2) {
+        return Invalid("parse limits", "bad line '" + std::string(line) + "'");
+      }
+      ProcLimit l{r, 0, 0};
+      for (int k = 0; k < 2; k++) {
+        uint64_t& dst = k == 0 ? l.cur : l.max;
+        if (f[k] == "unlimited") {
+          dst = RLIM_INFINITY;
+        } else if (!ParseU64(f[k], &dst)) {
+          return Invalid("parse limits", "bad value in '" + std::string(line) + "'");
+        }
+      }
+      out.push_back(l);
+    }
+  }
+  if (out.size() != 16) {
+    return Invalid("parse limits", "found " + std::to_string(out.size()) + " of 16 limits");
+  }
+  return out;
+}
+
+Result<ProcFdinfo> ParseFdinfo(std::string_view text) {
+  ProcFdinfo fi;
+  bool pos = false, flags = false;
+  for (std::string_view line : SplitString(text, '\n')) {
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      continue;
+    }
+    std::string_view key = line.substr(0, colon);
+    std::string_view val = TrimSpace(line.substr(colon + 1));
+    uint64_t v;
+    if (key == "pos") {
+      pos = ParseU64(val, &fi.pos);
+    } else if (key == "flags") {
+      flags = ParseU64(val, &v, 8);
+      fi.flags = static_cast<uint32_t>(v);
+    } else if (key == "mnt_id" && ParseU64(val, &v)) {
+      fi.mnt_id = static_cast<int>(v);
+    }
+  }
+  if (!pos || !flags) {
+    return Invalid("parse fdinfo", "missing pos or flags");
+  }
+  return fi;
+}
+
+Result<std::vector<int>> ListNumericDir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) {
+    return FailErrno("opendir", path);
+  }
+  std::vector<int> out;
+  while (dirent* e = ::readdir(d)) {
+    int64_t v;
+    if (ParseI64(e->d_name, &v)) {
+      out.push_back(static_cast<int>(v));
+    }
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace lz

@@ -1,0 +1,81 @@
+// Parsers for the /proc files the dumper reads. Pure functions over text so that they can be
+// tested with real and malformed input.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace lz {
+
+struct ProcVma {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint32_t prot = 0;  // PROT_*
+  bool shared = false;
+  uint64_t pgoff = 0;
+  uint32_t dev_major = 0;
+  uint32_t dev_minor = 0;
+  uint64_t ino = 0;
+  std::string path;                   // "" for anonymous, "[heap]", "/usr/lib/...", ...
+  std::vector<std::string> vm_flags;  // smaps "VmFlags:" two-letter codes
+
+  bool HasFlag(std::string_view f) const;
+};
+
+/// Parses /proc/PID/smaps (or maps, then vm_flags stay empty).
+[[nodiscard]] Result<std::vector<ProcVma>> ParseSmaps(std::string_view text);
+
+struct ProcStat {
+  pid_t pid = 0;
+  std::string comm;
+  char state = '?';
+  pid_t ppid = 0;
+  pid_t pgrp = 0;
+  pid_t session = 0;
+  uint64_t flags = 0;
+  int exit_signal = 0;
+  uint64_t start_code = 0, end_code = 0, start_stack = 0;
+  uint64_t start_data = 0, end_data = 0, start_brk = 0;
+  uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+};
+[[nodiscard]] Result<ProcStat> ParseStat(std::string_view text);
+
+struct ProcStatus {
+  uint32_t uid[4] = {};  // real, effective, saved, fs
+  uint32_t gid[4] = {};
+  std::vector<uint32_t> groups;
+  uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
+  uint32_t umask = 022;
+  bool no_new_privs = false;
+  int seccomp = 0;
+  pid_t tracer_pid = 0;
+  int threads = 0;
+};
+[[nodiscard]] Result<ProcStatus> ParseStatus(std::string_view text);
+
+struct ProcLimit {
+  int resource = 0;
+  uint64_t cur = 0;
+  uint64_t max = 0;
+};
+/// Parses /proc/PID/limits (readable for any process, unlike prlimit which needs
+/// CAP_SYS_RESOURCE for another user's process).
+[[nodiscard]] Result<std::vector<ProcLimit>> ParseLimits(std::string_view text);
+
+struct ProcFdinfo {
+  uint64_t pos = 0;
+  uint32_t flags = 0;
+  int mnt_id = -1;
+};
+[[nodiscard]] Result<ProcFdinfo> ParseFdinfo(std::string_view text);
+
+/// Lists the numeric entries of a /proc directory (tasks, fds).
+[[nodiscard]] Result<std::vector<int>> ListNumericDir(const std::string& path);
+
+}  // namespace lz

@@ -1,0 +1,120 @@
+#include "dump/proc.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "base/file_util.h"
+
+namespace lz {
+namespace {
+
+TEST(Proc, SmapsOfSelfFindsOurMapping) {
+  void* p = mmap(nullptr, 3 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  auto text = ReadFileToString("/proc/self/smaps");
+  ASSERT_TRUE(text);
+  auto vmas = ParseSmaps(*text);
+  ASSERT_TRUE(vmas) << vmas.error().Message();
+  bool found = false, stack = false;
+  for (const ProcVma& v : *vmas) {
+    if (v.start <= reinterpret_cast<uint64_t>(p) && reinterpret_cast<uint64_t>(p) < v.end) {
+      found = true;
+      EXPECT_EQ(v.prot, static_cast<uint32_t>(PROT_READ));
+      EXPECT_FALSE(v.shared);
+      EXPECT_FALSE(v.vm_flags.empty());
+    }
+    if (v.path == "[stack]") {
+      stack = true;
+      EXPECT_TRUE(v.HasFlag("gd"));
+    }
+  }
+  EXPECT_TRUE(found);
+  EXPECT_TRUE(stack);
+  munmap(p, 3 * 4096);
+}
+
+TEST(Proc, MapsLineWithSpacesInPath) {
+  auto vmas = ParseSmaps(
+      "7f00-8f00 r-xp 00001000 fe:01 1234                       /tmp/a b (deleted)\n");
+  ASSERT_TRUE(vmas);
+  ASSERT_EQ(vmas->size(), 1u);
+  EXPECT_EQ((*vmas)[0].path, "/tmp/a b (deleted)");
+  EXPECT_EQ((*vmas)[0].pgoff, 0x1000u);
+  EXPECT_EQ((*vmas)[0].dev_major, 0xfeu);
+  EXPECT_EQ((*vmas)[0].ino, 1234u);
+}
+
+TEST(Proc, MalformedMapsAreRefused) {
+  EXPECT_FALSE(ParseSmaps("7f00-zz r-xp 0 0:0 0\n"));
+  EXPECT_FALSE(ParseSmaps("8f00-7f00 r-xp 00000000 00:00 0\n"));
+  EXPECT_FALSE(ParseSmaps("7f00-8f00 r-x 00000000 00:00 0\n"));
+  EXPECT_FALSE(ParseSmaps("1000-3000 r--p 0 0:0 0\n2000-4000 r--p 0 0:0 0\n"));
+}
+
+TEST(Proc, StatOfSelf) {
+  auto text = ReadFileToString("/proc/self/stat");
+  ASSERT_TRUE(text);
+  auto st = ParseStat(*text);
+  ASSERT_TRUE(st) << st.error().Message();
+  EXPECT_EQ(st->pid, getpid());
+  EXPECT_EQ(st->ppid, getppid());
+  EXPECT_EQ(st->session, getsid(0));
+  EXPECT_GT(st->start_code, 0u);
+  EXPECT_GT(st->start_brk, 0u);
+}
+
+TEST(Proc, StatWithParenthesesInComm) {
+  std::string line = "42 (a) (b) S 1 42 42 0 -1 4194560";
+  for (int i = 0; i < 42; i++) line += " 7";
+  auto st = ParseStat(line);
+  ASSERT_TRUE(st) << st.error().Message();
+  EXPECT_EQ(st->comm, "a) (b");
+  EXPECT_EQ(st->ppid, 1);
+  EXPECT_FALSE(ParseStat("42 (a S 1"));
+  EXPECT_FALSE(ParseStat("42 (a) S 1 2 3"));
+}
+
+TEST(Proc, StatusOfSelf) {
+  auto text = ReadFileToString("/proc/self/status");
+  ASSERT_TRUE(text);
+  auto st = ParseStatus(*text);
+  ASSERT_TRUE(st) << st.error().Message();
+  EXPECT_EQ(st->uid[0], getuid());
+  EXPECT_EQ(st->gid[1], getegid());
+  EXPECT_EQ(st->tracer_pid, 0);
+  mode_t old = umask(027);
+  auto again = ParseStatus(*ReadFileToString("/proc/self/status"));
+  umask(old);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->umask, 027u);
+  EXPECT_FALSE(ParseStatus("Name: x\nUid: 0 0\nGid: 0 0 0 0\n"));
+  EXPECT_FALSE(ParseStatus("Name: x\n"));
+}
+
+TEST(Proc, LimitsOfSelfMatchGetrlimit) {
+  auto text = ReadFileToString("/proc/self/limits");
+  ASSERT_TRUE(text);
+  auto limits = ParseLimits(*text);
+  ASSERT_TRUE(limits) << limits.error().Message();
+  ASSERT_EQ(limits->size(), 16u);
+  rlimit nofile;
+  getrlimit(RLIMIT_NOFILE, &nofile);
+  EXPECT_EQ((*limits)[RLIMIT_NOFILE].cur, nofile.rlim_cur);
+  EXPECT_EQ((*limits)[RLIMIT_NOFILE].max, nofile.rlim_max);
+  EXPECT_FALSE(ParseLimits("Limit Soft Hard Units\nMax cpu time unlimited\n"));
+}
+
+TEST(Proc, Fdinfo) {
+  auto fi = ParseFdinfo("pos:\t42\nflags:\t02100002\nmnt_id:\t21\nino:\t5\n");
+  ASSERT_TRUE(fi);
+  EXPECT_EQ(fi->pos, 42u);
+  EXPECT_EQ(fi->flags, 02100002u);
+  EXPECT_EQ(fi->mnt_id, 21);
+  EXPECT_FALSE(ParseFdinfo("pos: x\nflags: 0\n"));
+  EXPECT_FALSE(ParseFdinfo("flags: 0\n"));
+}
+
+}  // namespace
+}  // namespace lz

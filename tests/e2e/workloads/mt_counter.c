@@ -1,0 +1,149 @@
+// A multi-threaded workload in ZDTM's manner: it sets up state, signals that it is ready,
+// runs until it gets SIGUSR1 (sent after restore), then checks its own state and writes
+// "PASS" or "FAIL: reason" to the result file.
+//
+// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NTHREADS 4
+
+static atomic_ulong counters[NTHREADS];
+static __thread uint64_t tls_marker;
+static volatile sig_atomic_t got_usr1;
+static uint8_t* region;
+static size_t region_len;
+static pid_t tids[NTHREADS];
+static uint64_t tls_seen[NTHREADS];
+
+static uint64_t Checksum(const uint8_t* p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    h = (h ^ w) * 1099511628211ull;
+  }
+  return h;
+}
+
+static void OnUsr1(int sig) {
+  (void)sig;
+  got_usr1 = 1;
+}
+
+static void* Worker(void* arg) {
+  int idx = (int)(intptr_t)arg;
+  tids[idx] = (pid_t)syscall(SYS_gettid);
+  tls_marker = 0xabc000 + idx;
+  for (;;) {
+    if (tls_marker != 0xabc000u + idx) {
+      tls_seen[idx] = tls_marker;  // reported by main
+    }
+    atomic_fetch_add(&counters[idx], 1);
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+static void Fill(uint8_t* p, size_t n) {
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  static const char* words[] = {"lorem ", "ipsum ", "dolor ", "sit ", "amet, ", "consectetur "};
+  size_t third = n / 3 & ~(size_t)4095;
+  for (size_t i = 0; i < third; i += 8) {  // random
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    memcpy(p + i, &x, 8);
+  }
+  size_t i = third;
+  while (i < 2 * third) {  // text-like
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const char* w = words[x % 6];
+    size_t l = strlen(w);
+    if (i + l > 2 * third) l = 2 * third - i;
+    memcpy(p + i, w, l);
+    i += l;
+  }
+  // the last third stays zero, but touched so that its pages exist
+  for (i = 2 * third; i < n; i += 4096) p[i] = 0;
+}
+
+static void WriteFile(const char* path, const char* text) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return;
+  if (write(fd, text, strlen(text)) < 0) {
+  }
+  close(fd);
+  rename(tmp, path);
+}
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s READY_FILE RESULT_FILE MEGABYTES\n", argv[0]);
+    return 2;
+  }
+  region_len = (size_t)atol(argv[3]) << 20;
+  region = mmap(NULL, region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) return 3;
+  Fill(region, region_len);
+  uint64_t sum = Checksum(region, region_len);
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = OnUsr1;
+  sigaction(SIGUSR1, &sa, NULL);
+
+  pthread_t th[NTHREADS];
+  for (int i = 0; i < NTHREADS; i++) pthread_create(&th[i], NULL, Worker, (void*)(intptr_t)i);
+  while (atomic_load(&counters[NTHREADS - 1]) < 5) usleep(1000);
+
+  char msg[256];
+  snprintf(msg, sizeof msg, "%d\n", getpid());
+  WriteFile(argv[1], msg);
+
+  while (!got_usr1) pause();
+
+  // After restore: memory intact, every thread alive with its own TLS, counters moving on.
+  char result[1024];
+  uint64_t before[NTHREADS];
+  for (int i = 0; i < NTHREADS; i++) before[i] = atomic_load(&counters[i]);
+  usleep(200000);
+  const char* fail = NULL;
+  char why[512] = "";
+  if (Checksum(region, region_len) != sum) fail = "memory checksum differs";
+  for (int i = 0; i < NTHREADS && !fail; i++) {
+    if (atomic_load(&counters[i]) <= before[i]) {
+      snprintf(why, sizeof why, "thread %d (tid %d) stopped counting at %lu", i, tids[i],
+               before[i]);
+      fail = why;
+    } else if (tls_seen[i] != 0) {
+      snprintf(why, sizeof why, "thread %d saw TLS %lx", i, (unsigned long)tls_seen[i]);
+      fail = why;
+    }
+  }
+  if (fail) {
+    snprintf(result, sizeof result, "FAIL: %s\n", fail);
+  } else {
+    snprintf(result, sizeof result, "PASS counters %lu %lu %lu %lu\n", atomic_load(&counters[0]),
+             atomic_load(&counters[1]), atomic_load(&counters[2]), atomic_load(&counters[3]));
+  }
+  WriteFile(argv[2], result);
+  return fail ? 1 : 0;
+}
