@@ -1,4 +1,6 @@
 // The `lazarus` command: CRIU's command line over lazarus's components.
+#include <sys/wait.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -6,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "dump/dump.h"
+#include "restore/restore.h"
 #include "images/page_store.h"
 
 namespace lz {
@@ -65,6 +68,44 @@ int RunDumpCommand(const CliOptions& o) {
   return 0;
 }
 
+void PrintRestoreStats(const pb::RestoreStats& s) {
+  std::printf(
+      "Displaying restore stats:\n"
+      "Forking time: %lu us\nMemory restore time: %lu us\nTotal restore time: %lu us\n"
+      "Pages restored eagerly: %lu\nPages left to lazy-pages: %lu\n",
+      s.fork_ns() / 1000, s.mm_ns() / 1000, s.total_ns() / 1000, s.pages_eager(), s.pages_lazy());
+}
+
+int RunRestoreCommand(const CliOptions& o) {
+  RestoreOptions r;
+  r.dir = o.images_dir;
+  r.detached = o.restore_detached;
+  r.pidfile = o.pidfile;
+  r.shell_job = o.shell_job;
+  r.lazy = o.lazy_pages;
+  auto res = RunRestore(r);
+  if (!res) {
+    return Report(res.error());
+  }
+  if (o.display_stats) {
+    PrintRestoreStats(res->stats);
+    std::fflush(stdout);
+  }
+  if (r.detached) {
+    return 0;
+  }
+  int status = 0;
+  if (waitpid(res->root, &status, 0) < 0) {
+    std::fprintf(stderr, "Error: waitpid %d: %s\n", res->root, std::strerror(errno));
+    return 1;
+  }
+  if (WIFSIGNALED(status)) {
+    std::fprintf(stderr, "Restored task %d was killed by signal %d\n", res->root, WTERMSIG(status));
+    return 128 + WTERMSIG(status);
+  }
+  return WEXITSTATUS(status);
+}
+
 int NotYet(const char* what) {
   std::fprintf(stderr, "Error: '%s' is not implemented yet in this version of lazarus\n", what);
   return 1;
@@ -77,7 +118,7 @@ int Dispatch(const CliOptions& o) {
   if (c == "show") return RunShowCommand(o);
   if (c == "pre-dump") return NotYet("pre-dump");
   if (c == "page-server") return NotYet("page-server");
-  if (c == "restore") return NotYet("restore");
+  if (c == "restore") return RunRestoreCommand(o);
   if (c == "lazy-pages") return NotYet("lazy-pages");
   std::fprintf(stderr, "Error: unknown command '%s'; see 'lazarus --help'\n", c.c_str());
   return 1;

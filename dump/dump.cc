@@ -14,7 +14,7 @@
 #include "base/log.h"
 #include "dump/freezer.h"
 #include "dump/parasite_session.h"
-#include "dump/proc.h"
+#include "base/proc.h"
 #include "dump/task_dump.h"
 #include "images/image_dir.h"
 #include "images/image_file.h"

@@ -8,7 +8,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
-#include "dump/proc.h"
+#include "base/proc.h"
 
 namespace lz {
 namespace {

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "base/crc32c.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "dump/task_dump.h"
@@ -196,6 +197,11 @@ Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSessi
     out->set_path(v.path);
     out->set_madv(MadvFlags(v));
     out->set_shmid(v.ino);
+    if (kind == pb::VMA_VDSO) {
+      std::vector<std::byte> code(v.end - v.start);
+      LZ_TRY(ReadRemote(pid, v.start, code));
+      mm.set_vdso_crc(Crc32c(code));
+    }
     if (kind == pb::VMA_FILE_PRIVATE || kind == pb::VMA_FILE_SHARED) {
       char range[64];
       snprintf(range, sizeof range, "%lx-%lx", v.start, v.end);

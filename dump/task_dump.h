@@ -9,7 +9,7 @@
 #include "base/result.h"
 #include "dump/freezer.h"
 #include "dump/parasite_session.h"
-#include "dump/proc.h"
+#include "base/proc.h"
 #include "images/core.pb.h"
 #include "images/files.pb.h"
 #include "images/mm.pb.h"

@@ -9,6 +9,7 @@
 #include <cerrno>
 
 #include "base/file_util.h"
+#include "base/log.h"
 
 // A syscall instruction in our own text, for threads forked from lazarus.
 extern "C" char lz_syscall_insn[];
@@ -82,7 +83,12 @@ Result<long> RemoteThread::RawSyscall(long nr, uint64_t a1, uint64_t a2, uint64_
 
 Result<long> RemoteThread::Syscall(const char* what, long nr, uint64_t a1, uint64_t a2,
                                    uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6) {
-  LZ_ASSIGN_OR_RETURN(long r, RawSyscall(nr, a1, a2, a3, a4, a5, a6));
+  LZ_LOG(kTrace, "tid %d: remote %s (%ld) %#lx %#lx %#lx", tid_, what, nr, a1, a2, a3);
+  auto raw = RawSyscall(nr, a1, a2, a3, a4, a5, a6);
+  if (!raw) {
+    return Unexpected{raw.error().Wrap(std::string("remote ") + what)};
+  }
+  long r = *raw;
   if (r < 0 && r > -4096) {
     return Fail(static_cast<int>(-r), std::string("remote ") + what,
                 "in tid " + std::to_string(tid_));

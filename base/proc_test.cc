@@ -1,4 +1,4 @@
-#include "dump/proc.h"
+#include "base/proc.h"
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-#include "dump/proc.h"
+#include "base/proc.h"
 
 #include <dirent.h>
 #include <sys/mman.h>

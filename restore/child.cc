@@ -1,0 +1,259 @@
+// The child side of restore: each task is forked (with its pid) from lazarus code, sets up
+// what is easiest from inside (session, process group, fds, cwd, umask), forks its own
+// children, reports ready and waits for the front-end to seize it and build its memory.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "base/file_util.h"
+#include "base/sys.h"
+#include "restore/restore_internal.h"
+
+namespace lz {
+namespace {
+
+// Flags open(2) accepts back from fdinfo; the rest describe how the file was created.
+constexpr int kReopenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME |
+                             O_LARGEFILE | O_DSYNC | O_SYNC | O_PATH | O_DIRECTORY;
+
+[[noreturn]] void ReportAndExit(int report_fd, const Error& e) {
+  std::string msg = "E" + std::to_string(getpid()) + ":" + e.Message() + "\n";
+  (void)!::write(report_fd, msg.data(), msg.size());
+  _exit(1);
+}
+
+Result<UniqueFd> OpenDeletedCopy(const pb::OpenFile& f, const std::string& dir) {
+  // The file was unlinked while open: bring back an unlinked file with its content, in the
+  // same directory when it still exists.
+  std::string parent = f.path().substr(0, f.path().rfind('/'));
+  int fd = ::open(parent.empty() ? "/" : parent.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  }
+  if (fd < 0) {
+    return FailErrno("recreate deleted file", f.path());
+  }
+  UniqueFd out(fd);
+  LZ_ASSIGN_OR_RETURN(std::string content, ReadFileToString(dir + "/" + f.content_file(), size_t{1} << 40));
+  LZ_TRY(WriteAll(out.get(), content));
+  ::fchmod(out.get(), f.mode() & 07777);
+  int acc = f.flags() & O_ACCMODE;
+  if (acc == O_RDWR) {
+    return out;
+  }
+  // Reopen with the dumped access mode through the descriptor itself.
+  LZ_ASSIGN_OR_RETURN(UniqueFd again,
+                      OpenFile("/proc/self/fd/" + std::to_string(out.get()), acc));
+  return again;
+}
+
+Result<UniqueFd> OpenOne(const pb::OpenFile& f, const std::string& dir) {
+  int flags = static_cast<int>(f.flags()) & kReopenFlags;
+  switch (f.type()) {
+    case pb::FILE_REG: {
+      if (f.deleted()) {
+        LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenDeletedCopy(f, dir));
+        if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) {
+          return FailErrno("lseek", f.path());
+        }
+        return fd;
+      }
+      LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(f.path(), flags | O_NOCTTY));
+      struct stat st;
+      if (::fstat(fd.get(), &st) != 0) {
+        return FailErrno("fstat", f.path());
+      }
+      if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < f.pos()) {
+        return Invalid("file " + f.path() + " changed since the dump (now " +
+                       std::to_string(st.st_size) + " bytes, position was " +
+                       std::to_string(f.pos()) + ")");
+      }
+      if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) {
+        return FailErrno("lseek", f.path());
+      }
+      return fd;
+    }
+    case pb::FILE_DIR:
+      return OpenFile(f.path(), flags | O_DIRECTORY);
+    case pb::FILE_CHR: {
+      LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(f.path(), flags | O_NOCTTY));
+      struct stat st;
+      if (::fstat(fd.get(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != f.rdev()) {
+        return Invalid("device " + f.path() + " is not the one dumped");
+      }
+      return fd;
+    }
+    default:
+      return Invalid("cannot restore file type " + std::to_string(f.type()) + " (" + f.path() + ")");
+  }
+}
+
+Result<std::vector<int>> ListOpenFds() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) {
+    return FailErrno("opendir", "/proc/self/fd");
+  }
+  std::vector<int> out;
+  while (dirent* e = ::readdir(d)) {
+    int64_t v;
+    if (ParseI64(e->d_name, &v) && v != ::dirfd(d)) {
+      out.push_back(static_cast<int>(v));
+    }
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Moves `fd` above every descriptor number the task will use; returns the new number.
+Result<int> MoveAbove(int fd, int floor) {
+  int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
+  if (moved < 0) {
+    return FailErrno("fcntl F_DUPFD");
+  }
+  ::close(fd);
+  return moved;
+}
+
+Status RestoreFds(const pb::FdTable& table, int* report_fd, const RestoreOptions& opts) {
+  int max_fd = 2;
+  for (const pb::Fd& fd : table.fds()) {
+    max_fd = std::max(max_fd, fd.fd());
+  }
+  LZ_ASSIGN_OR_RETURN(*report_fd, MoveAbove(*report_fd, max_fd + 100));
+  // -j: the dumped terminal fds become the terminal this restore runs on.
+  std::map<uint32_t, int> tty_src;
+  for (const pb::OpenFile& f : table.files()) {
+    if (f.type() != pb::FILE_TTY) {
+      continue;
+    }
+    if (!opts.shell_job) {
+      return Invalid("terminal " + f.path() + " needs --shell-job (-j)");
+    }
+    int src = -1;
+    for (int cand : {0, 1, 2}) {
+      if (::isatty(cand)) {
+        src = cand;
+        break;
+      }
+    }
+    if (src < 0) {
+      return Invalid("restore --shell-job needs a terminal on stdin, stdout or stderr");
+    }
+    LZ_ASSIGN_OR_RETURN(tty_src[f.id()], MoveAbove(::dup(src), max_fd + 1));
+  }
+  // Close what lazarus had open, except the report pipe and the terminal copies.
+  std::vector<int> keep{*report_fd};
+  for (const auto& [id, fd] : tty_src) {
+    keep.push_back(fd);
+  }
+  LZ_ASSIGN_OR_RETURN(std::vector<int> open_fds, ListOpenFds());
+  for (int fd : open_fds) {
+    if (std::find(keep.begin(), keep.end(), fd) == keep.end()) {
+      ::close(fd);
+    }
+  }
+  for (const pb::OpenFile& f : table.files()) {
+    UniqueFd opened;
+    if (f.type() == pb::FILE_TTY) {
+      opened.reset(::dup(tty_src[f.id()]));
+    } else {
+      LZ_ASSIGN_OR_RETURN(opened, OpenOne(f, opts.dir));
+    }
+    // Keep the open file above the table while dup3 places it, so it never sits on a target.
+    LZ_ASSIGN_OR_RETURN(int high, MoveAbove(opened.release(), max_fd + 1));
+    opened.reset(high);
+    for (const pb::Fd& fd : table.fds()) {
+      if (fd.file_id() != f.id()) {
+        continue;
+      }
+      if (::dup3(opened.get(), fd.fd(), fd.cloexec() ? O_CLOEXEC : 0) < 0) {
+        return FailErrno("dup3", "fd " + std::to_string(fd.fd()));
+      }
+    }
+  }
+  return Ok();
+}
+
+Status SetupSession(const img::Dump& dump, const pb::TaskCore& core, const RestoreOptions& opts) {
+  auto in_tree = [&](pid_t p) {
+    return std::any_of(dump.tasks.begin(), dump.tasks.end(),
+                       [p](const img::TaskImages& t) { return t.core.pid() == p; });
+  };
+  if (core.sid() == core.pid()) {
+    if (::setsid() < 0) {
+      return FailErrno("setsid");
+    }
+  } else if (!in_tree(core.sid()) && !opts.shell_job) {
+    return Invalid("session " + std::to_string(core.sid()) + " is outside the tree; use -j");
+  }
+  if (core.pgid() == core.pid()) {
+    if (core.sid() != core.pid() && ::setpgid(0, 0) < 0) {
+      return FailErrno("setpgid");
+    }
+  } else if (in_tree(core.pgid()) && ::getpgid(0) != core.pgid()) {
+    if (::setpgid(0, core.pgid()) < 0) {
+      return FailErrno("setpgid", "to " + std::to_string(core.pgid()));
+    }
+  }
+  return Ok();
+}
+
+Status ForkChildren(const img::Dump& dump, size_t index, int report_fd,
+                    const RestoreOptions& opts) {
+  pid_t me = dump.tasks[index].core.pid();
+  for (size_t i = 0; i < dump.tasks.size(); i++) {
+    const pb::TaskCore& c = dump.tasks[i].core;
+    if (c.ppid() != me || i == index) {
+      continue;
+    }
+    LZ_ASSIGN_OR_RETURN(pid_t child, CloneWithTid(c.pid(), 0, static_cast<int>(c.exit_signal())));
+    if (child == 0) {
+      RunTaskChild(dump, i, report_fd, opts);
+    }
+  }
+  return Ok();
+}
+
+Status SetupTask(const img::Dump& dump, size_t index, int* report_fd, const RestoreOptions& opts) {
+  const img::TaskImages& t = dump.tasks[index];
+  LZ_TRY(SetupSession(dump, t.core, opts));
+  LZ_TRY(ForkChildren(dump, index, *report_fd, opts));
+  LZ_TRY(RestoreFds(t.fds, report_fd, opts));
+  if (t.core.root() != "/" && ::chroot(t.core.root().c_str()) != 0) {
+    return FailErrno("chroot", t.core.root());
+  }
+  if (::chdir(t.core.cwd().c_str()) != 0) {
+    return FailErrno("chdir", t.core.cwd());
+  }
+  ::umask(t.core.umask());
+  return Ok();
+}
+
+}  // namespace
+
+void RunTaskChild(const img::Dump& dump, size_t index, int report_fd, const RestoreOptions& opts) {
+  // Until the front-end seizes us, dying with our parent keeps a failed restore from leaving
+  // half-built tasks behind. The dumped pdeath signal is put back later.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  Status st = SetupTask(dump, index, &report_fd, opts);
+  if (!st) {
+    ReportAndExit(report_fd, st.error());
+  }
+  std::string msg = "R" + std::to_string(getpid()) + "\n";
+  (void)!::write(report_fd, msg.data(), msg.size());
+  ::close(report_fd);
+  for (;;) {
+    ::pause();
+  }
+}
+
+}  // namespace lz

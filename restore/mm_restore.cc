@@ -1,0 +1,479 @@
+// RestoreMm: rebuild a task's address space from outside with remote syscalls.
+//
+// The task starts as a copy of lazarus. In order: map scratch pages at an address free in both
+// layouts; move the kernel's [vvar]/[vvar_vclock]/[vdso] block to where the dumped code expects
+// it; run further syscalls from the vDSO's own syscall instruction; unmap everything lazarus
+// had; map every dumped VMA; fill the pages (or register them with userfaultfd when lazy);
+// finally set the mm fields (brk, arg/env, auxv, exe) with PR_SET_MM_MAP.
+#include <fcntl.h>
+#include <linux/prctl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "base/proc.h"
+#include "base/sys.h"
+#include "base/vdso.h"
+#include "images/page_store.h"
+#include "restore/restore_internal.h"
+
+namespace lz {
+namespace {
+
+constexpr uint64_t P = img::kPageSize;
+
+struct Range {
+  uint64_t start;
+  uint64_t end;
+};
+
+bool Overlaps(const std::vector<Range>& used, uint64_t a, uint64_t len) {
+  return std::any_of(used.begin(), used.end(),
+                     [&](const Range& r) { return a < r.end && r.start < a + len; });
+}
+
+// A hole of `len` bytes free in every listed range set, searched from 256 MiB up.
+Result<uint64_t> FindHole(const std::vector<Range>& used, uint64_t len) {
+  for (uint64_t a = 0x10000000; a < (uint64_t{1} << 46); a += 0x100000) {
+    if (!Overlaps(used, a, len)) {
+      return a;
+    }
+  }
+  return Invalid("restore", "no free address range for lazarus's scratch pages");
+}
+
+bool IsSpecial(pb::VmaKind k) {
+  return k == pb::VMA_VDSO || k == pb::VMA_VVAR || k == pb::VMA_VVAR_VCLOCK ||
+         k == pb::VMA_VSYSCALL;
+}
+
+const char* SpecialName(pb::VmaKind k) {
+  switch (k) {
+    case pb::VMA_VDSO:
+      return "[vdso]";
+    case pb::VMA_VVAR:
+      return "[vvar]";
+    case pb::VMA_VVAR_VCLOCK:
+      return "[vvar_vclock]";
+    default:
+      return "";
+  }
+}
+
+class MmBuilder {
+ public:
+  MmBuilder(const img::Dump& dump, RestoredTask& t, bool lazy)
+      : dump_(dump), t_(t), mm_(t.img->mm), rt_(t.pid, OwnSyscallInsn()), lazy_(lazy) {}
+
+  Status Build() {
+    LZ_ASSIGN_OR_RETURN(std::string maps, ReadFileToString("/proc/" + std::to_string(t_.pid) + "/maps"));
+    LZ_ASSIGN_OR_RETURN(current_, ParseSmaps(maps));
+    for (const ProcVma& v : current_) {
+      used_.push_back({v.start, v.end});
+    }
+    for (const pb::Vma& v : mm_.vmas()) {
+      used_.push_back({v.start(), v.end()});
+    }
+    LZ_TRY(UnregisterRseq());
+    LZ_TRY(MapScratch());
+    LZ_TRY(MoveVdso());
+    LZ_TRY(UnmapLazarus());
+    LZ_TRY(MapVmas());
+    LZ_TRY(FillPages());
+    LZ_TRY(ApplyMadvise());
+    if (lazy_) {
+      LZ_TRY(RegisterLazy());
+    }
+    LZ_TRY(SetMmFields());
+    t_.syscall_insn = rt_.syscall_insn();
+    return Ok();
+  }
+
+ private:
+  // glibc registered rseq for lazarus's thread; once its TLS is unmapped, the kernel's rseq
+  // update on the next return to user mode would fault and kill the task with SIGSEGV.
+  Status UnregisterRseq() {
+    LZ_ASSIGN_OR_RETURN(RseqConfig rseq, GetRseqConfig(t_.pid));
+    if (rseq.addr != 0) {
+      constexpr uint64_t kRseqFlagUnregister = 1;
+      LZ_TRY(rt_.Syscall("rseq unregister", SYS_rseq, rseq.addr, rseq.len, kRseqFlagUnregister,
+                         rseq.sig));
+    }
+    return Ok();
+  }
+
+  Status MapScratch() {
+    LZ_ASSIGN_OR_RETURN(uint64_t at, FindHole(used_, kScratchSize));
+    LZ_ASSIGN_OR_RETURN(long r, rt_.Syscall("mmap scratch", SYS_mmap, at, kScratchSize,
+                                            PROT_READ | PROT_WRITE,
+                                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                                            static_cast<uint64_t>(-1), 0));
+    t_.scratch = static_cast<uint64_t>(r);
+    used_.push_back({t_.scratch, t_.scratch + kScratchSize});
+    keep_.push_back({t_.scratch, t_.scratch + kScratchSize});
+    return Ok();
+  }
+
+  const ProcVma* Current(const char* name) const {
+    for (const ProcVma& v : current_) {
+      if (v.path == name) {
+        return &v;
+      }
+    }
+    return nullptr;
+  }
+
+  Status MoveVdso() {
+    LZ_ASSIGN_OR_RETURN(VdsoInfo own, OwnVdso());
+    std::vector<std::pair<const ProcVma*, const pb::Vma*>> moves;
+    const pb::Vma* dumped_vdso = nullptr;
+    for (const pb::Vma& v : mm_.vmas()) {
+      if (!IsSpecial(v.kind()) || v.kind() == pb::VMA_VSYSCALL) {
+        continue;
+      }
+      const ProcVma* cur = Current(SpecialName(v.kind()));
+      if (cur == nullptr || cur->end - cur->start != v.end() - v.start()) {
+        return Invalid(std::string(SpecialName(v.kind())) +
+                       " differs from the dumping kernel's; restore on the same kernel");
+      }
+      moves.emplace_back(cur, &v);
+      if (v.kind() == pb::VMA_VDSO) {
+        dumped_vdso = &v;
+      }
+    }
+    if (dumped_vdso == nullptr) {
+      return Invalid("the dump has no [vdso]; such processes are not supported");
+    }
+    if (mm_.vdso_crc() != own.crc) {
+      return Invalid("the vDSO of this kernel differs from the dumping kernel's; restore on the same kernel");
+    }
+    // The vDSO finds its data pages at fixed offsets, so the block moves as a whole: first to
+    // a hole free in both layouts (the destinations may overlap the sources), then home.
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (auto& [cur, dst] : moves) {
+      lo = std::min(lo, cur->start);
+      hi = std::max(hi, cur->end);
+      if (dst->start() - dumped_vdso->start() != cur->start - Current("[vdso]")->start) {
+        return Invalid("vDSO layout differs from the dumping kernel's");
+      }
+    }
+    LZ_ASSIGN_OR_RETURN(uint64_t hole, FindHole(used_, hi - lo));
+    for (auto& [cur, dst] : moves) {
+      LZ_TRY(Mremap(cur->start, cur->end - cur->start, hole + (cur->start - lo)));
+    }
+    for (auto& [cur, dst] : moves) {
+      LZ_TRY(Mremap(hole + (cur->start - lo), cur->end - cur->start, dst->start()));
+      keep_.push_back({dst->start(), dst->end()});
+    }
+    rt_.set_syscall_insn(dumped_vdso->start() + own.syscall_off);
+    return Ok();
+  }
+
+  Status Mremap(uint64_t from, uint64_t len, uint64_t to) {
+    LZ_ASSIGN_OR_RETURN(long r, rt_.Syscall("mremap", SYS_mremap, from, len, len,
+                                            MREMAP_MAYMOVE | MREMAP_FIXED, to));
+    if (static_cast<uint64_t>(r) != to) {
+      return Invalid("mremap landed at the wrong address");
+    }
+    return Ok();
+  }
+
+  // Unmaps what lazarus had, sparing the scratch pages and the vDSO block, which may now sit
+  // where one of lazarus's mappings was.
+  Status UnmapLazarus() {
+    for (const ProcVma& v : current_) {
+      if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]" ||
+          v.path == "[vsyscall]") {
+        continue;
+      }
+      std::vector<Range> holes;
+      for (const Range& k : keep_) {
+        if (k.end > v.start && k.start < v.end) {
+          holes.push_back(k);
+        }
+      }
+      std::sort(holes.begin(), holes.end(), [](const Range& a, const Range& b) { return a.start < b.start; });
+      uint64_t at = v.start;
+      for (const Range& h : holes) {
+        if (h.start > at) {
+          LZ_TRY(rt_.Syscall("munmap", SYS_munmap, at, h.start - at));
+        }
+        at = std::max(at, h.end);
+      }
+      if (at < v.end) {
+        LZ_TRY(rt_.Syscall("munmap", SYS_munmap, at, v.end - at));
+      }
+    }
+    return Ok();
+  }
+
+  Result<int> RemoteOpen(const std::string& path, int flags) {
+    LZ_TRY(WriteScratch(t_, 0, path.c_str(), path.size() + 1));
+    LZ_ASSIGN_OR_RETURN(long fd, rt_.Syscall("open", SYS_openat, static_cast<uint64_t>(AT_FDCWD),
+                                             t_.scratch, flags | O_CLOEXEC, 0));
+    return static_cast<int>(fd);
+  }
+
+  Status CheckMappedFile(const pb::Vma& v) {
+    struct stat st;
+    if (::stat(v.path().c_str(), &st) != 0) {
+      return FailErrno("mapped file", v.path());
+    }
+    int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+    if (static_cast<uint64_t>(st.st_size) != v.file_size() || mtime != v.file_mtime_ns()) {
+      return Invalid("mapped file " + v.path() + " changed since the dump (size or mtime)");
+    }
+    return Ok();
+  }
+
+  Result<int> FileFd(const pb::Vma& v) {
+    int flags = (v.shared() && (v.prot() & PROT_WRITE)) ? O_RDWR : O_RDONLY;
+    std::string key = v.path() + (flags == O_RDWR ? ":rw" : ":ro");
+    auto it = file_fds_.find(key);
+    if (it != file_fds_.end()) {
+      return it->second;
+    }
+    LZ_TRY(CheckMappedFile(v));
+    LZ_ASSIGN_OR_RETURN(int fd, RemoteOpen(v.path(), flags));
+    file_fds_[key] = fd;
+    return fd;
+  }
+
+  Status MapVmas() {
+    for (const pb::Vma& v : mm_.vmas()) {
+      if (IsSpecial(v.kind())) {
+        continue;
+      }
+      uint64_t len = v.end() - v.start();
+      uint64_t prot = v.prot();
+      uint64_t flags = MAP_FIXED | (v.shared() ? MAP_SHARED : MAP_PRIVATE);
+      uint64_t fd = static_cast<uint64_t>(-1);
+      uint64_t off = 0;
+      if (v.madv() & pb::MADV_GROWSDOWN) {
+        flags |= MAP_GROWSDOWN;
+      }
+      switch (v.kind()) {
+        case pb::VMA_FILE_PRIVATE:
+        case pb::VMA_FILE_SHARED: {
+          LZ_ASSIGN_OR_RETURN(int f, FileFd(v));
+          fd = static_cast<uint64_t>(f);
+          off = v.pgoff();
+          break;
+        }
+        case pb::VMA_ANON_SHARED:
+          // /proc/PID/mem cannot force writes into a shared mapping: map it writable for
+          // the fill and put the protection back afterwards.
+          prot |= PROT_WRITE;
+          flags |= MAP_ANONYMOUS;
+          break;
+        default:
+          flags |= MAP_ANONYMOUS;
+          break;
+      }
+      LZ_ASSIGN_OR_RETURN(long r, rt_.Syscall("mmap", SYS_mmap, v.start(), len, prot, flags, fd, off));
+      if (static_cast<uint64_t>(r) != v.start()) {
+        return Invalid("mmap landed at the wrong address");
+      }
+    }
+    for (auto& [key, fd] : file_fds_) {
+      LZ_TRY(rt_.Syscall("close", SYS_close, fd));
+    }
+    return Ok();
+  }
+
+  // Whether `addr` lies in a VMA whose untouched pages read as zero (anonymous memory).
+  bool ZeroBacked(uint64_t addr) const {
+    for (const pb::Vma& v : mm_.vmas()) {
+      if (v.start() <= addr && addr < v.end()) {
+        return v.kind() != pb::VMA_FILE_PRIVATE;
+      }
+    }
+    return true;
+  }
+
+  Status FillPages() {
+    const img::PagemapFile& pm = t_.img->pagemap;
+    LZ_ASSIGN_OR_RETURN(auto store, img::PageStoreReader::Open(dump_.dir + "/" + pm.pages_file));
+    if (store->total_pages() != pm.pagemap.stored_pages()) {
+      return Invalid(pm.pages_file + " holds " + std::to_string(store->total_pages()) +
+                     " pages, the pagemap expects " + std::to_string(pm.pagemap.stored_pages()));
+    }
+    LZ_ASSIGN_OR_RETURN(UniqueFd mem, OpenFile("/proc/" + std::to_string(t_.pid) + "/mem", O_WRONLY));
+    std::vector<std::byte> scratch(store->max_stored_size());
+    std::vector<std::byte> chunk(size_t{store->chunk_pages()} * P);
+    std::vector<std::byte> zeros(P * 64);
+    ZSTD_DCtx* dctx = ZSTD_createDCtx();
+    uint64_t have_chunk = UINT64_MAX;
+    Status st = Ok();
+    for (const img::PageRun& r : pm.pagemap.runs()) {
+      if (lazy_ && (r.flags & img::kPageLazy)) {
+        t_.pages_lazy += r.nr_pages;
+        continue;
+      }
+      t_.pages_eager += r.nr_pages;
+      if (!r.present()) {
+        if (!ZeroBacked(r.vaddr)) {
+          for (uint64_t p = 0; p < r.nr_pages && st; p += 64) {
+            size_t n = std::min<uint64_t>(64, r.nr_pages - p);
+            st = PwriteAll(mem.get(), std::span(zeros.data(), n * P), r.vaddr + p * P);
+          }
+        }
+        continue;
+      }
+      for (uint64_t p = 0; p < r.nr_pages && st;) {
+        uint64_t index = r.page_index + p;
+        uint64_t k = index / store->chunk_pages();
+        if (k != have_chunk) {
+          st = store->ReadChunk(k, scratch, chunk, dctx);
+          have_chunk = k;
+        }
+        uint64_t in_chunk = index % store->chunk_pages();
+        uint64_t n = std::min<uint64_t>(r.nr_pages - p, store->chunk(k).nr_pages - in_chunk);
+        if (st) {
+          st = PwriteAll(mem.get(), std::span(chunk.data() + in_chunk * P, n * P), r.vaddr + p * P);
+        }
+        p += n;
+      }
+      if (!st) {
+        break;
+      }
+    }
+    ZSTD_freeDCtx(dctx);
+    return st;
+  }
+
+  static Status PwriteAll(int fd, std::span<const std::byte> data, uint64_t addr) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, addr + done);
+      if (n <= 0) {
+        return Fail(n < 0 ? errno : EIO, "write task memory", "at " + std::to_string(addr + done));
+      }
+      done += n;
+    }
+    return Ok();
+  }
+
+  Status ApplyMadvise() {
+    static const struct {
+      uint32_t bit;
+      int advice;
+    } kAdvice[] = {{pb::MADV_DONTDUMP_FLAG, MADV_DONTDUMP}, {pb::MADV_WIPEONFORK_FLAG, MADV_WIPEONFORK},
+                   {pb::MADV_DONTFORK_FLAG, MADV_DONTFORK},  {pb::MADV_HUGEPAGE_FLAG, MADV_HUGEPAGE},
+                   {pb::MADV_NOHUGEPAGE_FLAG, MADV_NOHUGEPAGE}, {pb::MADV_MERGEABLE_FLAG, MADV_MERGEABLE}};
+    for (const pb::Vma& v : mm_.vmas()) {
+      if (IsSpecial(v.kind())) {
+        continue;
+      }
+      for (const auto& a : kAdvice) {
+        if (v.madv() & a.bit) {
+          LZ_TRY(rt_.Syscall("madvise", SYS_madvise, v.start(), v.end() - v.start(), a.advice));
+        }
+      }
+      if (v.kind() == pb::VMA_ANON_SHARED && !(v.prot() & PROT_WRITE)) {
+        LZ_TRY(rt_.Syscall("mprotect", SYS_mprotect, v.start(), v.end() - v.start(), v.prot()));
+      }
+    }
+    return Ok();
+  }
+
+  Status RegisterLazy() {
+    LZ_ASSIGN_OR_RETURN(long remote_fd, rt_.Syscall("userfaultfd", SYS_userfaultfd,
+                                                    O_CLOEXEC | O_NONBLOCK));
+    LZ_ASSIGN_OR_RETURN(UniqueFd pidfd, PidfdOpen(t_.pid));
+    LZ_ASSIGN_OR_RETURN(t_.uffd, PidfdGetfd(pidfd.get(), static_cast<int>(remote_fd)));
+    // The task keeps no copy: the daemon will hold the only one.
+    LZ_TRY(rt_.Syscall("close", SYS_close, remote_fd));
+    uffdio_api api{UFFD_API,
+                   UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+                       UFFD_FEATURE_EVENT_UNMAP,
+                   0};
+    // Invariant: api is a uffdio_api the kernel fills in.
+    if (::ioctl(t_.uffd.get(), UFFDIO_API, &api) != 0) {
+      return FailErrno("UFFDIO_API");
+    }
+    const img::Pagemap& pm = t_.img->pagemap.pagemap;
+    for (const pb::Vma& v : mm_.vmas()) {
+      if (!(v.kind() == pb::VMA_ANON_PRIVATE || v.kind() == pb::VMA_HEAP ||
+            v.kind() == pb::VMA_STACK)) {
+        continue;
+      }
+      size_t i = pm.LowerBound(v.start());
+      bool has_lazy = i < pm.runs().size() && pm.runs()[i].vaddr < v.end();
+      if (!has_lazy) {
+        continue;  // nothing was there at dump time: untouched pages fault as usual
+      }
+      uffdio_register reg{{v.start(), v.end() - v.start()}, UFFDIO_REGISTER_MODE_MISSING, 0};
+      // Invariant: reg describes a whole anonymous private VMA of the task.
+      if (::ioctl(t_.uffd.get(), UFFDIO_REGISTER, &reg) != 0) {
+        return FailErrno("UFFDIO_REGISTER", "range at " + std::to_string(v.start()));
+      }
+    }
+    return Ok();
+  }
+
+  Status SetMmFields() {
+    LZ_ASSIGN_OR_RETURN(int exe_fd, RemoteOpen(mm_.exe_path(), O_RDONLY));
+    prctl_mm_map map{};
+    map.start_code = mm_.start_code();
+    map.end_code = mm_.end_code();
+    map.start_data = mm_.start_data();
+    map.end_data = mm_.end_data();
+    map.start_brk = mm_.start_brk();
+    map.brk = mm_.brk();
+    map.start_stack = mm_.start_stack();
+    map.arg_start = mm_.arg_start();
+    map.arg_end = mm_.arg_end();
+    map.env_start = mm_.env_start();
+    map.env_end = mm_.env_end();
+    const std::string& auxv = mm_.auxv();
+    if (auxv.size() > kScratchSize - 4096) {
+      return Invalid("auxv too large");
+    }
+    LZ_TRY(WriteScratch(t_, 4096, auxv.data(), auxv.size()));
+    map.auxv = reinterpret_cast<__u64*>(t_.scratch + 4096);
+    map.auxv_size = static_cast<__u32>(auxv.size());
+    map.exe_fd = static_cast<__u32>(exe_fd);
+    LZ_TRY(WriteScratch(t_, 0, &map, sizeof map));
+    LZ_TRY(rt_.Syscall("prctl PR_SET_MM_MAP", SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, t_.scratch,
+                       sizeof map));
+    LZ_TRY(rt_.Syscall("close", SYS_close, exe_fd));
+    return Ok();
+  }
+
+  const img::Dump& dump_;
+  RestoredTask& t_;
+  const pb::Mm& mm_;
+  RemoteThread rt_;
+  bool lazy_;
+  std::vector<ProcVma> current_;
+  std::vector<Range> used_;
+  std::vector<Range> keep_;  // ranges UnmapLazarus must not touch
+  std::map<std::string, int> file_fds_;
+};
+
+}  // namespace
+
+Status WriteScratch(const RestoredTask& t, size_t offset, const void* data, size_t len) {
+  if (offset + len > kScratchSize) {
+    return Invalid("scratch overflow");
+  }
+  return WriteRemote(t.pid, t.scratch + offset,
+                     std::span(static_cast<const std::byte*>(data), len));
+}
+
+Status RestoreMm(const img::Dump& dump, RestoredTask& t, bool lazy) {
+  MmBuilder b(dump, t, lazy);
+  return b.Build();
+}
+
+}  // namespace lz

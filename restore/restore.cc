@@ -1,0 +1,241 @@
+// The restore front-end: check the images, fork the tree with its pids, seize every task,
+// rebuild each one from outside, hand lazy memory to the daemon, and let the tree run.
+#include "restore/restore.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/clock.h"
+#include "base/cpu.h"
+#include "base/file_util.h"
+#include "base/log.h"
+#include "base/sys.h"
+#include "images/image_file.h"
+#include "restore/restore_internal.h"
+
+namespace lz {
+namespace {
+
+constexpr long kSeizeOptions =
+    PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+constexpr int kReadyTimeoutMs = 10000;
+
+Status CheckCompatible(const img::Dump& d) {
+  uint64_t have = XsaveFeatures();
+  uint64_t need = d.inventory.xsave_features();
+  if ((need & ~have) != 0) {
+    char buf[160];
+    snprintf(buf, sizeof buf, "the dump needs CPU state components %#lx that this CPU lacks (has %#lx)",
+             need, have);
+    return Invalid(buf);
+  }
+  return Ok();
+}
+
+Status CheckPidsFree(const img::Dump& d) {
+  for (const img::TaskImages& t : d.tasks) {
+    for (const pb::ThreadCore& th : t.core.threads()) {
+      if (::kill(th.tid(), 0) == 0 || errno != ESRCH) {
+        return Invalid("pid " + std::to_string(th.tid()) + " is taken by a running process" +
+                       (th.tid() == t.core.pid() ? "" : " (needed for a thread of " +
+                                                            std::to_string(t.core.pid()) + ")"));
+      }
+    }
+  }
+  return Ok();
+}
+
+// Kills every task created so far unless disarmed: a failed restore leaves nothing behind.
+class TreeGuard {
+ public:
+  explicit TreeGuard(const img::Dump& d) : dump_(d) {}
+  ~TreeGuard() {
+    if (!armed_) {
+      return;
+    }
+    for (const img::TaskImages& t : dump_.tasks) {
+      ::kill(t.core.pid(), SIGKILL);
+    }
+    if (root_ > 0) {
+      ::waitpid(root_, nullptr, 0);
+    }
+  }
+  void set_root(pid_t p) { root_ = p; }
+  void Disarm() { armed_ = false; }
+
+ private:
+  const img::Dump& dump_;
+  pid_t root_ = -1;
+  bool armed_ = true;
+};
+
+// Waits for every task's "R<pid>" line on the report pipe; "E<pid>:msg" is a failure.
+Status WaitForReady(int fd, size_t count) {
+  std::string buf;
+  size_t ready = 0;
+  Deadline deadline(uint64_t{kReadyTimeoutMs} * 1000000);
+  while (ready < count) {
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, 100);
+    if (deadline.Expired()) {
+      return Fail(ETIMEDOUT, "restore", "tasks did not become ready");
+    }
+    if (r <= 0) {
+      continue;
+    }
+    char chunk[4096];
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n <= 0) {
+      return Invalid("restore: a task died before it was ready");
+    }
+    buf.append(chunk, n);
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line[0] == 'E') {
+        return Invalid("restore of pid " + line.substr(1, line.find(':') - 1) + ": " +
+                       line.substr(line.find(':') + 1));
+      }
+      ready++;
+    }
+  }
+  return Ok();
+}
+
+Status WritePidfile(const std::string& path, pid_t pid) {
+  return WriteFileAtomically(path, std::to_string(pid) + "\n");
+}
+
+}  // namespace
+
+Result<UniqueFd> ConnectLazyDaemon(const std::string& dir) {
+  std::string path = dir + "/" + kLazySocketName;
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return FailErrno("socket");
+  }
+  UniqueFd sock(fd);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return Invalid("lazy-pages socket path too long: " + path);
+  }
+  std::strcpy(addr.sun_path, path.c_str());
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return Fail(errno, "cannot reach the lazy-pages daemon at " + path,
+                "(start 'lazarus lazy-pages -D " + dir + "' first)");
+  }
+  return sock;
+}
+
+Status HandOverUffds(int sock, std::vector<RestoredTask>& tasks) {
+  for (RestoredTask& t : tasks) {
+    LazyMsg m{kLazyMagic, kLazyVersion, kLazyTask, t.pid};
+    iovec iov{&m, sizeof m};
+    char ctl[CMSG_SPACE(sizeof(int))] = {};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl;
+    mh.msg_controllen = sizeof ctl;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    int fd = t.uffd.get();
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    if (::sendmsg(sock, &mh, MSG_NOSIGNAL) != sizeof m) {
+      return FailErrno("send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid));
+    }
+    LazyMsg ack{};
+    if (::recv(sock, &ack, sizeof ack, 0) != sizeof ack || ack.type != kLazyAck || ack.pid != t.pid) {
+      return Invalid("the lazy-pages daemon refused pid " + std::to_string(t.pid));
+    }
+    // The daemon holds its own copy now (SCM_RIGHTS duplicated it); ours goes.
+    t.uffd.reset();
+  }
+  LazyMsg done{kLazyMagic, kLazyVersion, kLazyAllSent, static_cast<int32_t>(tasks.size())};
+  if (::send(sock, &done, sizeof done, MSG_NOSIGNAL) != sizeof done) {
+    return FailErrno("send to the lazy-pages daemon");
+  }
+  return Ok();
+}
+
+Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
+  uint64_t start = MonotonicNs();
+  LZ_ASSIGN_OR_RETURN(img::Dump dump, img::LoadDump(opts.dir));
+  LZ_TRY(CheckCompatible(dump));
+  LZ_TRY(CheckPidsFree(dump));
+  UniqueFd lazy_sock;
+  if (opts.lazy) {
+    LZ_ASSIGN_OR_RETURN(lazy_sock, ConnectLazyDaemon(opts.dir));
+  }
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    return FailErrno("pipe2");
+  }
+  UniqueFd report_r(pipefd[0]);
+  UniqueFd report_w(pipefd[1]);
+  std::fflush(nullptr);  // the children must not flush our buffered output again
+
+  TreeGuard guard(dump);
+  const pb::TaskCore& root = dump.tasks[0].core;
+  LZ_ASSIGN_OR_RETURN(pid_t child, CloneWithTid(root.pid(), 0, SIGCHLD));
+  if (child == 0) {
+    report_r.reset();
+    RunTaskChild(dump, 0, report_w.get(), opts);
+  }
+  guard.set_root(child);
+  report_w.reset();
+  LZ_TRY(WaitForReady(report_r.get(), dump.tasks.size()));
+  uint64_t forked = MonotonicNs();
+
+  std::vector<RestoredTask> tasks(dump.tasks.size());
+  for (size_t i = 0; i < tasks.size(); i++) {
+    tasks[i].img = &dump.tasks[i];
+    tasks[i].pid = dump.tasks[i].core.pid();
+    LZ_ASSIGN_OR_RETURN(PtraceAttachment att, SeizeAndStop(tasks[i].pid, kSeizeOptions));
+    tasks[i].threads.push_back(std::move(att));
+  }
+  RestoreResult result;
+  for (RestoredTask& t : tasks) {
+    LZ_TRY_CTX(RestoreMm(dump, t, opts.lazy), "restore memory of pid " + std::to_string(t.pid));
+    result.stats.set_pages_eager(result.stats.pages_eager() + t.pages_eager);
+    result.stats.set_pages_lazy(result.stats.pages_lazy() + t.pages_lazy);
+  }
+  uint64_t mm_done = MonotonicNs();
+  for (RestoredTask& t : tasks) {
+    LZ_TRY_CTX(RestoreTaskState(t), "restore pid " + std::to_string(t.pid));
+  }
+  if (opts.lazy) {
+    LZ_TRY(HandOverUffds(lazy_sock.get(), tasks));
+  }
+  if (!opts.pidfile.empty()) {
+    LZ_TRY(WritePidfile(opts.pidfile, root.pid()));
+  }
+  for (RestoredTask& t : tasks) {
+    for (PtraceAttachment& a : t.threads) {
+      a.Detach();
+    }
+  }
+  guard.Disarm();
+  result.root = root.pid();
+  result.stats.set_total_ns(MonotonicNs() - start);
+  result.stats.set_fork_ns(forked - start);
+  result.stats.set_mm_ns(mm_done - forked);
+  result.stats.set_lazy(opts.lazy);
+  (void)img::WriteSingleMessage(opts.dir + "/stats-restore", img::ImageKind::kStats, result.stats);
+  LZ_INFO("restored %zu tasks in %lu us", tasks.size(), result.stats.total_ns() / 1000);
+  return result;
+}
+
+}  // namespace lz

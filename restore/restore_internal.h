@@ -1,0 +1,50 @@
+// Shared between the restore stages; not part of the public interface.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "images/image_dir.h"
+#include "parasite/ptrace.h"
+#include "parasite/remote.h"
+#include "restore/restore.h"
+#include "uffd/protocol.h"
+
+namespace lz {
+
+/// One task of the tree being restored, seized by the front-end.
+struct RestoredTask {
+  const img::TaskImages* img = nullptr;
+  pid_t pid = 0;
+  std::vector<PtraceAttachment> threads;  // [0] the main thread
+  uint64_t scratch = 0;                   // our scratch pages inside the task
+  uint64_t syscall_insn = 0;              // where remote syscalls run from now
+  UniqueFd uffd;                          // lazy restore: the task's userfaultfd
+  uint64_t pages_eager = 0;
+  uint64_t pages_lazy = 0;
+};
+
+constexpr size_t kScratchSize = 4 * 4096;
+
+// Child side (runs in the forked task, on a copy of lazarus): sessions, fds, cwd, children.
+// Never returns: the task reports "ready" on `report_fd` and waits to be seized.
+[[noreturn]] void RunTaskChild(const img::Dump& dump, size_t index, int report_fd,
+                               const RestoreOptions& opts);
+
+/// Address space, from outside: replaces lazarus's mappings by the dumped ones and fills or
+/// registers (lazy) the memory.
+[[nodiscard]] Status RestoreMm(const img::Dump& dump, RestoredTask& t, bool lazy);
+/// Threads, signals, timers, limits, credentials and registers, from outside; the last stage.
+[[nodiscard]] Status RestoreTaskState(RestoredTask& t);
+/// Remote syscall helpers on the task's main thread.
+[[nodiscard]] Status WriteScratch(const RestoredTask& t, size_t offset, const void* data, size_t len);
+
+/// Sends each task's uffd to the lazy-pages daemon and waits for it to take them.
+[[nodiscard]] Status HandOverUffds(int sock, std::vector<RestoredTask>& tasks);
+[[nodiscard]] Result<UniqueFd> ConnectLazyDaemon(const std::string& dir);
+
+}  // namespace lz

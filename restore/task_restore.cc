@@ -1,0 +1,223 @@
+// RestoreTaskState: everything after the address space, from outside: threads (clone3 with
+// their tids), per-thread kernel state, signal handlers, timers, limits, pending signals,
+// credentials, and at last the registers the dump saw.
+#include <linux/capability.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/log.h"
+#include "restore/restore_internal.h"
+
+namespace lz {
+namespace {
+
+struct KernelSigaction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+
+// Scratch layout: [0, 4096) arguments, [4096, 8192) clone args and tid arrays.
+constexpr size_t kArgOff = 0;
+constexpr size_t kCloneOff = 4096;
+
+Status CreateThreads(RestoredTask& t, RemoteThread& main) {
+  const pb::TaskCore& core = t.img->core;
+  for (int i = 1; i < core.threads_size(); i++) {
+    pid_t tid = core.threads(i).tid();
+    pid_t set_tid[1] = {tid};
+    clone_args args{};
+    args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    args.set_tid = t.scratch + kCloneOff + sizeof(clone_args);
+    args.set_tid_size = 1;
+    LZ_TRY(WriteScratch(t, kCloneOff, &args, sizeof args));
+    LZ_TRY(WriteScratch(t, kCloneOff + sizeof(clone_args), set_tid, sizeof set_tid));
+    LZ_ASSIGN_OR_RETURN(long r, main.Syscall("clone3 thread", SYS_clone3, t.scratch + kCloneOff,
+                                             sizeof(clone_args)));
+    if (r != tid) {
+      return Invalid("thread came back as tid " + std::to_string(r) + ", wanted " + std::to_string(tid));
+    }
+    // PTRACE_O_TRACECLONE attached the new thread; it reports a stop of its own.
+    LZ_TRY(WaitForStop(tid));
+    t.threads.emplace_back(tid);
+  }
+  return Ok();
+}
+
+Status RestoreThreadKernelState(RestoredTask& t, RemoteThread& rt, const pb::ThreadCore& th) {
+  if (th.robust_list() != 0) {
+    LZ_TRY(rt.Syscall("set_robust_list", SYS_set_robust_list, th.robust_list(), th.robust_list_len()));
+  }
+  if (th.rseq_addr() != 0) {
+    LZ_TRY(rt.Syscall("rseq", SYS_rseq, th.rseq_addr(), th.rseq_len(), 0, th.rseq_sig()));
+  }
+  if (!(th.altstack_flags() & SS_DISABLE)) {
+    stack_t ss{reinterpret_cast<void*>(th.altstack_sp()), 0, th.altstack_size()};
+    LZ_TRY(WriteScratch(t, kArgOff, &ss, sizeof ss));
+    LZ_TRY(rt.Syscall("sigaltstack", SYS_sigaltstack, t.scratch + kArgOff, 0));
+  }
+  LZ_TRY(rt.Syscall("set_tid_address", SYS_set_tid_address, th.clear_child_tid()));
+  std::string comm = th.comm().substr(0, 15);
+  LZ_TRY(WriteScratch(t, kArgOff, comm.c_str(), comm.size() + 1));
+  LZ_TRY(rt.Syscall("prctl PR_SET_NAME", SYS_prctl, PR_SET_NAME, t.scratch + kArgOff));
+  for (const std::string& si : th.pending_signals()) {
+    siginfo_t info;
+    std::memcpy(&info, si.data(), std::min(si.size(), sizeof info));
+    LZ_TRY(WriteScratch(t, kArgOff, &info, sizeof info));
+    LZ_TRY(rt.Syscall("rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo, t.pid, th.tid(), info.si_signo,
+                      t.scratch + kArgOff));
+  }
+  return Ok();
+}
+
+Status RestoreSignals(RestoredTask& t, RemoteThread& main) {
+  const pb::TaskCore& core = t.img->core;
+  // Reset what lazarus's own handlers left, then install the dumped ones.
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) {
+      continue;
+    }
+    KernelSigaction sa{0, 0, 0, 0};
+    for (const pb::SigAction& d : core.sigactions()) {
+      if (static_cast<int>(d.signo()) == sig) {
+        sa = {d.handler(), d.flags(), d.restorer(), d.mask()};
+      }
+    }
+    LZ_TRY(WriteScratch(t, kArgOff, &sa, sizeof sa));
+    LZ_TRY(main.Syscall("rt_sigaction", SYS_rt_sigaction, sig, t.scratch + kArgOff, 0, 8));
+  }
+  for (const pb::Itimer& it : core.itimers()) {
+    itimerval tv{};
+    tv.it_interval.tv_sec = it.interval_us() / 1000000;
+    tv.it_interval.tv_usec = it.interval_us() % 1000000;
+    tv.it_value.tv_sec = it.value_us() / 1000000;
+    tv.it_value.tv_usec = it.value_us() % 1000000;
+    LZ_TRY(WriteScratch(t, kArgOff, &tv, sizeof tv));
+    LZ_TRY(main.Syscall("setitimer", SYS_setitimer, it.which(), t.scratch + kArgOff, 0));
+  }
+  for (const std::string& si : core.shared_pending()) {
+    siginfo_t info;
+    std::memcpy(&info, si.data(), std::min(si.size(), sizeof info));
+    LZ_TRY(WriteScratch(t, kArgOff, &info, sizeof info));
+    LZ_TRY(main.Syscall("rt_sigqueueinfo", SYS_rt_sigqueueinfo, t.pid, info.si_signo,
+                        t.scratch + kArgOff));
+  }
+  return Ok();
+}
+
+Status RestoreProcessMisc(RestoredTask& t, RemoteThread& main) {
+  const pb::TaskCore& core = t.img->core;
+  for (const pb::Rlimit& l : core.rlimits()) {
+    rlimit64 r{l.cur(), l.max()};
+    LZ_TRY(WriteScratch(t, kArgOff, &r, sizeof r));
+    LZ_ASSIGN_OR_RETURN(long rc, main.RawSyscall(SYS_prlimit64, 0, l.resource(), t.scratch + kArgOff, 0));
+    if (rc < 0) {
+      // Raising a hard limit needs CAP_SYS_RESOURCE, which this root may lack.
+      LZ_WARN("pid %d: cannot restore rlimit %u (%lu/%lu): %s", t.pid, l.resource(), l.cur(),
+              l.max(), std::strerror(static_cast<int>(-rc)));
+    }
+  }
+  LZ_TRY(main.Syscall("personality", SYS_personality, core.personality()));
+  if (core.child_subreaper()) {
+    LZ_TRY(main.Syscall("prctl PR_SET_CHILD_SUBREAPER", SYS_prctl, PR_SET_CHILD_SUBREAPER, 1));
+  }
+  return Ok();
+}
+
+// Credentials are per thread; each thread sets its own, last, once nothing needs privilege.
+Status RestoreCreds(RestoredTask& t, RemoteThread& rt) {
+  const pb::Creds& c = t.img->core.creds();
+  bool plain_root = c.uid() == 0 && c.euid() == 0 && c.suid() == 0 && c.fsuid() == 0 &&
+                    c.gid() == 0 && c.egid() == 0 && c.sgid() == 0 && c.fsgid() == 0 &&
+                    c.securebits() == 0 && !c.no_new_privs() && c.cap_amb() == 0 &&
+                    c.cap_inh() == 0;
+  if (!plain_root) {
+    for (int cap = 0; cap < 64; cap++) {
+      if (!(c.cap_bnd() >> cap & 1)) {
+        LZ_ASSIGN_OR_RETURN(long r, rt.RawSyscall(SYS_prctl, PR_CAPBSET_DROP, cap));
+        (void)r;  // EINVAL past the last capability this kernel knows
+      }
+    }
+    LZ_TRY(rt.Syscall("prctl PR_SET_SECUREBITS", SYS_prctl, PR_SET_SECUREBITS, c.securebits()));
+    LZ_TRY(rt.Syscall("prctl PR_SET_KEEPCAPS", SYS_prctl, PR_SET_KEEPCAPS, 1));
+    std::vector<gid_t> groups(c.groups().begin(), c.groups().end());
+    LZ_TRY(WriteScratch(t, kArgOff, groups.data(), groups.size() * sizeof(gid_t)));
+    LZ_TRY(rt.Syscall("setgroups", SYS_setgroups, groups.size(), t.scratch + kArgOff));
+    LZ_TRY(rt.Syscall("setresgid", SYS_setresgid, c.gid(), c.egid(), c.sgid()));
+    LZ_TRY(rt.RawSyscall(SYS_setfsgid, c.fsgid()));
+    LZ_TRY(rt.Syscall("setresuid", SYS_setresuid, c.uid(), c.euid(), c.suid()));
+    LZ_TRY(rt.RawSyscall(SYS_setfsuid, c.fsuid()));
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {
+        {static_cast<__u32>(c.cap_eff()), static_cast<__u32>(c.cap_prm()), static_cast<__u32>(c.cap_inh())},
+        {static_cast<__u32>(c.cap_eff() >> 32), static_cast<__u32>(c.cap_prm() >> 32),
+         static_cast<__u32>(c.cap_inh() >> 32)}};
+    LZ_TRY(WriteScratch(t, kArgOff, &hdr, sizeof hdr));
+    LZ_TRY(WriteScratch(t, kArgOff + 64, data, sizeof data));
+    LZ_TRY(rt.Syscall("capset", SYS_capset, t.scratch + kArgOff, t.scratch + kArgOff + 64));
+    LZ_TRY(rt.Syscall("prctl PR_SET_KEEPCAPS", SYS_prctl, PR_SET_KEEPCAPS, 0));
+    for (int cap = 0; cap < 64; cap++) {
+      if (c.cap_amb() >> cap & 1) {
+        LZ_TRY(rt.Syscall("prctl PR_CAP_AMBIENT", SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap));
+      }
+    }
+    if (c.no_new_privs()) {
+      LZ_TRY(rt.Syscall("prctl PR_SET_NO_NEW_PRIVS", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1));
+    }
+  }
+  return Ok();
+}
+
+Status SetFinalRegisters(pid_t tid, const pb::ThreadCore& th) {
+  Regs regs;
+  if (th.gpregs().size() != sizeof regs) {
+    return Invalid("thread " + std::to_string(tid) + ": register image has the wrong size");
+  }
+  std::memcpy(&regs, th.gpregs().data(), sizeof regs);
+  // The thread resumes from a syscall-exit stop, where the kernel restarts nothing by itself.
+  ApplySyscallRestart(&regs);
+  LZ_TRY(SetRegs(tid, regs));
+  LZ_TRY(SetXstate(tid, th.xsave()));
+  return SetSigmask(tid, th.blocked());
+}
+
+}  // namespace
+
+Status RestoreTaskState(RestoredTask& t) {
+  const pb::TaskCore& core = t.img->core;
+  RemoteThread main(t.pid, t.syscall_insn);
+  // Signals stay blocked until the final mask is set, so that queued ones wait.
+  LZ_TRY(SetSigmask(t.pid, ~uint64_t{0}));
+  LZ_TRY(CreateThreads(t, main));
+  LZ_TRY(RestoreSignals(t, main));
+  LZ_TRY(RestoreProcessMisc(t, main));
+  for (int i = 0; i < core.threads_size(); i++) {
+    RemoteThread rt(core.threads(i).tid(), t.syscall_insn);
+    LZ_TRY(SetSigmask(rt.tid(), ~uint64_t{0}));
+    LZ_TRY_CTX(RestoreThreadKernelState(t, rt, core.threads(i)), "thread " + std::to_string(rt.tid()));
+  }
+  for (int i = 0; i < core.threads_size(); i++) {
+    RemoteThread rt(core.threads(i).tid(), t.syscall_insn);
+    LZ_TRY_CTX(RestoreCreds(t, rt), "credentials of thread " + std::to_string(rt.tid()));
+  }
+  // A change of credentials clears both of these, so they come after.
+  LZ_TRY(main.Syscall("prctl PR_SET_DUMPABLE", SYS_prctl, PR_SET_DUMPABLE, core.dumpable()));
+  LZ_TRY(main.Syscall("prctl PR_SET_PDEATHSIG", SYS_prctl, PR_SET_PDEATHSIG, core.pdeath_sig()));
+  LZ_TRY(main.Syscall("munmap scratch", SYS_munmap, t.scratch, kScratchSize));
+  for (int i = 0; i < core.threads_size(); i++) {
+    LZ_TRY(SetFinalRegisters(core.threads(i).tid(), core.threads(i)));
+  }
+  return Ok();
+}
+
+}  // namespace lz
