@@ -9,6 +9,7 @@
 #include "cli/options.h"
 #include "dump/dump.h"
 #include "restore/restore.h"
+#include "uffd/daemon.h"
 #include "images/page_store.h"
 
 namespace lz {
@@ -106,6 +107,35 @@ int RunRestoreCommand(const CliOptions& o) {
   return WEXITSTATUS(status);
 }
 
+void PrintLazyStats(const pb::LazyStats& s) {
+  std::printf(
+      "Displaying lazy-pages stats:\n"
+      "Tasks served: %u\nFaults: %lu\nFault latency p50: %lu us\nFault latency p99: %lu us\n"
+      "Fault latency max: %lu us\nPages by fault: %lu\nPages by background fill: %lu\n"
+      "Zero pages: %lu\nChunks read: %lu\nTime to full residency: %lu us\n",
+      s.tasks(), s.faults(), s.fault_p50_ns() / 1000, s.fault_p99_ns() / 1000,
+      s.fault_max_ns() / 1000, s.pages_by_fault(), s.pages_by_fill(), s.pages_zero(),
+      s.chunks_read(), s.residency_ns() / 1000);
+}
+
+int RunLazyPagesCommand(const CliOptions& o) {
+  if (o.page_server) {
+    std::fprintf(stderr, "Error: lazy-pages --page-server is not implemented yet\n");
+    return 1;
+  }
+  LazyPagesOptions l;
+  l.dir = o.images_dir;
+  l.trace_file = o.trace_file;
+  auto stats = RunLazyPages(l);
+  if (!stats) {
+    return Report(stats.error());
+  }
+  if (o.display_stats) {
+    PrintLazyStats(*stats);
+  }
+  return 0;
+}
+
 int NotYet(const char* what) {
   std::fprintf(stderr, "Error: '%s' is not implemented yet in this version of lazarus\n", what);
   return 1;
@@ -119,7 +149,7 @@ int Dispatch(const CliOptions& o) {
   if (c == "pre-dump") return NotYet("pre-dump");
   if (c == "page-server") return NotYet("page-server");
   if (c == "restore") return RunRestoreCommand(o);
-  if (c == "lazy-pages") return NotYet("lazy-pages");
+  if (c == "lazy-pages") return RunLazyPagesCommand(o);
   std::fprintf(stderr, "Error: unknown command '%s'; see 'lazarus --help'\n", c.c_str());
   return 1;
 }

@@ -92,6 +92,7 @@ class VmaPageDumper {
   }
 
   Status Dump(const pb::Vma& vma) {
+    new_vma_ = true;
     bool any_page = vma.kind() == pb::VMA_ANON_SHARED;
     uint32_t lazy = VmaIsLazy(vma) ? uint32_t{img::kPageLazy} : 0u;
     for (uint64_t addr = vma.start(); addr < vma.end(); addr += kBatchPages * P) {
@@ -148,7 +149,8 @@ class VmaPageDumper {
         LZ_TRY(store_.Append(std::span(buf_.data() + i * P, (j - i) * P)));
         stats_.pages_written += j - i;
       }
-      pm_.Append(run);
+      pm_.Append(run, !new_vma_);
+      new_vma_ = false;
       i = j;
     }
     return Ok();
@@ -161,6 +163,7 @@ class VmaPageDumper {
   MemoryStats& stats_;
   std::vector<uint64_t> entries_;
   std::vector<std::byte> buf_;
+  bool new_vma_ = true;  // the next run starts a VMA: never merge it into the previous one
 };
 
 }  // namespace

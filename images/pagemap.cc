@@ -7,8 +7,8 @@
 
 namespace lz::img {
 
-void Pagemap::Append(const PageRun& run) {
-  if (!runs_.empty()) {
+void Pagemap::Append(const PageRun& run, bool may_merge) {
+  if (!runs_.empty() && may_merge) {
     PageRun& last = runs_.back();
     bool contiguous = last.end() == run.vaddr && last.flags == run.flags;
     bool index_follows = !run.present() || last.page_index + last.nr_pages == run.page_index;
@@ -132,7 +132,7 @@ Result<PagemapFile> ReadPagemap(const std::string& path) {
     if (!pm.pagemap.runs().empty() && run.vaddr < pm.pagemap.runs().back().end()) {
       return Invalid(path + ": page runs overlap or are out of order at " + std::to_string(run.vaddr));
     }
-    pm.pagemap.Append(run);
+    pm.pagemap.Append(run, /*may_merge=*/false);  // runs come as the dumper cut them
   }
   LZ_TRY(pm.pagemap.Validate(path, head.stored_pages()));
   if (pm.pagemap.stored_pages() != head.stored_pages()) {

@@ -34,8 +34,9 @@ class Pagemap {
  public:
   Pagemap() = default;
 
-  /// Appends a run above every run so far, merging it into the last one where it continues it.
-  void Append(const PageRun& run);
+  /// Appends a run above every run so far, merging it into the last one where it continues it
+  /// and `may_merge` allows (runs must not cross VMAs: one UFFDIO_COPY cannot).
+  void Append(const PageRun& run, bool may_merge = true);
 
   /// The run holding `addr`, or nullptr. O(log runs).
   const PageRun* Find(uint64_t addr) const;

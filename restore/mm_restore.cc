@@ -71,8 +71,9 @@ const char* SpecialName(pb::VmaKind k) {
 
 class MmBuilder {
  public:
-  MmBuilder(const img::Dump& dump, RestoredTask& t, bool lazy)
-      : dump_(dump), t_(t), mm_(t.img->mm), rt_(t.pid, OwnSyscallInsn()), lazy_(lazy) {}
+  MmBuilder(const img::Dump& dump, RestoredTask& t, int lazy_sock)
+      : dump_(dump), t_(t), mm_(t.img->mm), rt_(t.pid, OwnSyscallInsn()), lazy_(lazy_sock >= 0),
+        lazy_sock_(lazy_sock) {}
 
   Status Build() {
     LZ_ASSIGN_OR_RETURN(std::string maps, ReadFileToString("/proc/" + std::to_string(t_.pid) + "/maps"));
@@ -92,6 +93,7 @@ class MmBuilder {
     LZ_TRY(ApplyMadvise());
     if (lazy_) {
       LZ_TRY(RegisterLazy());
+      LZ_TRY(HandOverUffd(lazy_sock_, t_));
     }
     LZ_TRY(SetMmFields());
     t_.syscall_insn = rt_.syscall_insn();
@@ -455,6 +457,7 @@ class MmBuilder {
   const pb::Mm& mm_;
   RemoteThread rt_;
   bool lazy_;
+  int lazy_sock_;
   std::vector<ProcVma> current_;
   std::vector<Range> used_;
   std::vector<Range> keep_;  // ranges UnmapLazarus must not touch
@@ -471,8 +474,8 @@ Status WriteScratch(const RestoredTask& t, size_t offset, const void* data, size
                      std::span(static_cast<const std::byte*>(data), len));
 }
 
-Status RestoreMm(const img::Dump& dump, RestoredTask& t, bool lazy) {
-  MmBuilder b(dump, t, lazy);
+Status RestoreMm(const img::Dump& dump, RestoredTask& t, int lazy_sock) {
+  MmBuilder b(dump, t, lazy_sock);
   return b.Build();
 }
 

@@ -130,42 +130,54 @@ Result<UniqueFd> ConnectLazyDaemon(const std::string& dir) {
     return Invalid("lazy-pages socket path too long: " + path);
   }
   std::strcpy(addr.sun_path, path.c_str());
-  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return Fail(errno, "cannot reach the lazy-pages daemon at " + path,
-                "(start 'lazarus lazy-pages -D " + dir + "' first)");
+  // A daemon started in the background a moment ago may not be listening yet: give it a second.
+  Deadline deadline(1000000000);
+  while (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if ((errno != ENOENT && errno != ECONNREFUSED) || deadline.Expired()) {
+      return Fail(errno, "cannot reach the lazy-pages daemon at " + path,
+                  "(start 'lazarus lazy-pages -D " + dir + "' first)");
+    }
+    ::usleep(10000);
   }
   return sock;
 }
 
-Status HandOverUffds(int sock, std::vector<RestoredTask>& tasks) {
-  for (RestoredTask& t : tasks) {
-    LazyMsg m{kLazyMagic, kLazyVersion, kLazyTask, t.pid};
-    iovec iov{&m, sizeof m};
-    char ctl[CMSG_SPACE(sizeof(int))] = {};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl;
-    mh.msg_controllen = sizeof ctl;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    int fd = t.uffd.get();
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    if (::sendmsg(sock, &mh, MSG_NOSIGNAL) != sizeof m) {
-      return FailErrno("send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid));
-    }
-    LazyMsg ack{};
-    if (::recv(sock, &ack, sizeof ack, 0) != sizeof ack || ack.type != kLazyAck || ack.pid != t.pid) {
-      return Invalid("the lazy-pages daemon refused pid " + std::to_string(t.pid));
-    }
-    // The daemon holds its own copy now (SCM_RIGHTS duplicated it); ours goes.
-    t.uffd.reset();
+Status HandOverUffd(int sock, RestoredTask& t) {
+  LazyMsg m{kLazyMagic, kLazyVersion, kLazyTask, t.pid};
+  iovec iov{&m, sizeof m};
+  char ctl[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl;
+  mh.msg_controllen = sizeof ctl;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = t.uffd.get();
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (::sendmsg(sock, &mh, MSG_NOSIGNAL) != sizeof m) {
+    return FailErrno("send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid));
   }
-  LazyMsg done{kLazyMagic, kLazyVersion, kLazyAllSent, static_cast<int32_t>(tasks.size())};
+  LazyMsg ack{};
+  if (::recv(sock, &ack, sizeof ack, 0) != sizeof ack || ack.type != kLazyAck || ack.pid != t.pid) {
+    return Invalid("the lazy-pages daemon refused pid " + std::to_string(t.pid) +
+                   " (see its log)");
+  }
+  // The daemon holds its own copy now (SCM_RIGHTS duplicated it); ours goes.
+  t.uffd.reset();
+  return Ok();
+}
+
+Status FinishHandOver(int sock, size_t tasks) {
+  LazyMsg done{kLazyMagic, kLazyVersion, kLazyAllSent, static_cast<int32_t>(tasks)};
   if (::send(sock, &done, sizeof done, MSG_NOSIGNAL) != sizeof done) {
     return FailErrno("send to the lazy-pages daemon");
+  }
+  LazyMsg ack{};
+  if (::recv(sock, &ack, sizeof ack, 0) != sizeof ack || ack.type != kLazyAck) {
+    return Invalid("the lazy-pages daemon did not acknowledge the hand-over");
   }
   return Ok();
 }
@@ -208,7 +220,8 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   }
   RestoreResult result;
   for (RestoredTask& t : tasks) {
-    LZ_TRY_CTX(RestoreMm(dump, t, opts.lazy), "restore memory of pid " + std::to_string(t.pid));
+    LZ_TRY_CTX(RestoreMm(dump, t, opts.lazy ? lazy_sock.get() : -1),
+               "restore memory of pid " + std::to_string(t.pid));
     result.stats.set_pages_eager(result.stats.pages_eager() + t.pages_eager);
     result.stats.set_pages_lazy(result.stats.pages_lazy() + t.pages_lazy);
   }
@@ -217,7 +230,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
     LZ_TRY_CTX(RestoreTaskState(t), "restore pid " + std::to_string(t.pid));
   }
   if (opts.lazy) {
-    LZ_TRY(HandOverUffds(lazy_sock.get(), tasks));
+    LZ_TRY(FinishHandOver(lazy_sock.get(), tasks.size()));
   }
   if (!opts.pidfile.empty()) {
     LZ_TRY(WritePidfile(opts.pidfile, root.pid()));

@@ -37,14 +37,19 @@ constexpr size_t kScratchSize = 4 * 4096;
 
 /// Address space, from outside: replaces lazarus's mappings by the dumped ones and fills or
 /// registers (lazy) the memory.
-[[nodiscard]] Status RestoreMm(const img::Dump& dump, RestoredTask& t, bool lazy);
+/// With `lazy_sock` >= 0 (lazy restore), the task's uffd goes to the daemon as soon as its
+/// ranges are registered: from then on even the kernel's own accesses (rseq registration,
+/// syscalls reading task memory) fault and must be served.
+[[nodiscard]] Status RestoreMm(const img::Dump& dump, RestoredTask& t, int lazy_sock);
 /// Threads, signals, timers, limits, credentials and registers, from outside; the last stage.
 [[nodiscard]] Status RestoreTaskState(RestoredTask& t);
 /// Remote syscall helpers on the task's main thread.
 [[nodiscard]] Status WriteScratch(const RestoredTask& t, size_t offset, const void* data, size_t len);
 
-/// Sends each task's uffd to the lazy-pages daemon and waits for it to take them.
-[[nodiscard]] Status HandOverUffds(int sock, std::vector<RestoredTask>& tasks);
+/// Sends a task's uffd to the lazy-pages daemon and waits for it to take it.
+[[nodiscard]] Status HandOverUffd(int sock, RestoredTask& t);
+/// Tells the daemon that every task was handed over.
+[[nodiscard]] Status FinishHandOver(int sock, size_t tasks);
 [[nodiscard]] Result<UniqueFd> ConnectLazyDaemon(const std::string& dir);
 
 }  // namespace lz

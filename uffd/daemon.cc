@@ -1,0 +1,719 @@
+// The lazy-pages daemon: one io_uring event loop over the restore connection, every task's
+// userfaultfd and the page-store reads. Faults go first; the background fill uses what is left.
+//
+// Where a page fault is served: OnUffdReadable -> HandleFault -> (chunk read) OnReadDone ->
+// CopyChunk -> UFFDIO_COPY.
+#include "uffd/daemon.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/file_util.h"
+#include "base/log.h"
+#include "base/proc.h"
+#include "images/image_dir.h"
+#include "images/image_file.h"
+#include "uffd/guard.h"
+#include "uffd/protocol.h"
+#include "uffd/target.h"
+#include "uffd/uffd_ops.h"
+
+namespace lz {
+namespace {
+
+constexpr uint64_t P = img::kPageSize;
+// Chunk reads in flight. Two slots are held back for faults so that a fault never queues
+// behind the background fill.
+constexpr size_t kSlots = 16;
+constexpr size_t kFaultReserve = 2;
+constexpr size_t kMaxMsgs = 32;         // uffd_msg read per read(2)
+constexpr size_t kLatencyReserve = 1 << 20;
+
+enum Tag : uint64_t { kTagListen = 1, kTagControl = 2, kTagUffd = 3, kTagRead = 4 };
+uint64_t MakeTag(Tag kind, uint64_t index) { return (uint64_t{kind} << 56) | index; }
+Tag TagKind(uint64_t data) { return static_cast<Tag>(data >> 56); }
+uint64_t TagIndex(uint64_t data) { return data & ((uint64_t{1} << 56) - 1); }
+
+struct Waiter {
+  int target;
+  uint64_t addr;
+  uint64_t since_ns;
+};
+
+struct ReadSlot {
+  bool busy = false;
+  std::shared_ptr<const TaskSource> source;
+  uint64_t chunk = 0;
+  bool for_fault = false;
+  std::vector<std::byte> buf;
+  std::vector<Waiter> waiters;
+};
+
+// Children of every thread of `pid`, from /proc.
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  auto tids = ListNumericDir("/proc/" + std::to_string(pid) + "/task");
+  if (!tids) {
+    return out;
+  }
+  for (int tid : *tids) {
+    auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
+                                 "/children");
+    if (!text) {
+      continue;
+    }
+    for (std::string_view s : SplitString(TrimSpace(*text), ' ')) {
+      int64_t c;
+      if (ParseI64(s, &c)) {
+        out.push_back(static_cast<pid_t>(c));
+      }
+    }
+  }
+  return out;
+}
+
+class LazyPagesDaemon {
+ public:
+  LazyPagesDaemon(const LazyPagesOptions& opts, Guard guard) : opts_(opts), guard_(std::move(guard)) {
+    latencies_.reserve(kLatencyReserve);
+    slots_.resize(kSlots);
+    for (ReadSlot& s : slots_) {
+      s.waiters.reserve(64);
+    }
+    dctx_ = ZSTD_createDCtx();
+  }
+  ~LazyPagesDaemon() {
+    ZSTD_freeDCtx(dctx_);
+    if (ring_ready_) {
+      io_uring_queue_exit(&ring_);
+    }
+    if (trace_ != nullptr) {
+      std::fclose(trace_);
+    }
+  }
+
+  Status Run() {
+    LZ_TRY(Listen());
+    int r = io_uring_queue_init(256, &ring_, 0);
+    if (r < 0) {
+      return Fail(-r, "io_uring_queue_init");
+    }
+    ring_ready_ = true;
+    if (!opts_.trace_file.empty()) {
+      trace_ = std::fopen(opts_.trace_file.c_str(), "we");
+      if (trace_ == nullptr) {
+        return FailErrno("open trace file", opts_.trace_file);
+      }
+    }
+    PollOnce(listen_.get(), MakeTag(kTagListen, 0));
+    start_ns_ = MonotonicNs();
+    while (!Finished()) {
+      r = io_uring_submit_and_wait(&ring_, 1);
+      if (r < 0 && r != -EINTR) {
+        return Fail(-r, "io_uring_submit_and_wait");
+      }
+      io_uring_cqe* cqe;
+      unsigned head;
+      unsigned n = 0;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        Dispatch(cqe->user_data, cqe->res, cqe->flags);
+        n++;
+      }
+      io_uring_cq_advance(&ring_, n);
+      if (fatal_) {
+        return Unexpected{*fatal_};
+      }
+      RetryDeferred();
+      FillBackground();
+    }
+    done_ns_ = MonotonicNs();
+    guard_.Done();
+    for (auto& t : targets_) {
+      t->uffd.reset();
+    }
+    ::unlink(SocketPath().c_str());
+    return Ok();
+  }
+
+  pb::LazyStats Stats() {
+    pb::LazyStats s;
+    s.set_faults(latencies_.size());
+    if (!latencies_.empty()) {
+      std::sort(latencies_.begin(), latencies_.end());
+      s.set_fault_p50_ns(latencies_[latencies_.size() / 2]);
+      s.set_fault_p99_ns(latencies_[latencies_.size() * 99 / 100]);
+      s.set_fault_max_ns(latencies_.back());
+    }
+    s.set_pages_by_fault(pages_by_fault_);
+    s.set_pages_by_fill(pages_by_fill_);
+    s.set_pages_zero(pages_zero_);
+    s.set_residency_ns(first_task_ns_ ? done_ns_ - first_task_ns_ : 0);
+    s.set_tasks(static_cast<uint32_t>(targets_.size()));
+    s.set_chunks_read(chunks_read_);
+    return s;
+  }
+
+ private:
+  std::string SocketPath() const { return opts_.dir + "/" + kLazySocketName; }
+
+  Status Listen() {
+    int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      return FailErrno("socket");
+    }
+    listen_.reset(fd);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::string path = SocketPath();
+    if (path.size() >= sizeof addr.sun_path) {
+      return Invalid("socket path too long: " + path);
+    }
+    std::strcpy(addr.sun_path, path.c_str());
+    ::unlink(path.c_str());
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      return FailErrno("bind", path);
+    }
+    if (::listen(fd, 4) != 0) {
+      return FailErrno("listen", path);
+    }
+    LZ_INFO("lazy-pages: waiting for restore on %s", path.c_str());
+    return Ok();
+  }
+
+  io_uring_sqe* Sqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+  }
+
+  void PollOnce(int fd, uint64_t tag) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, tag);
+  }
+
+  void PollMulti(int fd, uint64_t tag) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, tag);
+  }
+
+  void Dispatch(uint64_t data, int res, unsigned flags) {
+    uint64_t idx = TagIndex(data);
+    LZ_LOG(kTrace, "lazy-pages: cqe kind %lu index %lu res %d flags %u", data >> 56, idx, res, flags);
+    switch (TagKind(data)) {
+      case kTagListen:
+        OnListenReadable();
+        break;
+      case kTagControl:
+        OnControlReadable(res);
+        if (!(flags & IORING_CQE_F_MORE) && control_.valid()) {
+          PollMulti(control_.get(), MakeTag(kTagControl, 0));
+        }
+        break;
+      case kTagUffd: {
+        Target& t = *targets_[idx];
+        if (res < 0 || (res & (POLLERR | POLLHUP))) {
+          t.gone = true;
+        } else {
+          OnUffdReadable(t);
+        }
+        if (!(flags & IORING_CQE_F_MORE) && !t.gone) {
+          PollMulti(t.uffd.get(), MakeTag(kTagUffd, idx));
+        }
+        break;
+      }
+      case kTagRead:
+        OnReadDone(slots_[idx], res);
+        break;
+    }
+  }
+
+  void OnListenReadable() {
+    int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      PollOnce(listen_.get(), MakeTag(kTagListen, 0));
+      return;
+    }
+    if (control_.valid()) {
+      ::close(fd);  // one restore at a time
+    } else {
+      control_.reset(fd);
+      PollMulti(fd, MakeTag(kTagControl, 0));
+    }
+    PollOnce(listen_.get(), MakeTag(kTagListen, 0));
+  }
+
+  void Reply(uint32_t type, int32_t pid) {
+    LazyMsg m{kLazyMagic, kLazyVersion, type, pid};
+    (void)!::send(control_.get(), &m, sizeof m, MSG_NOSIGNAL);
+  }
+
+  void OnControlReadable(int res) {
+    (void)res;
+    for (;;) {
+      LazyMsg m{};
+      iovec iov{&m, sizeof m};
+      char ctl[CMSG_SPACE(sizeof(int))];
+      msghdr mh{};
+      mh.msg_iov = &iov;
+      mh.msg_iovlen = 1;
+      mh.msg_control = ctl;
+      mh.msg_controllen = sizeof ctl;
+      ssize_t n = ::recvmsg(control_.get(), &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return;
+      }
+      if (n <= 0) {
+        control_.reset();
+        if (!all_sent_) {
+          fatal_ = Error{0, "restore went away before handing over every task", ""};
+        }
+        return;
+      }
+      int fd = -1;
+      if (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr && c->cmsg_type == SCM_RIGHTS) {
+        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      }
+      UniqueFd uffd(fd);
+      if (n != sizeof m || m.magic != kLazyMagic || m.version != kLazyVersion) {
+        fatal_ = Error{0, "malformed message on the lazy-pages socket", ""};
+        return;
+      }
+      if (m.type == kLazyAllSent) {
+        all_sent_ = true;
+        Reply(kLazyAck, m.pid);
+        continue;
+      }
+      if (m.type != kLazyTask || !uffd.valid()) {
+        fatal_ = Error{0, "unexpected message on the lazy-pages socket", ""};
+        return;
+      }
+      Status st = AddTask(m.pid, std::move(uffd));
+      if (!st) {
+        Reply(kLazyError, m.pid);
+        fatal_ = st.error();
+        return;
+      }
+      Reply(kLazyAck, m.pid);
+    }
+  }
+
+  Status AddTask(pid_t pid, UniqueFd uffd) {
+    auto src = std::make_shared<TaskSource>();
+    src->pid = pid;
+    LZ_ASSIGN_OR_RETURN(src->pagemap, img::ReadPagemap(img::PagemapPath(opts_.dir, pid)));
+    LZ_ASSIGN_OR_RETURN(src->store,
+                        img::PageStoreReader::Open(opts_.dir + "/" + src->pagemap.pages_file));
+    if (src->store->total_pages() != src->pagemap.pagemap.stored_pages()) {
+      return Invalid(src->pagemap.pages_file + " does not match its pagemap");
+    }
+    max_stored_ = std::max(max_stored_, src->store->max_stored_size());
+    chunk_bytes_ = std::max<size_t>(chunk_bytes_, size_t{src->store->chunk_pages()} * P);
+    decoded_.resize(chunk_bytes_);
+    for (ReadSlot& s : slots_) {
+      s.buf.resize(max_stored_);
+    }
+    RangeSet pending;
+    for (const img::PageRun& r : src->pagemap.pagemap.runs()) {
+      if (r.present() && (r.flags & img::kPageLazy)) {
+        pending.Add(r.vaddr, r.end());
+      }
+    }
+    if (first_task_ns_ == 0) {
+      first_task_ns_ = MonotonicNs();
+    }
+    LZ_TRY(guard_.Add(pid, uffd.get()));
+    AddTarget(pid, std::move(uffd), src, std::move(pending));
+    LZ_INFO("lazy-pages: serving pid %d", pid);
+    return Ok();
+  }
+
+  void AddTarget(pid_t pid, UniqueFd uffd, std::shared_ptr<const TaskSource> src, RangeSet pending) {
+    auto t = std::make_unique<Target>();
+    t->id = static_cast<int>(targets_.size());
+    t->pid = pid;
+    t->uffd = std::move(uffd);
+    t->source = std::move(src);
+    t->pending = std::move(pending);
+    PollMulti(t->uffd.get(), MakeTag(kTagUffd, t->id));
+    targets_.push_back(std::move(t));
+    fill_cursor_.push_back(0);
+  }
+
+  // Reads every queued uffd event of `t`. Events that change the address space (remove,
+  // unmap, remap) are applied in order with the faults, as the kernel queued them.
+  void OnUffdReadable(Target& t) {
+    uffd_msg msgs[kMaxMsgs];
+    for (;;) {
+      ssize_t n = ::read(t.uffd.get(), msgs, sizeof msgs);
+      if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+          t.gone = true;
+        }
+        return;
+      }
+      if (n == 0 || n % sizeof(uffd_msg) != 0) {
+        t.gone = true;
+        return;
+      }
+      for (size_t i = 0; i < n / sizeof(uffd_msg); i++) {
+        HandleEvent(t, msgs[i]);
+      }
+    }
+  }
+
+  void HandleEvent(Target& t, const uffd_msg& m) {
+    switch (m.event) {
+      case UFFD_EVENT_PAGEFAULT:
+        HandleFault(t.id, m.arg.pagefault.address & ~(P - 1), MonotonicNs());
+        break;
+      case UFFD_EVENT_FORK:
+        OnFork(t, static_cast<int>(m.arg.fork.ufd));
+        break;
+      case UFFD_EVENT_REMAP:
+        t.pending.Remap(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
+        break;
+      case UFFD_EVENT_REMOVE:
+      case UFFD_EVENT_UNMAP:
+        t.pending.RemoveLive(m.arg.remove.start, m.arg.remove.end);
+        break;
+      default:
+        LZ_WARN("lazy-pages: pid %d: unknown uffd event %u", t.pid, m.event);
+    }
+  }
+
+  void OnFork(Target& parent, int ufd) {
+    UniqueFd uffd(ufd);
+    pid_t child = 0;
+    for (pid_t k : ChildrenOf(parent.pid)) {
+      bool known = std::any_of(targets_.begin(), targets_.end(),
+                               [k](const std::unique_ptr<Target>& t) { return t->pid == k; });
+      if (!known) {
+        child = k;
+      }
+    }
+    if (child == 0) {
+      LZ_WARN("lazy-pages: could not tell the pid of a child of %d", parent.pid);
+    }
+    if (!guard_.Add(child, uffd.get())) {
+      LZ_WARN("lazy-pages: guard did not take the uffd of child %d", child);
+    }
+    // The child's memory is a copy of its parent's: it misses the same pages.
+    RangeSet pending = parent.pending;
+    AddTarget(child, std::move(uffd), parent.source, std::move(pending));
+    LZ_INFO("lazy-pages: pid %d forked %d", parent.pid, child);
+  }
+
+  void Trace(const Target& t, uint64_t addr, uint64_t now) {
+    if (trace_ != nullptr) {
+      std::fprintf(trace_, "%lu %d %#lx\n", now - start_ns_, t.pid, addr);
+    }
+  }
+
+  // A page the dump did not store (zero, never touched, or dropped since): the zero page.
+  void ServeZero(Target& t, uint64_t addr, uint64_t since) {
+    int err = 0;
+    CopyOutcome o = UffdZero(t.uffd.get(), addr, P, &err);
+    if (o == CopyOutcome::kCopied) {
+      pages_zero_++;
+    } else if (o == CopyOutcome::kAlreadyMapped) {
+      UffdWake(t.uffd.get(), addr, P);
+    } else if (o == CopyOutcome::kRetry) {
+      deferred_.push_back({t.id, addr, since});
+      return;
+    } else if (o == CopyOutcome::kTargetGone) {
+      t.gone = true;
+      return;
+    } else {
+      Fatal(Error{err, "UFFDIO_ZEROPAGE", "pid " + std::to_string(t.pid)});
+      return;
+    }
+    latencies_.push_back(MonotonicNs() - since);
+  }
+
+  void HandleFault(int target, uint64_t addr, uint64_t since) {
+    Target& t = *targets_[target];
+    if (t.gone) {
+      return;
+    }
+    Trace(t, addr, since);
+    LZ_LOG(kTrace, "lazy-pages: pid %d fault at %#lx", t.pid, addr);
+    std::optional<uint64_t> image = t.pending.ImageOf(addr);
+    if (!image) {
+      ServeZero(t, addr, since);
+      return;
+    }
+    const img::PageRun* run = t.source->pagemap.pagemap.Find(*image);
+    uint64_t index = run->page_index + (*image - run->vaddr) / P;
+    uint64_t chunk = index / t.source->store->chunk_pages();
+    for (ReadSlot& s : slots_) {
+      if (s.busy && s.source == t.source && s.chunk == chunk) {
+        s.for_fault = true;
+        s.waiters.push_back({target, addr, since});
+        return;
+      }
+    }
+    ReadSlot* slot = FreeSlot();
+    if (slot == nullptr) {
+      deferred_.push_back({target, addr, since});
+      return;
+    }
+    IssueRead(*slot, t.source, chunk, true);
+    slot->waiters.push_back({target, addr, since});
+  }
+
+  ReadSlot* FreeSlot() {
+    for (ReadSlot& s : slots_) {
+      if (!s.busy) {
+        return &s;
+      }
+    }
+    return nullptr;
+  }
+
+  size_t BusySlots() const {
+    return static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(),
+                                             [](const ReadSlot& s) { return s.busy; }));
+  }
+
+  void IssueRead(ReadSlot& s, const std::shared_ptr<const TaskSource>& src, uint64_t chunk,
+                 bool for_fault) {
+    const img::ChunkIndexEntry& e = src->store->chunk(chunk);
+    s.busy = true;
+    s.source = src;
+    s.chunk = chunk;
+    s.for_fault = for_fault;
+    s.waiters.clear();
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_read(sqe, src->store->fd(), s.buf.data(), e.stored_size, e.offset);
+    io_uring_sqe_set_data64(sqe, MakeTag(kTagRead, static_cast<uint64_t>(&s - slots_.data())));
+    if (for_fault) {
+      io_uring_submit(&ring_);  // no batching delay on the fault path
+    }
+    chunks_read_++;
+  }
+
+  void OnReadDone(ReadSlot& s, int res) {
+    const img::ChunkIndexEntry& e = s.source->store->chunk(s.chunk);
+    if (res != static_cast<int>(e.stored_size)) {
+      Fatal(Error{res < 0 ? -res : EIO, "read " + s.source->store->path(),
+                  "chunk " + std::to_string(s.chunk)});
+      return;
+    }
+    Status st = s.source->store->DecodeChunk(s.chunk, std::span(s.buf.data(), e.stored_size),
+                                             decoded_, dctx_);
+    if (!st) {
+      Fatal(st.error());
+      return;
+    }
+    for (auto& t : targets_) {
+      if (!t->gone && t->source == s.source) {
+        CopyChunk(*t, s.chunk, e.nr_pages, s.for_fault);
+      }
+    }
+    s.busy = false;
+    std::vector<Waiter> waiters;
+    waiters.swap(s.waiters);
+    s.waiters.swap(spare_waiters_);
+    for (const Waiter& w : waiters) {
+      Target& t = *targets_[w.target];
+      if (t.gone) {
+        continue;
+      }
+      if (t.pending.ImageOf(w.addr)) {
+        HandleFault(w.target, w.addr, w.since_ns);  // the copy had to be retried
+      } else {
+        UffdWake(t.uffd.get(), w.addr, P);
+        latencies_.push_back(MonotonicNs() - w.since_ns);
+      }
+    }
+    waiters.clear();
+    spare_waiters_.swap(waiters);
+  }
+
+  // Copies every still-missing page of chunk `k` into `t`.
+  void CopyChunk(Target& t, uint64_t k, uint32_t nr_pages, bool by_fault) {
+    const img::Pagemap& pm = t.source->pagemap.pagemap;
+    uint64_t first = k * t.source->store->chunk_pages();
+    uint64_t last = first + nr_pages;
+    for (size_t ri = pm.FirstPresentRunFromIndex(first); ri < pm.runs().size(); ri++) {
+      const img::PageRun& r = pm.runs()[ri];
+      if (!r.present()) {
+        continue;
+      }
+      if (r.page_index >= last) {
+        break;
+      }
+      uint64_t s = std::max(first, r.page_index);
+      uint64_t e = std::min(last, r.page_index + r.nr_pages);
+      uint64_t img_s = r.vaddr + (s - r.page_index) * P;
+      for (const PendingRange& piece : t.pending.Intersect(img_s, img_s + (e - s) * P)) {
+        const std::byte* src = decoded_.data() + (s - first) * P + (piece.image_start - img_s);
+        if (!CopyPiece(t, piece, src, by_fault)) {
+          return;
+        }
+      }
+    }
+  }
+
+  // Returns false when the target is gone or the daemon failed.
+  bool CopyPiece(Target& t, const PendingRange& piece, const std::byte* src, bool by_fault) {
+    uint64_t len = piece.image_end - piece.image_start;
+    uint64_t off = 0;
+    while (off < len) {
+      uint64_t copied = 0;
+      int err = 0;
+      CopyOutcome o = UffdCopy(t.uffd.get(), piece.live_start() + off, src + off, len - off, &copied, &err);
+      uint64_t done_pages = copied / P;
+      (by_fault ? pages_by_fault_ : pages_by_fill_) += done_pages;
+      switch (o) {
+        case CopyOutcome::kCopied:
+          off = len;
+          break;
+        case CopyOutcome::kAlreadyMapped:
+          off += copied + P;  // that page is there already; go on after it
+          break;
+        case CopyOutcome::kRetry:
+          t.pending.RemoveImage(piece.image_start, piece.image_start + off + copied);
+          return true;  // the rest stays pending and comes around again
+        case CopyOutcome::kTargetGone:
+          t.gone = true;
+          return false;
+        case CopyOutcome::kError:
+          Fatal(Error{err, "UFFDIO_COPY", "pid " + std::to_string(t.pid)});
+          return false;
+      }
+    }
+    t.pending.RemoveImage(piece.image_start, piece.image_end);
+    return true;
+  }
+
+  void RetryDeferred() {
+    size_t n = deferred_.size();
+    while (n-- > 0 && FreeSlot() != nullptr) {
+      Waiter w = deferred_.front();
+      deferred_.pop_front();
+      HandleFault(w.target, w.addr, w.since_ns);
+    }
+  }
+
+  void FillBackground() {
+    if (!all_sent_) {
+      return;
+    }
+    size_t attempts = targets_.size() * 2;
+    while (BusySlots() + kFaultReserve < kSlots && attempts-- > 0) {
+      Target& t = *targets_[fill_next_ % targets_.size()];
+      uint64_t& cursor = fill_cursor_[t.id];
+      std::optional<PendingRange> next = t.gone ? std::nullopt : t.pending.NextFrom(cursor);
+      if (!next) {
+        fill_next_++;
+        continue;
+      }
+      const img::Pagemap& pm = t.source->pagemap.pagemap;
+      const img::PageRun* run = pm.Find(next->image_start);
+      uint64_t index = run->page_index + (next->image_start - run->vaddr) / P;
+      uint32_t cp = t.source->store->chunk_pages();
+      uint64_t chunk = index / cp;
+      bool in_flight = std::any_of(slots_.begin(), slots_.end(), [&](const ReadSlot& s) {
+        return s.busy && s.source == t.source && s.chunk == chunk;
+      });
+      // Next time, start after this chunk.
+      size_t ri = pm.FirstPresentRunFromIndex((chunk + 1) * cp);
+      if (ri < pm.runs().size()) {
+        const img::PageRun& nr = pm.runs()[ri];
+        uint64_t idx = std::max<uint64_t>((chunk + 1) * cp, nr.page_index);
+        cursor = nr.vaddr + (idx - nr.page_index) * P;
+      } else {
+        cursor = 0;
+      }
+      if (in_flight) {
+        fill_next_++;
+        continue;
+      }
+      IssueRead(*FreeSlot(), t.source, chunk, false);
+      attempts = targets_.size() * 2;
+    }
+  }
+
+  bool Finished() const {
+    if (!all_sent_ || BusySlots() > 0 || !deferred_.empty()) {
+      return false;
+    }
+    return std::all_of(targets_.begin(), targets_.end(), [](const std::unique_ptr<Target>& t) {
+      return t->gone || t->pending.empty();
+    });
+  }
+
+  // A page cannot be delivered: the tasks must not run on without it.
+  void Fatal(Error e) {
+    if (fatal_) {
+      return;
+    }
+    std::string pids;
+    for (auto& t : targets_) {
+      if (t->pid > 0) {
+        ::kill(t->pid, SIGKILL);
+        pids += " " + std::to_string(t->pid);
+      }
+    }
+    LZ_ERROR("lazy-pages: %s; killed restored tasks%s", e.Message().c_str(), pids.c_str());
+    fatal_ = e.Wrap("lazy-pages (restored tasks killed)");
+  }
+
+  const LazyPagesOptions& opts_;
+  Guard guard_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  UniqueFd listen_;
+  UniqueFd control_;
+  std::vector<std::unique_ptr<Target>> targets_;
+  std::vector<uint64_t> fill_cursor_;
+  size_t fill_next_ = 0;
+  std::vector<ReadSlot> slots_;
+  std::vector<Waiter> spare_waiters_;
+  std::deque<Waiter> deferred_;
+  std::vector<std::byte> decoded_;
+  uint32_t max_stored_ = 0;
+  size_t chunk_bytes_ = 0;
+  ZSTD_DCtx* dctx_ = nullptr;
+  bool all_sent_ = false;
+  std::optional<Error> fatal_;
+  FILE* trace_ = nullptr;
+  uint64_t start_ns_ = 0, first_task_ns_ = 0, done_ns_ = 0;
+  std::vector<uint64_t> latencies_;
+  uint64_t pages_by_fault_ = 0, pages_by_fill_ = 0, pages_zero_ = 0, chunks_read_ = 0;
+};
+
+}  // namespace
+
+Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
+  LZ_ASSIGN_OR_RETURN(pb::Inventory inventory, img::ReadInventory(opts.dir));
+  (void)inventory;  // only to refuse an incomplete or foreign directory up front
+  LZ_ASSIGN_OR_RETURN(Guard guard, Guard::Start());
+  LazyPagesDaemon d(opts, std::move(guard));
+  LZ_TRY(d.Run());
+  pb::LazyStats stats = d.Stats();
+  (void)img::WriteSingleMessage(opts.dir + "/stats-lazy", img::ImageKind::kStats, stats);
+  return stats;
+}
+
+}  // namespace lz

@@ -1,0 +1,22 @@
+// `lazarus lazy-pages`: serve the memory of a lazily restored tree through userfaultfd.
+// The fault path starts in LazyPagesDaemon::OnUffdReadable (uffd/daemon.cc).
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+#include "images/stats.pb.h"
+
+namespace lz {
+
+struct LazyPagesOptions {
+  std::string dir;
+  std::string trace_file;  // --trace: one line per fault
+};
+
+/// Listens on DIR/lazy-pages.socket, serves every task handed over by `restore --lazy-pages`
+/// until every page is in place or every task is gone. If the daemon dies first, a guard
+/// process kills the restored tasks: none of them may run on with memory that never came.
+[[nodiscard]] Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts);
+
+}  // namespace lz

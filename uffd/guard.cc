@@ -1,0 +1,125 @@
+#include "uffd/guard.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace lz {
+namespace {
+
+struct GuardMsg {
+  char type;  // 'A' add (fd attached), 'D' done
+  pid_t pid;
+};
+
+[[noreturn]] void GuardMain(int sock) {
+  // The guard must outlive a daemon that is interrupted or terminated.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  std::vector<pid_t> pids;
+  std::vector<int> fds;
+  for (;;) {
+    GuardMsg m{};
+    iovec iov{&m, sizeof m};
+    char ctl[CMSG_SPACE(sizeof(int))];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl;
+    mh.msg_controllen = sizeof ctl;
+    ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n == sizeof m && m.type == 'D') {
+      _exit(0);  // closing our uffd copies with us
+    }
+    if (n == sizeof m && m.type == 'A') {
+      cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      if (c != nullptr && c->cmsg_type == SCM_RIGHTS) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        fds.push_back(fd);
+      }
+      if (m.pid > 0) {
+        pids.push_back(m.pid);
+      }
+      continue;
+    }
+    // The daemon is gone without saying it was done: its tasks must not go on.
+    if (pids.empty()) {
+      _exit(1);
+    }
+    for (pid_t p : pids) {
+      kill(p, SIGKILL);
+    }
+    std::string list;
+    for (pid_t p : pids) {
+      list += " " + std::to_string(p);
+    }
+    std::fprintf(stderr,
+                 "Error: lazy-pages daemon died before all memory was restored; "
+                 "killed restored tasks%s so that none runs on with missing memory\n",
+                 list.c_str());
+    _exit(1);
+  }
+}
+
+}  // namespace
+
+Result<Guard> Guard::Start() {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return FailErrno("socketpair");
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    return FailErrno("fork guard");
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    GuardMain(sv[1]);
+  }
+  close(sv[1]);
+  return Guard(UniqueFd(sv[0]), pid);
+}
+
+Status Guard::Add(pid_t pid, int uffd) {
+  GuardMsg m{'A', pid};
+  iovec iov{&m, sizeof m};
+  char ctl[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl;
+  mh.msg_controllen = sizeof ctl;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &uffd, sizeof uffd);
+  if (sendmsg(sock_.get(), &mh, MSG_NOSIGNAL) != sizeof m) {
+    return FailErrno("hand uffd to the guard");
+  }
+  return Ok();
+}
+
+void Guard::Done() {
+  GuardMsg m{'D', 0};
+  (void)!send(sock_.get(), &m, sizeof m, MSG_NOSIGNAL);
+  sock_.reset();
+  if (pid_ > 0) {
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+}
+
+}  // namespace lz
