@@ -126,6 +126,7 @@ int RunLazyPagesCommand(const CliOptions& o) {
   LazyPagesOptions l;
   l.dir = o.images_dir;
   l.trace_file = o.trace_file;
+  l.fill_delay_ms = o.fill_delay_ms;
   auto stats = RunLazyPages(l);
   if (!stats) {
     return Report(stats.error());

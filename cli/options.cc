@@ -26,6 +26,7 @@ enum LongOnly {
   kFeature,
   kSummary,
   kTrace,
+  kFillDelay,
 };
 
 const option kLongOptions[] = {
@@ -54,6 +55,7 @@ const option kLongOptions[] = {
     {"feature", required_argument, nullptr, kFeature},
     {"summary", no_argument, nullptr, kSummary},
     {"trace", required_argument, nullptr, kTrace},
+    {"fill-delay", required_argument, nullptr, kFillDelay},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -158,6 +160,10 @@ Status Apply(int c, CliOptions& o) {
     case kTrace:
       o.trace_file = optarg;
       break;
+    case kFillDelay: {
+      LZ_ASSIGN_OR_RETURN(o.fill_delay_ms, IntArg("--fill-delay", optarg, 0, 3600000));
+      break;
+    }
     default:
       return Invalid("unknown option; see 'lazarus --help'");
   }
@@ -282,8 +288,11 @@ bool PrintCommandHelp(const std::string& command) {
        "'lazarus lazy-pages -D DIR', which must be started first.\n"},
       {"lazy-pages",
        "Usage: lazarus lazy-pages -D DIR [-o FILE] [-v[N]] [--display-stats] [--trace FILE]\n"
+       "       [--fill-delay MS]\n"
        "Serve the memory of a tree restored with 'restore --lazy-pages' through userfaultfd,\n"
-       "faults first, the rest in the background; exit once every page is in place.\n"},
+       "faults first, the rest in the background; exit once every page is in place.\n"
+       "  --trace FILE      write every fault (ns since start, pid, address) to FILE\n"
+       "  --fill-delay MS   serve only faults for MS milliseconds before filling the rest\n"},
       {"page-server",
        "Usage: lazarus page-server -D DIR --address ADDR --port PORT [-d] [--pidfile F]\n"
        "       [--status-fd FD] [--auth-token-file F]\n(not implemented yet)\n"},

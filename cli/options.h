@@ -39,6 +39,7 @@ struct CliOptions {
   int timeout = 10;
   std::string feature;             // check --feature
   std::string trace_file;          // lazy-pages --trace FILE
+  int fill_delay_ms = 0;           // lazy-pages --fill-delay MS
 };
 
 /// Parses argv. Errors are one line, naming the option.

@@ -122,8 +122,11 @@ class LazyPagesDaemon {
     PollOnce(listen_.get(), MakeTag(kTagListen, 0));
     start_ns_ = MonotonicNs();
     while (!Finished()) {
-      r = io_uring_submit_and_wait(&ring_, 1);
-      if (r < 0 && r != -EINTR) {
+      io_uring_cqe* first = nullptr;
+      __kernel_timespec ts{};
+      bool timed = FillWaiting(&ts);
+      r = io_uring_submit_and_wait_timeout(&ring_, &first, 1, timed ? &ts : nullptr, nullptr);
+      if (r < 0 && r != -EINTR && r != -ETIME) {
         return Fail(-r, "io_uring_submit_and_wait");
       }
       io_uring_cqe* cqe;
@@ -299,6 +302,9 @@ class LazyPagesDaemon {
       }
       if (m.type == kLazyAllSent) {
         all_sent_ = true;
+        if (opts_.fill_delay_ms > 0) {
+          fill_at_ns_ = MonotonicNs() + uint64_t(opts_.fill_delay_ms) * 1000000;
+        }
         Reply(kLazyAck, m.pid);
         continue;
       }
@@ -615,8 +621,23 @@ class LazyPagesDaemon {
     }
   }
 
+  // Whether the background fill is held back by --fill-delay; `ts` gets the time left.
+  bool FillWaiting(__kernel_timespec* ts) const {
+    if (!all_sent_ || fill_at_ns_ == 0) {
+      return false;
+    }
+    uint64_t now = MonotonicNs();
+    if (now >= fill_at_ns_) {
+      return false;
+    }
+    ts->tv_sec = static_cast<int64_t>((fill_at_ns_ - now) / 1000000000);
+    ts->tv_nsec = static_cast<int64_t>((fill_at_ns_ - now) % 1000000000);
+    return true;
+  }
+
   void FillBackground() {
-    if (!all_sent_) {
+    __kernel_timespec unused;
+    if (!all_sent_ || FillWaiting(&unused)) {
       return;
     }
     size_t attempts = targets_.size() * 2;
@@ -699,6 +720,7 @@ class LazyPagesDaemon {
   std::optional<Error> fatal_;
   FILE* trace_ = nullptr;
   uint64_t start_ns_ = 0, first_task_ns_ = 0, done_ns_ = 0;
+  uint64_t fill_at_ns_ = 0;  // --fill-delay: when the background fill may start
   std::vector<uint64_t> latencies_;
   uint64_t pages_by_fault_ = 0, pages_by_fill_ = 0, pages_zero_ = 0, chunks_read_ = 0;
 };

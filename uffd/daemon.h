@@ -12,6 +12,7 @@ namespace lz {
 struct LazyPagesOptions {
   std::string dir;
   std::string trace_file;  // --trace: one line per fault
+  int fill_delay_ms = 0;   // --fill-delay: serve faults only for this long before filling
 };
 
 /// Listens on DIR/lazy-pages.socket, serves every task handed over by `restore --lazy-pages`

@@ -2,7 +2,8 @@
 // runs until it gets SIGUSR1 (sent after restore), then checks its own state and writes
 // "PASS" or "FAIL: reason" to the result file.
 //
-// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES
+// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES [netlink]
+// With "netlink" it also holds a netlink socket, a descriptor lazarus does not dump.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,9 +98,12 @@ static void WriteFile(const char* path, const char* text) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s READY_FILE RESULT_FILE MEGABYTES\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: %s READY_FILE RESULT_FILE MEGABYTES [netlink]\n", argv[0]);
     return 2;
+  }
+  if (argc == 5 && strcmp(argv[4], "netlink") == 0 && socket(AF_NETLINK, SOCK_RAW, 0) < 0) {
+    return 4;
   }
   region_len = (size_t)atol(argv[3]) << 20;
   region = mmap(NULL, region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

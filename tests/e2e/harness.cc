@@ -1,0 +1,201 @@
+#include "tests/e2e/harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace lz::e2e {
+
+std::string LazarusBinary() { return LAZARUS_BINARY; }
+std::string WorkloadBinary(const std::string& name) {
+  return std::string(WORKLOAD_DIR) + "/" + name;
+}
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/lazarus-e2e-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    std::abort();
+  }
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::string cmd = "rm -rf '" + path_ + "'";
+  (void)!system(cmd.c_str());
+}
+
+Proc& Proc::operator=(Proc&& o) noexcept {
+  if (this != &o) {
+    Kill();
+    pid_ = o.pid_;
+    o.pid_ = -1;
+  }
+  return *this;
+}
+
+void Proc::Kill() {
+  if (pid_ <= 0) {
+    return;
+  }
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+int Proc::Wait(int timeout_ms) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (pid_ > 0) {
+    int status;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    if (r < 0 || std::chrono::steady_clock::now() > end) {
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return -1;
+}
+
+bool Proc::ReapIfDead(int timeout_ms) { return Wait(timeout_ms) != -1; }
+
+void BecomeSubreaper() {
+  static bool done = [] {
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    return true;
+  }();
+  (void)done;
+}
+
+namespace {
+
+[[noreturn]] void ExecChild(const std::vector<std::string>& argv, int out_fd) {
+  setsid();
+  int null_fd = open("/dev/null", O_RDONLY);
+  dup2(null_fd, 0);
+  dup2(out_fd, 1);
+  dup2(out_fd, 2);
+  for (int fd = 3; fd < 1024; fd++) {
+    close(fd);
+  }
+  std::vector<char*> args;
+  for (const std::string& a : argv) {
+    args.push_back(const_cast<char*>(a.c_str()));
+  }
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  _exit(127);
+}
+
+}  // namespace
+
+Proc Start(const std::vector<std::string>& argv, const std::string& log) {
+  BecomeSubreaper();
+  int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  pid_t pid = fork();
+  if (pid == 0) {
+    ExecChild(argv, out);
+  }
+  close(out);
+  return Proc(pid);
+}
+
+RunResult RunCmd(const std::vector<std::string>& argv, int timeout_ms) {
+  BecomeSubreaper();
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    return {};
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> args;
+    for (const std::string& a : argv) {
+      args.push_back(const_cast<char*>(a.c_str()));
+    }
+    args.push_back(nullptr);
+    dup2(p[1], 1);
+    dup2(p[1], 2);
+    int null_fd = open("/dev/null", O_RDONLY);
+    dup2(null_fd, 0);
+    for (int fd = 3; fd < 1024; fd++) {
+      close(fd);
+    }
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(p[1]);
+  RunResult res;
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    pollfd pf{p[0], POLLIN, 0};
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    end - std::chrono::steady_clock::now())
+                                    .count());
+    if (left <= 0) {
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (poll(&pf, 1, left) <= 0) {
+      continue;
+    }
+    char buf[4096];
+    ssize_t n = read(p[0], buf, sizeof buf);
+    if (n <= 0) {
+      break;
+    }
+    res.output.append(buf, n);
+  }
+  close(p[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  if (std::chrono::steady_clock::now() > end) {
+    res.status = -1;
+  } else if (WIFEXITED(status)) {
+    res.status = WEXITSTATUS(status);
+  } else {
+    res.status = 128 + WTERMSIG(status);
+  }
+  return res;
+}
+
+std::string WaitForFile(const std::string& path, int timeout_ms) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < end) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (!ss.str().empty()) {
+      return ss.str();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return "";
+}
+
+const char* ModeName(Mode m) { return m == Mode::kEager ? "eager" : "lazy"; }
+
+RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::string& daemon_log,
+                  const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {LazarusBinary(), "restore", "-D", dir, "-d"};
+  if (mode == Mode::kLazy) {
+    *daemon = Start({LazarusBinary(), "lazy-pages", "-D", dir, "--display-stats"}, daemon_log);
+    argv.push_back("--lazy-pages");
+  }
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return RunCmd(argv);
+}
+
+}  // namespace lz::e2e

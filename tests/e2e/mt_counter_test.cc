@@ -1,0 +1,252 @@
+// The multi-threaded C workload through every path: dump, eager and lazy restore, repeated
+// restores, dump of a restored process, failures that must leave the workload untouched.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "tests/e2e/harness.h"
+
+namespace lz::e2e {
+namespace {
+
+int ThreadCount(pid_t pid) {
+  int n = 0;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Threads:", 0) == 0) {
+      n = std::stoi(line.substr(8));
+    }
+  }
+  return n;
+}
+
+std::string TracerOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("TracerPid:", 0) == 0) {
+      return std::string(line.substr(10).find_first_not_of(" \t") == std::string::npos
+                             ? ""
+                             : line.substr(10 + line.substr(10).find_first_not_of(" \t")));
+    }
+  }
+  return "?";
+}
+
+class MtCounter : public ::testing::TestWithParam<Mode> {
+ protected:
+  // Starts the workload with `mb` MiB of memory and waits until it is ready.
+  Proc StartWorkload(int mb, const std::string& extra = "") {
+    std::vector<std::string> argv = {WorkloadBinary("mt_counter"), dir_.File("ready"),
+                                     dir_.File("result"), std::to_string(mb)};
+    if (!extra.empty()) {
+      argv.push_back(extra);
+    }
+    Proc p = Start(argv, dir_.File("workload.log"));
+    EXPECT_NE(WaitForFile(dir_.File("ready"), 10000), "") << "workload did not start";
+    return p;
+  }
+
+  std::string Images(const std::string& name = "img") { return dir_.File(name); }
+
+  RunResult Dump(pid_t pid, const std::string& images, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {LazarusBinary(), "dump", "-t", std::to_string(pid), "-D",
+                                     images};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunCmd(argv);
+  }
+
+  // Restores `images` in the test's mode and adopts the restored root.
+  Proc RestoreAndAdopt(pid_t pid, const std::string& images) {
+    RunResult r = Restore(GetParam(), images, &daemon_, dir_.File("lazy.log"));
+    EXPECT_EQ(r.status, 0) << r.output;
+    return Proc(pid);
+  }
+
+  // Asks the workload to check itself and returns its verdict.
+  std::string Verdict(pid_t pid) {
+    ::unlink(dir_.File("result").c_str());
+    kill(pid, SIGUSR1);
+    return WaitForFile(dir_.File("result"), 10000);
+  }
+
+  void ExpectDaemonDone() {
+    if (GetParam() != Mode::kLazy) {
+      return;
+    }
+    int status = daemon_.Wait(20000);
+    ASSERT_NE(status, -1) << "lazy-pages daemon did not finish";
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "daemon status " << status;
+  }
+
+  TempDir dir_;
+  Proc daemon_;
+};
+
+TEST_P(MtCounter, RestoredTreeContinuesWithIdenticalMemory) {
+  Proc w = StartWorkload(64);
+  pid_t pid = w.pid();
+  RunResult d = Dump(pid, Images());
+  ASSERT_EQ(d.status, 0) << d.output;
+  // The default after a dump, as with CRIU: the dumped tree is killed.
+  ASSERT_TRUE(w.ReapIfDead(5000)) << "dumped task still running";
+  Proc restored = RestoreAndAdopt(pid, Images());
+  EXPECT_EQ(ThreadCount(pid), 5) << "every thread comes back";
+  std::string v = Verdict(pid);
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+  ExpectDaemonDone();
+}
+
+TEST_P(MtCounter, LeaveRunningThenRestoreTwice) {
+  Proc w = StartWorkload(16);
+  pid_t pid = w.pid();
+  RunResult d = Dump(pid, Images(), {"-R"});
+  ASSERT_EQ(d.status, 0) << d.output;
+  EXPECT_EQ(TracerOf(pid), "0") << "the task is left traced";
+  std::string v = Verdict(pid);
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << "after -R the original runs on: " << v;
+  w.Kill();
+  for (int round = 0; round < 2; round++) {
+    Proc restored = RestoreAndAdopt(pid, Images());
+    v = Verdict(pid);
+    EXPECT_EQ(v.rfind("PASS", 0), 0u) << "round " << round << ": " << v;
+    ExpectDaemonDone();
+    restored.Kill();
+  }
+}
+
+TEST_P(MtCounter, RestoredProcessCanBeDumpedAgain) {
+  Proc w = StartWorkload(16);
+  pid_t pid = w.pid();
+  ASSERT_EQ(Dump(pid, Images("one")).status, 0);
+  ASSERT_TRUE(w.ReapIfDead(5000));
+  Proc first = RestoreAndAdopt(pid, Images("one"));
+  ExpectDaemonDone();
+  RunResult d = Dump(pid, Images("two"));
+  ASSERT_EQ(d.status, 0) << d.output;
+  ASSERT_TRUE(first.ReapIfDead(5000));
+  Proc second = RestoreAndAdopt(pid, Images("two"));
+  std::string v = Verdict(pid);
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+  ExpectDaemonDone();
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, MtCounter, ::testing::Values(Mode::kEager, Mode::kLazy),
+                         [](const auto& info) { return std::string(ModeName(info.param)); });
+
+class MtCounterFailures : public MtCounter {};
+
+TEST_P(MtCounterFailures, UnsupportedFdLeavesTheTaskRunningAsItWas) {
+  Proc w = StartWorkload(8, "netlink");
+  RunResult d = Dump(w.pid(), Images());
+  EXPECT_NE(d.status, 0);
+  EXPECT_NE(d.output.find("is not supported"), std::string::npos) << d.output;
+  EXPECT_NE(d.output.find("fd "), std::string::npos) << d.output;
+  EXPECT_EQ(TracerOf(w.pid()), "0");
+  std::string v = Verdict(w.pid());
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+  // The directory is marked incomplete and refused.
+  RunResult r = RunCmd({LazarusBinary(), "restore", "-D", Images(), "-d"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("did not complete"), std::string::npos) << r.output;
+}
+
+TEST_P(MtCounterFailures, RestoreRefusesATakenPid) {
+  Proc w = StartWorkload(8);
+  ASSERT_EQ(Dump(w.pid(), Images(), {"-R"}).status, 0);
+  RunResult r = RunCmd({LazarusBinary(), "restore", "-D", Images(), "-d"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("pid " + std::to_string(w.pid()) + " is taken"), std::string::npos)
+      << r.output;
+  std::string v = Verdict(w.pid());
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+}
+
+// The daemon dies before the memory is home: the restored task must not run on with pages
+// that never came; the guard kills it.
+TEST_P(MtCounterFailures, DaemonKilledMidwayKillsTheRestoredTask) {
+  Proc w = StartWorkload(32);
+  pid_t pid = w.pid();
+  ASSERT_EQ(Dump(pid, Images()).status, 0);
+  ASSERT_TRUE(w.ReapIfDead(5000));
+  // The background fill waits a minute, so the daemon is surely killed before it is done.
+  Proc daemon = Start({LazarusBinary(), "lazy-pages", "-D", Images(), "--fill-delay", "60000"},
+                      dir_.File("lazy.log"));
+  RunResult r = RunCmd({LazarusBinary(), "restore", "-D", Images(), "-d", "--lazy-pages"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  Proc restored(pid);
+  daemon.Kill();
+  int status = restored.Wait(10000);
+  ASSERT_NE(status, -1) << "the restored task was not stopped";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  std::ifstream log(dir_.File("lazy.log"));
+  std::stringstream ss;
+  ss << log.rdbuf();
+  EXPECT_NE(ss.str().find("daemon died before all memory was restored"), std::string::npos)
+      << ss.str();
+}
+
+INSTANTIATE_TEST_SUITE_P(Once, MtCounterFailures, ::testing::Values(Mode::kEager),
+                         [](const auto&) { return std::string("eager"); });
+
+TEST(BadInput, WrongPidGivesOneClearLine) {
+  TempDir dir;
+  RunResult r = RunCmd({LazarusBinary(), "dump", "-t", "999999", "-D", dir.File("x")});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.output, "Error: dump no process with pid 999999: No such process\n");
+}
+
+TEST(BadInput, MissingImagesDir) {
+  RunResult r = RunCmd({LazarusBinary(), "restore", "-D", "/nonexistent/lazarus", "-d"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("no dump in /nonexistent/lazarus"), std::string::npos) << r.output;
+}
+
+TEST(BadInput, LazyRestoreWithoutDaemon) {
+  TempDir dir;
+  Proc w = Start({WorkloadBinary("mt_counter"), dir.File("ready"), dir.File("result"), "4"},
+                 dir.File("log"));
+  ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "");
+  pid_t pid = w.pid();
+  ASSERT_EQ(RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")})
+                .status,
+            0);
+  ASSERT_TRUE(w.ReapIfDead(5000));
+  RunResult r = RunCmd({LazarusBinary(), "restore", "-D", dir.File("img"), "-d", "--lazy-pages"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("cannot reach the lazy-pages daemon"), std::string::npos) << r.output;
+  EXPECT_NE(kill(pid, 0), 0) << "nothing may be left half-restored";
+}
+
+TEST(BadInput, CorruptImageNamesFileAndOffset) {
+  TempDir dir;
+  Proc w = Start({WorkloadBinary("mt_counter"), dir.File("ready"), dir.File("result"), "4"},
+                 dir.File("log"));
+  ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "");
+  std::string img = dir.File("img");
+  pid_t pid = w.pid();
+  ASSERT_EQ(RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", img}).status, 0);
+  ASSERT_TRUE(w.ReapIfDead(5000));
+  std::string core = img + "/core-" + std::to_string(pid) + ".img";
+  {
+    std::fstream f(core, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.is_open()) << core;
+    f.seekp(40);
+    char c = 0x55;
+    f.write(&c, 1);
+  }
+  RunResult r = RunCmd({LazarusBinary(), "restore", "-D", img, "-d"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find(core), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("offset"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+}  // namespace
+}  // namespace lz::e2e
