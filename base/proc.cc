@@ -295,3 +295,70 @@ Result<std::vector<int>> ListNumericDir(const std::string& path) {
 }
 
 }  // namespace lz
+
+namespace lz {
+
+Result<std::vector<EpollEntry>> ParseEpollFdinfo(std::string_view text) {
+  std::vector<EpollEntry> out;
+  for (std::string_view line : SplitString(text, '\n')) {
+    if (line.rfind("tfd:", 0) != 0) {
+      continue;
+    }
+    // "tfd:        5 events:       19 data:                5  pos:0 ino:... sdev:..."
+    std::vector<std::string_view> f;
+    for (std::string_view w : SplitString(line, ' ')) {
+      if (!w.empty()) {
+        f.push_back(w);
+      }
+    }
+    EpollEntry e;
+    uint64_t v;
+    if (f.size() < 6 || f[0] != "tfd:" || f[2] != "events:" || f[4] != "data:" ||
+        !ParseU64(f[1], &v)) {
+      return Invalid("parse epoll fdinfo", "bad line '" + std::string(line) + "'");
+    }
+    e.tfd = static_cast<int>(v);
+    if (!ParseU64(f[3], &v, 16)) {
+      return Invalid("parse epoll fdinfo", "bad events in '" + std::string(line) + "'");
+    }
+    e.events = static_cast<uint32_t>(v);
+    if (!ParseU64(f[5], &e.data, 16)) {
+      return Invalid("parse epoll fdinfo", "bad data in '" + std::string(line) + "'");
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> ParseFdinfoKeys(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (std::string_view line : SplitString(text, '\n')) {
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      continue;
+    }
+    out.emplace_back(std::string(TrimSpace(line.substr(0, colon))),
+                     std::string(TrimSpace(line.substr(colon + 1))));
+  }
+  return out;
+}
+
+bool ParseTimespecPair(std::string_view text, uint64_t* ns) {
+  text = TrimSpace(text);
+  if (text.size() < 5 || text.front() != '(' || text.back() != ')') {
+    return false;
+  }
+  auto comma = text.find(',');
+  if (comma == std::string_view::npos) {
+    return false;
+  }
+  uint64_t sec, nsec;
+  if (!ParseU64(TrimSpace(text.substr(1, comma - 1)), &sec) ||
+      !ParseU64(TrimSpace(text.substr(comma + 1, text.size() - comma - 2)), &nsec)) {
+    return false;
+  }
+  *ns = sec * 1000000000ull + nsec;
+  return true;
+}
+
+}  // namespace lz

@@ -79,3 +79,22 @@ struct ProcFdinfo {
 [[nodiscard]] Result<std::vector<int>> ListNumericDir(const std::string& path);
 
 }  // namespace lz
+
+namespace lz {
+
+/// One "tfd:" line of an epoll fd's fdinfo.
+struct EpollEntry {
+  int tfd = 0;
+  uint32_t events = 0;
+  uint64_t data = 0;
+};
+[[nodiscard]] Result<std::vector<EpollEntry>> ParseEpollFdinfo(std::string_view text);
+
+/// Key "name: value" lines of anon-inode fdinfo (eventfd-count, sigmask, clockid, ticks...),
+/// values as written; missing keys are absent.
+std::vector<std::pair<std::string, std::string>> ParseFdinfoKeys(std::string_view text);
+
+/// "(sec, nsec)" as in timerfd fdinfo, to nanoseconds.
+bool ParseTimespecPair(std::string_view text, uint64_t* ns);
+
+}  // namespace lz

@@ -1,6 +1,8 @@
 #include "base/proc.h"
 
 #include <gtest/gtest.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -114,6 +116,45 @@ TEST(Proc, Fdinfo) {
   EXPECT_EQ(fi->mnt_id, 21);
   EXPECT_FALSE(ParseFdinfo("pos: x\nflags: 0\n"));
   EXPECT_FALSE(ParseFdinfo("flags: 0\n"));
+}
+
+}  // namespace
+}  // namespace lz
+
+namespace lz {
+namespace {
+
+TEST(Proc, EpollFdinfoOfRealEpoll) {
+  int ep = epoll_create1(0);
+  int ev = eventfd(0, 0);
+  epoll_event e{EPOLLIN | EPOLLET, {}};
+  e.data.u64 = 0xabcdef;
+  ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e), 0);
+  auto text = ReadFileToString("/proc/self/fdinfo/" + std::to_string(ep));
+  ASSERT_TRUE(text);
+  auto entries = ParseEpollFdinfo(*text);
+  ASSERT_TRUE(entries) << entries.error().Message();
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ((*entries)[0].tfd, ev);
+  // The kernel adds EPOLLERR | EPOLLHUP to every watch.
+  EXPECT_EQ((*entries)[0].events & (EPOLLIN | EPOLLET), static_cast<uint32_t>(EPOLLIN | EPOLLET));
+  EXPECT_EQ((*entries)[0].data, 0xabcdefu);
+  close(ev);
+  close(ep);
+  EXPECT_FALSE(ParseEpollFdinfo("tfd: x events: 1 data: 2\n"));
+  EXPECT_FALSE(ParseEpollFdinfo("tfd: 3 events:\n"));
+}
+
+TEST(Proc, FdinfoKeysAndTimespec) {
+  auto keys = ParseFdinfoKeys("clockid: 1\nticks: 3\nit_value: (2, 500)\n");
+  ASSERT_EQ(keys.size(), 3u);
+  EXPECT_EQ(keys[1].first, "ticks");
+  EXPECT_EQ(keys[1].second, "3");
+  uint64_t ns;
+  ASSERT_TRUE(ParseTimespecPair(keys[2].second, &ns));
+  EXPECT_EQ(ns, 2000000500u);
+  EXPECT_FALSE(ParseTimespecPair("(2 500)", &ns));
+  EXPECT_FALSE(ParseTimespecPair("2, 500", &ns));
 }
 
 }  // namespace

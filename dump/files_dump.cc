@@ -6,6 +6,7 @@
 
 #include "base/file_util.h"
 #include "base/sys.h"
+#include "dump/fd_kinds.h"
 #include "dump/task_dump.h"
 
 namespace lz {
@@ -55,6 +56,7 @@ Status SaveDeletedContent(pid_t pid, int fd, const std::string& dir, pb::OpenFil
 
 Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
   pb::FdTable table;
+  LZ_ASSIGN_OR_RETURN(UniqueFd pidfd, PidfdOpen(pid));
   LZ_ASSIGN_OR_RETURN(std::vector<int> fds, ListNumericDir(ProcPath(pid, "fd")));
   for (int fd : fds) {
     std::string fdpath = ProcPath(pid, "fd/" + std::to_string(fd));
@@ -115,6 +117,20 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
       f->set_type(pb::FILE_DIR);
     } else if (S_ISCHR(st.st_mode) && link.front() == '/') {
       f->set_type(IsTty(st) ? pb::FILE_TTY : pb::FILE_CHR);
+    } else if (S_ISFIFO(st.st_mode) && link.rfind("pipe:", 0) == 0) {
+      LZ_TRY_CTX(DumpPipe(pid, fd, st, f), "fd " + std::to_string(fd) + " of " + std::to_string(pid));
+    } else if (S_ISSOCK(st.st_mode)) {
+      Status s = DumpInetSocket(pidfd.get(), fd, st, f);
+      if (!s) {
+        return Invalid("fd " + std::to_string(fd) + " of " + std::to_string(pid) + ": " +
+                       s.error().Message());
+      }
+    } else if (link.rfind("anon_inode:", 0) == 0) {
+      Status s = DumpAnonInode(link.substr(11), info_text, f);
+      if (!s) {
+        return Invalid("fd " + std::to_string(fd) + " of " + std::to_string(pid) + ": " +
+                       s.error().Message());
+      }
     } else {
       return Invalid("fd " + std::to_string(fd) + " of " + std::to_string(pid) + ": " +
                      Describe(link, st) + " is not supported");

@@ -16,85 +16,16 @@
 
 #include "base/file_util.h"
 #include "base/sys.h"
+#include "restore/files_restore.h"
 #include "restore/restore_internal.h"
 
 namespace lz {
 namespace {
 
-// Flags open(2) accepts back from fdinfo; the rest describe how the file was created.
-constexpr int kReopenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME |
-                             O_LARGEFILE | O_DSYNC | O_SYNC | O_PATH | O_DIRECTORY;
-
 [[noreturn]] void ReportAndExit(int report_fd, const Error& e) {
   std::string msg = "E" + std::to_string(getpid()) + ":" + e.Message() + "\n";
   (void)!::write(report_fd, msg.data(), msg.size());
   _exit(1);
-}
-
-Result<UniqueFd> OpenDeletedCopy(const pb::OpenFile& f, const std::string& dir) {
-  // The file was unlinked while open: bring back an unlinked file with its content, in the
-  // same directory when it still exists.
-  std::string parent = f.path().substr(0, f.path().rfind('/'));
-  int fd = ::open(parent.empty() ? "/" : parent.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  }
-  if (fd < 0) {
-    return FailErrno("recreate deleted file", f.path());
-  }
-  UniqueFd out(fd);
-  LZ_ASSIGN_OR_RETURN(std::string content, ReadFileToString(dir + "/" + f.content_file(), size_t{1} << 40));
-  LZ_TRY(WriteAll(out.get(), content));
-  ::fchmod(out.get(), f.mode() & 07777);
-  int acc = f.flags() & O_ACCMODE;
-  if (acc == O_RDWR) {
-    return out;
-  }
-  // Reopen with the dumped access mode through the descriptor itself.
-  LZ_ASSIGN_OR_RETURN(UniqueFd again,
-                      OpenFile("/proc/self/fd/" + std::to_string(out.get()), acc));
-  return again;
-}
-
-Result<UniqueFd> OpenOne(const pb::OpenFile& f, const std::string& dir) {
-  int flags = static_cast<int>(f.flags()) & kReopenFlags;
-  switch (f.type()) {
-    case pb::FILE_REG: {
-      if (f.deleted()) {
-        LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenDeletedCopy(f, dir));
-        if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) {
-          return FailErrno("lseek", f.path());
-        }
-        return fd;
-      }
-      LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(f.path(), flags | O_NOCTTY));
-      struct stat st;
-      if (::fstat(fd.get(), &st) != 0) {
-        return FailErrno("fstat", f.path());
-      }
-      if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < f.pos()) {
-        return Invalid("file " + f.path() + " changed since the dump (now " +
-                       std::to_string(st.st_size) + " bytes, position was " +
-                       std::to_string(f.pos()) + ")");
-      }
-      if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) {
-        return FailErrno("lseek", f.path());
-      }
-      return fd;
-    }
-    case pb::FILE_DIR:
-      return OpenFile(f.path(), flags | O_DIRECTORY);
-    case pb::FILE_CHR: {
-      LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(f.path(), flags | O_NOCTTY));
-      struct stat st;
-      if (::fstat(fd.get(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != f.rdev()) {
-        return Invalid("device " + f.path() + " is not the one dumped");
-      }
-      return fd;
-    }
-    default:
-      return Invalid("cannot restore file type " + std::to_string(f.type()) + " (" + f.path() + ")");
-  }
 }
 
 Result<std::vector<int>> ListOpenFds() {
@@ -161,12 +92,18 @@ Status RestoreFds(const pb::FdTable& table, int* report_fd, const RestoreOptions
       ::close(fd);
     }
   }
+  FileOpener opener(opts.dir, max_fd + 1);
+  opener.SetTable(&table);
   for (const pb::OpenFile& f : table.files()) {
     UniqueFd opened;
     if (f.type() == pb::FILE_TTY) {
       opened.reset(::dup(tty_src[f.id()]));
     } else {
-      LZ_ASSIGN_OR_RETURN(opened, OpenOne(f, opts.dir));
+      auto o = opener.Open(f);
+      if (!o) {
+        return Unexpected{o.error().Wrap("fd file " + std::to_string(f.id()))};
+      }
+      opened = std::move(*o);
     }
     // Keep the open file above the table while dup3 places it, so it never sits on a target.
     LZ_ASSIGN_OR_RETURN(int high, MoveAbove(opened.release(), max_fd + 1));
@@ -180,7 +117,7 @@ Status RestoreFds(const pb::FdTable& table, int* report_fd, const RestoreOptions
       }
     }
   }
-  return Ok();
+  return opener.FinishEpoll(table);
 }
 
 Status SetupSession(const img::Dump& dump, const pb::TaskCore& core, const RestoreOptions& opts) {

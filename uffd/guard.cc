@@ -58,17 +58,19 @@ struct GuardMsg {
     if (pids.empty()) {
       _exit(1);
     }
-    for (pid_t p : pids) {
-      kill(p, SIGKILL);
-    }
     std::string list;
     for (pid_t p : pids) {
       list += " " + std::to_string(p);
     }
+    // Said before it is done, so that whoever sees the tasks die finds the reason logged.
     std::fprintf(stderr,
                  "Error: lazy-pages daemon died before all memory was restored; "
-                 "killed restored tasks%s so that none runs on with missing memory\n",
+                 "killing restored tasks%s so that none runs on with missing memory\n",
                  list.c_str());
+    std::fflush(stderr);
+    for (pid_t p : pids) {
+      kill(p, SIGKILL);
+    }
     _exit(1);
   }
 }

@@ -1,0 +1,229 @@
+#include "dump/fd_kinds.h"
+
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+#include <vector>
+
+#include "base/file_util.h"
+#include "base/proc.h"
+#include "base/sys.h"
+
+namespace lz {
+
+Status DumpPipe(pid_t pid, int fd, const struct stat& st, pb::OpenFile* f) {
+  f->set_type(pb::FILE_PIPE);
+  pb::PipeInfo* p = f->mutable_pipe();
+  p->set_ino(st.st_ino);
+  // Opening the descriptor's /proc link gives us a read end of the same pipe. tee() copies the
+  // buffered bytes into a pipe of ours without consuming them, so the task loses nothing.
+  LZ_ASSIGN_OR_RETURN(UniqueFd rd, OpenFile("/proc/" + std::to_string(pid) + "/fd/" +
+                                                std::to_string(fd),
+                                            O_RDONLY | O_NONBLOCK));
+  int cap = ::fcntl(rd.get(), F_GETPIPE_SZ);
+  if (cap < 0) {
+    return FailErrno("F_GETPIPE_SZ", "fd " + std::to_string(fd));
+  }
+  p->set_capacity(static_cast<uint32_t>(cap));
+  if ((f->flags() & O_ACCMODE) != O_RDONLY) {
+    return Ok();  // the data is kept once, with the read end
+  }
+  int tmp[2];
+  if (::pipe2(tmp, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return FailErrno("pipe2");
+  }
+  UniqueFd tr(tmp[0]), tw(tmp[1]);
+  ::fcntl(tw.get(), F_SETPIPE_SZ, cap);
+  ssize_t n = ::tee(rd.get(), tw.get(), INT_MAX, SPLICE_F_NONBLOCK);
+  if (n < 0 && errno != EAGAIN) {
+    return FailErrno("tee", "pipe of fd " + std::to_string(fd));
+  }
+  if (n > 0) {
+    std::string data(static_cast<size_t>(n), '\0');
+    if (::read(tr.get(), data.data(), data.size()) != n) {
+      return FailErrno("read pipe copy");
+    }
+    p->set_data(std::move(data));
+  }
+  return Ok();
+}
+
+namespace {
+
+// Backlog of a listening TCP socket, which only sock_diag tells.
+Result<uint32_t> ListenBacklog(int family, uint64_t ino) {
+  int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) {
+    return FailErrno("socket NETLINK_SOCK_DIAG");
+  }
+  UniqueFd sock(nl);
+  struct {
+    nlmsghdr nh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nh.nlmsg_len = sizeof msg;
+  msg.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = static_cast<uint8_t>(family);
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = 1u << 10;  // TCP_LISTEN
+  if (::send(nl, &msg, sizeof msg, 0) != sizeof msg) {
+    return FailErrno("send sock_diag request");
+  }
+  std::vector<char> buf(32768);
+  for (;;) {
+    ssize_t n = ::recv(nl, buf.data(), buf.size(), 0);
+    if (n <= 0) {
+      return FailErrno("recv sock_diag");
+    }
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        return Invalid("sock_diag", "listening socket " + std::to_string(ino) + " not found");
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        return Invalid("sock_diag", "error reply");
+      }
+      // Invariant: a SOCK_DIAG_BY_FAMILY reply carries an inet_diag_msg.
+      auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
+      if (d->idiag_inode == ino) {
+        return d->idiag_wqueue;  // for listeners: the backlog given to listen()
+      }
+    }
+  }
+}
+
+int IntOpt(int fd, int level, int name) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  ::getsockopt(fd, level, name, &v, &len);
+  return v;
+}
+
+}  // namespace
+
+Status DumpInetSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f) {
+  LZ_ASSIGN_OR_RETURN(UniqueFd s, PidfdGetfd(pidfd, fd));
+  int family = IntOpt(s.get(), SOL_SOCKET, SO_DOMAIN);
+  int type = IntOpt(s.get(), SOL_SOCKET, SO_TYPE);
+  int proto = IntOpt(s.get(), SOL_SOCKET, SO_PROTOCOL);
+  if (family != AF_INET && family != AF_INET6) {
+    const char* name = family == AF_UNIX ? "unix socket" : family == AF_NETLINK ? "netlink socket"
+                                                                                  : "socket";
+    return Invalid(std::string(name) + " is not supported");
+  }
+  if (type != SOCK_STREAM && type != SOCK_DGRAM) {
+    return Invalid("inet socket of type " + std::to_string(type) + " is not supported");
+  }
+  f->set_type(pb::FILE_INET);
+  pb::SocketInfo* si = f->mutable_socket();
+  si->set_family(family);
+  si->set_type(type);
+  si->set_protocol(proto);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(s.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    si->set_local(std::string(reinterpret_cast<char*>(&ss), len));
+  }
+  si->set_listening(IntOpt(s.get(), SOL_SOCKET, SO_ACCEPTCONN) != 0);
+  len = sizeof ss;
+  bool connected = ::getpeername(s.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0;
+  if (connected && type == SOCK_STREAM) {
+    return Invalid("established TCP connections are not supported yet");
+  }
+  if (connected) {
+    si->set_peer(std::string(reinterpret_cast<char*>(&ss), len));
+  }
+  if (si->listening()) {
+    LZ_ASSIGN_OR_RETURN(uint32_t backlog, ListenBacklog(family, st.st_ino));
+    si->set_backlog(backlog);
+  }
+  si->set_reuseaddr(IntOpt(s.get(), SOL_SOCKET, SO_REUSEADDR) != 0);
+  si->set_reuseport(IntOpt(s.get(), SOL_SOCKET, SO_REUSEPORT) != 0);
+  si->set_keepalive(IntOpt(s.get(), SOL_SOCKET, SO_KEEPALIVE) != 0);
+  si->set_broadcast(IntOpt(s.get(), SOL_SOCKET, SO_BROADCAST) != 0);
+  si->set_rcvbuf(IntOpt(s.get(), SOL_SOCKET, SO_RCVBUF));
+  si->set_sndbuf(IntOpt(s.get(), SOL_SOCKET, SO_SNDBUF));
+  if (family == AF_INET6) {
+    si->set_v6only(IntOpt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY) != 0);
+  }
+  if (type == SOCK_STREAM) {
+    si->set_nodelay(IntOpt(s.get(), IPPROTO_TCP, TCP_NODELAY) != 0);
+  }
+  return Ok();
+}
+
+Status DumpAnonInode(const std::string& kind, const std::string& fdinfo, pb::OpenFile* f) {
+  auto keys = ParseFdinfoKeys(fdinfo);
+  auto get = [&](const char* k) -> const std::string* {
+    for (const auto& [key, val] : keys) {
+      if (key == k) {
+        return &val;
+      }
+    }
+    return nullptr;
+  };
+  uint64_t v;
+  if (kind == "[eventfd]") {
+    const std::string* count = get("eventfd-count");
+    if (count == nullptr || !ParseU64(*count, &v, 16)) {
+      return Invalid("eventfd fdinfo without a count");
+    }
+    f->set_type(pb::FILE_EVENTFD);
+    f->mutable_eventfd()->set_count(v);
+    const std::string* sem = get("eventfd-semaphore");
+    f->mutable_eventfd()->set_semaphore(sem != nullptr && *sem == "1");
+    return Ok();
+  }
+  if (kind == "[eventpoll]") {
+    LZ_ASSIGN_OR_RETURN(std::vector<EpollEntry> entries, ParseEpollFdinfo(fdinfo));
+    f->set_type(pb::FILE_EPOLL);
+    for (const EpollEntry& e : entries) {
+      pb::EpollWatch* w = f->add_epoll();
+      w->set_fd(e.tfd);
+      w->set_events(e.events);
+      w->set_data(e.data);
+    }
+    return Ok();
+  }
+  if (kind == "[signalfd]") {
+    const std::string* mask = get("sigmask");
+    if (mask == nullptr || !ParseU64(*mask, &v, 16)) {
+      return Invalid("signalfd fdinfo without a mask");
+    }
+    f->set_type(pb::FILE_SIGNALFD);
+    f->set_signalfd_mask(v);
+    return Ok();
+  }
+  if (kind == "[timerfd]") {
+    pb::TimerfdInfo* t = f->mutable_timerfd();
+    const std::string* clock = get("clockid");
+    const std::string* ticks = get("ticks");
+    const std::string* flags = get("settime flags");
+    const std::string* value = get("it_value");
+    const std::string* interval = get("it_interval");
+    uint64_t c, tk, fl, val, intv;
+    if (!clock || !ticks || !flags || !value || !interval || !ParseU64(*clock, &c) ||
+        !ParseU64(*ticks, &tk) || !ParseU64(*flags, &fl, 8) || !ParseTimespecPair(*value, &val) ||
+        !ParseTimespecPair(*interval, &intv)) {
+      return Invalid("unreadable timerfd fdinfo");
+    }
+    f->set_type(pb::FILE_TIMERFD);
+    t->set_clockid(static_cast<int32_t>(c));
+    t->set_ticks(tk);
+    t->set_settime_flags(static_cast<int32_t>(fl));
+    t->set_value_ns(val);
+    t->set_interval_ns(intv);
+    return Ok();
+  }
+  return Invalid(kind.substr(1, kind.size() - 2) + " is not supported");
+}
+
+}  // namespace lz

@@ -1,0 +1,295 @@
+#include "restore/files_restore.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/file_util.h"
+
+#ifndef TFD_IOC_SET_TICKS
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
+#endif
+
+namespace lz {
+namespace {
+
+// Flags open(2) accepts back from fdinfo; the rest describe how the file was created.
+constexpr int kReopenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME |
+                             O_LARGEFILE | O_DSYNC | O_SYNC | O_PATH | O_DIRECTORY;
+// What F_SETFL can change on an object created by another call than open(2).
+constexpr int kStatusFlags = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME;
+
+Status SetStatusFlags(int fd, uint32_t flags) {
+  if (::fcntl(fd, F_SETFL, static_cast<int>(flags) & kStatusFlags) != 0) {
+    return FailErrno("fcntl F_SETFL");
+  }
+  return Ok();
+}
+
+Result<UniqueFd> OpenDeletedCopy(const pb::OpenFile& f, const std::string& dir) {
+  // The file was unlinked while open: bring back an unlinked file with its content, in the
+  // same directory when it still exists.
+  std::string parent = f.path().substr(0, f.path().rfind('/'));
+  int fd = ::open(parent.empty() ? "/" : parent.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  }
+  if (fd < 0) {
+    return FailErrno("recreate deleted file", f.path());
+  }
+  UniqueFd out(fd);
+  LZ_ASSIGN_OR_RETURN(std::string content,
+                      ReadFileToString(dir + "/" + f.content_file(), size_t{1} << 40));
+  LZ_TRY(WriteAll(out.get(), content));
+  ::fchmod(out.get(), f.mode() & 07777);
+  int acc = f.flags() & O_ACCMODE;
+  if (acc != O_RDWR) {
+    // Reopen with the dumped access mode through the descriptor itself.
+    LZ_ASSIGN_OR_RETURN(out, OpenFile("/proc/self/fd/" + std::to_string(out.get()), acc));
+  }
+  if (::lseek(out.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) {
+    return FailErrno("lseek", f.path());
+  }
+  return out;
+}
+
+Result<UniqueFd> OpenRegular(const pb::OpenFile& f, const std::string& dir) {
+  if (f.deleted()) {
+    return OpenDeletedCopy(f, dir);
+  }
+  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(f.path(), (f.flags() & kReopenFlags) | O_NOCTTY));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) {
+    return FailErrno("fstat", f.path());
+  }
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < f.pos()) {
+    return Invalid("file " + f.path() + " changed since the dump (now " +
+                   std::to_string(st.st_size) + " bytes, position was " +
+                   std::to_string(f.pos()) + ")");
+  }
+  if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) {
+    return FailErrno("lseek", f.path());
+  }
+  return fd;
+}
+
+Result<UniqueFd> OpenDevice(const pb::OpenFile& f) {
+  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(f.path(), (f.flags() & kReopenFlags) | O_NOCTTY));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != f.rdev()) {
+    return Invalid("device " + f.path() + " is not the one dumped");
+  }
+  return fd;
+}
+
+Status SetIntOpt(int fd, int level, int name, int value, const char* what) {
+  if (::setsockopt(fd, level, name, &value, sizeof value) != 0) {
+    return FailErrno("setsockopt", what);
+  }
+  return Ok();
+}
+
+bool IsWildcard(const std::string& addr) {
+  if (addr.size() < sizeof(sa_family_t)) {
+    return true;
+  }
+  sockaddr_storage ss{};
+  std::memcpy(&ss, addr.data(), std::min(addr.size(), sizeof ss));
+  if (ss.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    return in->sin_port == 0 && in->sin_addr.s_addr == INADDR_ANY;
+  }
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  return in6->sin6_port == 0 && IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+}
+
+Result<UniqueFd> OpenInetSocket(const pb::OpenFile& f) {
+  const pb::SocketInfo& s = f.socket();
+  int fd = ::socket(s.family(), s.type() | SOCK_CLOEXEC, s.protocol());
+  if (fd < 0) {
+    return FailErrno("socket");
+  }
+  UniqueFd sock(fd);
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, s.reuseaddr(), "SO_REUSEADDR"));
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_REUSEPORT, s.reuseport(), "SO_REUSEPORT"));
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_KEEPALIVE, s.keepalive(), "SO_KEEPALIVE"));
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_BROADCAST, s.broadcast(), "SO_BROADCAST"));
+  // getsockopt reports twice what setsockopt was given.
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_RCVBUF, s.rcvbuf() / 2, "SO_RCVBUF"));
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_SNDBUF, s.sndbuf() / 2, "SO_SNDBUF"));
+  if (s.family() == AF_INET6) {
+    LZ_TRY(SetIntOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, s.v6only(), "IPV6_V6ONLY"));
+  }
+  if (s.type() == SOCK_STREAM) {
+    LZ_TRY(SetIntOpt(fd, IPPROTO_TCP, TCP_NODELAY, s.nodelay(), "TCP_NODELAY"));
+  }
+  if (!IsWildcard(s.local())) {
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(s.local().data()),
+               static_cast<socklen_t>(s.local().size())) != 0) {
+      return FailErrno("bind", "the address the socket had");
+    }
+  }
+  if (s.listening() && ::listen(fd, static_cast<int>(s.backlog())) != 0) {
+    return FailErrno("listen");
+  }
+  if (!s.peer().empty() && ::connect(fd, reinterpret_cast<const sockaddr*>(s.peer().data()),
+                                     static_cast<socklen_t>(s.peer().size())) != 0) {
+    return FailErrno("connect");
+  }
+  LZ_TRY(SetStatusFlags(fd, f.flags()));
+  return sock;
+}
+
+Result<UniqueFd> OpenTimerfd(const pb::OpenFile& f) {
+  const pb::TimerfdInfo& t = f.timerfd();
+  int fd = ::timerfd_create(t.clockid(), TFD_CLOEXEC);
+  if (fd < 0) {
+    return FailErrno("timerfd_create");
+  }
+  UniqueFd out(fd);
+  if (t.ticks() > 0) {
+    uint64_t ticks = t.ticks();
+    if (::ioctl(fd, TFD_IOC_SET_TICKS, &ticks) != 0) {
+      return FailErrno("timerfd TFD_IOC_SET_TICKS");
+    }
+  }
+  itimerspec its{};
+  its.it_interval.tv_sec = static_cast<time_t>(t.interval_ns() / 1000000000);
+  its.it_interval.tv_nsec = static_cast<long>(t.interval_ns() % 1000000000);
+  its.it_value.tv_sec = static_cast<time_t>(t.value_ns() / 1000000000);
+  its.it_value.tv_nsec = static_cast<long>(t.value_ns() % 1000000000);
+  // fdinfo gives the time left, so the timer is rearmed relative to now.
+  if (::timerfd_settime(fd, 0, &its, nullptr) != 0) {
+    return FailErrno("timerfd_settime");
+  }
+  LZ_TRY(SetStatusFlags(fd, f.flags()));
+  return out;
+}
+
+Result<UniqueFd> OpenSimpleAnon(const pb::OpenFile& f) {
+  int fd = -1;
+  switch (f.type()) {
+    case pb::FILE_EVENTFD:
+      fd = ::eventfd(static_cast<unsigned>(f.eventfd().count()),
+                     EFD_CLOEXEC | (f.eventfd().semaphore() ? EFD_SEMAPHORE : 0));
+      break;
+    case pb::FILE_EPOLL:
+      fd = ::epoll_create1(EPOLL_CLOEXEC);
+      break;
+    case pb::FILE_SIGNALFD: {
+      sigset_t mask;
+      sigemptyset(&mask);
+      uint64_t bits = f.signalfd_mask();
+      std::memcpy(&mask, &bits, sizeof bits);
+      fd = ::signalfd(-1, &mask, SFD_CLOEXEC);
+      break;
+    }
+    default:
+      return Invalid("unknown file type");
+  }
+  if (fd < 0) {
+    return FailErrno("create", "file of type " + std::to_string(f.type()));
+  }
+  UniqueFd out(fd);
+  LZ_TRY(SetStatusFlags(fd, f.flags()));
+  return out;
+}
+
+}  // namespace
+
+Result<UniqueFd> FileOpener::OpenPipeEnd(const pb::OpenFile& f) {
+  uint64_t ino = f.pipe().ino();
+  auto it = pipes_.find(ino);
+  if (it == pipes_.end()) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) {
+      return FailErrno("pipe2");
+    }
+    PipeEnds ends{UniqueFd(::fcntl(p[0], F_DUPFD_CLOEXEC, floor_)),
+                  UniqueFd(::fcntl(p[1], F_DUPFD_CLOEXEC, floor_))};
+    ::close(p[0]);
+    ::close(p[1]);
+    if (!ends.rd.valid() || !ends.wr.valid()) {
+      return FailErrno("fcntl F_DUPFD");
+    }
+    p[0] = ends.rd.get();
+    p[1] = ends.wr.get();
+    if (f.pipe().capacity() > 0 && ::fcntl(p[1], F_SETPIPE_SZ, f.pipe().capacity()) < 0) {
+      return FailErrno("F_SETPIPE_SZ");
+    }
+    for (const pb::OpenFile& other : table_->files()) {
+      if (other.type() == pb::FILE_PIPE && other.pipe().ino() == ino && !other.pipe().data().empty()) {
+        LZ_TRY(WriteAll(p[1], other.pipe().data()));
+      }
+    }
+    it = pipes_.emplace(ino, std::move(ends)).first;
+  }
+  int end = (f.flags() & O_ACCMODE) == O_RDONLY ? it->second.rd.get() : it->second.wr.get();
+  // Each open file of the pipe gets its own status flags: reopen the end through /proc.
+  LZ_ASSIGN_OR_RETURN(UniqueFd mine, OpenFile("/proc/self/fd/" + std::to_string(end),
+                                              (f.flags() & O_ACCMODE) | O_NONBLOCK));
+  LZ_TRY(SetStatusFlags(mine.get(), f.flags()));
+  return mine;
+}
+
+Result<UniqueFd> FileOpener::Open(const pb::OpenFile& f) {
+  switch (f.type()) {
+    case pb::FILE_REG:
+      return OpenRegular(f, dir_);
+    case pb::FILE_DIR:
+      return OpenFile(f.path(), (f.flags() & kReopenFlags) | O_DIRECTORY);
+    case pb::FILE_CHR:
+      return OpenDevice(f);
+    case pb::FILE_PIPE:
+      return OpenPipeEnd(f);
+    case pb::FILE_INET:
+      return OpenInetSocket(f);
+    case pb::FILE_TIMERFD:
+      return OpenTimerfd(f);
+    case pb::FILE_EVENTFD:
+    case pb::FILE_EPOLL:
+    case pb::FILE_SIGNALFD:
+      return OpenSimpleAnon(f);
+    default:
+      return Invalid("cannot restore file type " + std::to_string(f.type()) + " (" + f.path() + ")");
+  }
+}
+
+Status FileOpener::FinishEpoll(const pb::FdTable& table) {
+  for (const pb::OpenFile& f : table.files()) {
+    if (f.type() != pb::FILE_EPOLL || f.epoll_size() == 0) {
+      continue;
+    }
+    int epfd = -1;
+    for (const pb::Fd& fd : table.fds()) {
+      if (fd.file_id() == f.id()) {
+        epfd = fd.fd();
+        break;
+      }
+    }
+    for (const pb::EpollWatch& w : f.epoll()) {
+      epoll_event ev{};
+      ev.events = w.events();
+      ev.data.u64 = w.data();
+      if (::epoll_ctl(epfd, EPOLL_CTL_ADD, w.fd(), &ev) != 0) {
+        return FailErrno("epoll_ctl", "watch of fd " + std::to_string(w.fd()));
+      }
+    }
+  }
+  pipes_.clear();  // ends no descriptor took are closed
+  return Ok();
+}
+
+}  // namespace lz
