@@ -56,6 +56,24 @@ Status CheckTask(const std::string& dir, pid_t pid, const TaskImages& t) {
     }
     prev_end = v.end();
   }
+  // Every run lies inside one VMA: restore writes and the daemon copies exactly there.
+  const auto& vmas = t.mm.vmas();
+  int vi = 0;
+  for (const PageRun& r : t.pagemap.pagemap.runs()) {
+    while (vi < vmas.size() && vmas[vi].end() <= r.vaddr) {
+      vi++;
+    }
+    if (vi == vmas.size() || r.vaddr < vmas[vi].start() || r.end() > vmas[vi].end()) {
+      return Invalid(PagemapPath(dir, pid) + ": pages at " + std::to_string(r.vaddr) +
+                     " lie outside the dumped VMAs");
+    }
+  }
+  for (const pb::OpenFile& f : t.fds.files()) {
+    if (!f.content_file().empty() && !IsPlainFileName(f.content_file())) {
+      return Invalid(FdsPath(dir, pid) + ": content file '" + f.content_file() +
+                     "' is not a plain file name");
+    }
+  }
   return Ok();
 }
 

@@ -18,7 +18,8 @@ namespace {
 // Chunks compressed per batch and thread: 32 chunks of 16 pages is 2 MiB of input per thread,
 // large enough that thread start-up is noise, small enough to bound the writer's memory.
 constexpr size_t kBatchChunksPerThread = 32;
-constexpr uint64_t kDataStart = kPageSize;  // raw chunks stay page-aligned for O_DIRECT
+// Chunk data starts on a page boundary, so with --compress none every chunk is page-aligned.
+constexpr uint64_t kDataStart = kPageSize;
 
 using ReadAt = std::function<Status(uint64_t off, void* buf, size_t len)>;
 

@@ -7,6 +7,11 @@
 
 namespace lz::img {
 
+bool IsPlainFileName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
+}
+
 void Pagemap::Append(const PageRun& run, bool may_merge) {
   if (!runs_.empty() && may_merge) {
     PageRun& last = runs_.back();
@@ -65,13 +70,16 @@ Status Pagemap::Validate(const std::string& name, uint64_t stored_pages) const {
     if (r.nr_pages == 0 || r.vaddr % kPageSize != 0) {
       return Invalid(where + " is empty or unaligned");
     }
-    if (r.vaddr > (uint64_t{1} << 57) || uint64_t{r.nr_pages} > (uint64_t{1} << 45)) {
+    if (r.vaddr > (uint64_t{1} << 57)) {
       return Invalid(where + " lies outside the user address space");
     }
     if (r.vaddr < prev_end) {
       return Invalid(where + " overlaps or is out of order");
     }
-    if ((r.flags & ~uint32_t{0xf}) != 0 || ((r.flags & kPagePresent) && (r.flags & kPageZero))) {
+    // Exactly one of present and zero: a run whose content is elsewhere (in-parent, for
+    // incremental dumps) cannot be restored by this version and must not read as zeros.
+    if ((r.flags & ~uint32_t{kPagePresent | kPageZero | kPageLazy}) != 0 ||
+        ((r.flags & kPagePresent) != 0) == ((r.flags & kPageZero) != 0)) {
       return Invalid(where + " has invalid flags " + std::to_string(r.flags));
     }
     if (r.present()) {
@@ -113,6 +121,9 @@ Result<PagemapFile> ReadPagemap(const std::string& path) {
   }
   if (head.chunk_pages() == 0 || head.chunk_pages() > kMaxChunkPages) {
     return Invalid(path + ": chunk size " + std::to_string(head.chunk_pages()) + " out of range");
+  }
+  if (!IsPlainFileName(head.pages_file())) {
+    return Invalid(path + ": page store name '" + head.pages_file() + "' is not a plain file name");
   }
   PagemapFile pm;
   pm.pages_file = head.pages_file();

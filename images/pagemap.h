@@ -65,6 +65,9 @@ struct PagemapFile {
   Pagemap pagemap;
 };
 
+/// Whether `name` (read from an image) names a file inside the image directory and no further.
+bool IsPlainFileName(const std::string& name);
+
 [[nodiscard]] Status WritePagemap(const std::string& path, const PagemapFile& pm);
 [[nodiscard]] Result<PagemapFile> ReadPagemap(const std::string& path);
 

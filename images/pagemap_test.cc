@@ -54,6 +54,12 @@ TEST(Pagemap, ValidateRejectsBadRuns) {
   Pagemap bad_flags;
   bad_flags.Append({0x10000, 1, kPagePresent | kPageZero, 0});
   EXPECT_FALSE(bad_flags.Validate("t", 1));
+  Pagemap in_parent;
+  in_parent.Append({0x10000, 1, kPageInParent, 0});
+  EXPECT_FALSE(in_parent.Validate("t", 0)) << "must not restore as zeros";
+  EXPECT_FALSE(IsPlainFileName("../etc/passwd"));
+  EXPECT_FALSE(IsPlainFileName("a/b"));
+  EXPECT_TRUE(IsPlainFileName("pages-1.img"));
 }
 
 TEST(Pagemap, FileRoundTripAndCorruption) {

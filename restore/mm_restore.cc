@@ -305,6 +305,10 @@ class MmBuilder {
   Status FillPages() {
     const img::PagemapFile& pm = t_.img->pagemap;
     LZ_ASSIGN_OR_RETURN(auto store, img::PageStoreReader::Open(dump_.dir + "/" + pm.pages_file));
+    if (store->chunk_pages() != pm.chunk_pages) {
+      return Invalid(pm.pages_file + " has chunks of " + std::to_string(store->chunk_pages()) +
+                     " pages, its pagemap says " + std::to_string(pm.chunk_pages));
+    }
     if (store->total_pages() != pm.pagemap.stored_pages()) {
       return Invalid(pm.pages_file + " holds " + std::to_string(store->total_pages()) +
                      " pages, the pagemap expects " + std::to_string(pm.pagemap.stored_pages()));

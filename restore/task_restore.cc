@@ -14,7 +14,9 @@
 
 #include <cstring>
 
+#include "base/file_util.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "restore/restore_internal.h"
 
 namespace lz {
@@ -62,7 +64,10 @@ Status RestoreThreadKernelState(RestoredTask& t, RemoteThread& rt, const pb::Thr
     LZ_TRY(rt.Syscall("rseq", SYS_rseq, th.rseq_addr(), th.rseq_len(), 0, th.rseq_sig()));
   }
   if (!(th.altstack_flags() & SS_DISABLE)) {
-    stack_t ss{reinterpret_cast<void*>(th.altstack_sp()), 0, th.altstack_size()};
+    // SS_ONSTACK is state, not a setting; SS_AUTODISARM is a setting and comes back.
+    constexpr int kSsAutodisarm = static_cast<int>(1u << 31);  // linux/signal.h
+    stack_t ss{reinterpret_cast<void*>(th.altstack_sp()), th.altstack_flags() & kSsAutodisarm,
+               th.altstack_size()};
     LZ_TRY(WriteScratch(t, kArgOff, &ss, sizeof ss));
     LZ_TRY(rt.Syscall("sigaltstack", SYS_sigaltstack, t.scratch + kArgOff, 0));
   }
@@ -134,46 +139,71 @@ Status RestoreProcessMisc(RestoredTask& t, RemoteThread& main) {
   return Ok();
 }
 
+// Whether `c` is exactly what this lazarus runs with (then nothing needs changing).
+bool SameAsOurs(const pb::Creds& c) {
+  auto text = ReadFileToString("/proc/self/status");
+  if (!text) {
+    return false;
+  }
+  auto st = ParseStatus(*text);
+  if (!st) {
+    return false;
+  }
+  std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
+  return st->uid[0] == c.uid() && st->uid[1] == c.euid() && st->uid[2] == c.suid() &&
+         st->uid[3] == c.fsuid() && st->gid[0] == c.gid() && st->gid[1] == c.egid() &&
+         st->gid[2] == c.sgid() && st->gid[3] == c.fsgid() && st->groups == groups &&
+         st->cap_inh == c.cap_inh() && st->cap_prm == c.cap_prm() &&
+         st->cap_eff == c.cap_eff() && st->cap_bnd == c.cap_bnd() &&
+         st->cap_amb == c.cap_amb() && c.securebits() == 0 && !c.no_new_privs();
+}
+
+Status Capset(RestoredTask& t, RemoteThread& rt, uint64_t eff, uint64_t prm, uint64_t inh) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {
+      {static_cast<__u32>(eff), static_cast<__u32>(prm), static_cast<__u32>(inh)},
+      {static_cast<__u32>(eff >> 32), static_cast<__u32>(prm >> 32), static_cast<__u32>(inh >> 32)}};
+  LZ_TRY(WriteScratch(t, kArgOff, &hdr, sizeof hdr));
+  LZ_TRY(WriteScratch(t, kArgOff + 64, data, sizeof data));
+  LZ_TRY(rt.Syscall("capset", SYS_capset, t.scratch + kArgOff, t.scratch + kArgOff + 64));
+  return Ok();
+}
+
 // Credentials are per thread; each thread sets its own, last, once nothing needs privilege.
+// Order matters: capabilities must survive the uid change (SECBIT_NO_SETUID_FIXUP), the bounding
+// set and securebits need CAP_SETPCAP while it is still effective, and capabilities are only
+// ever narrowed from there.
 Status RestoreCreds(RestoredTask& t, RemoteThread& rt) {
   const pb::Creds& c = t.img->core.creds();
-  bool plain_root = c.uid() == 0 && c.euid() == 0 && c.suid() == 0 && c.fsuid() == 0 &&
-                    c.gid() == 0 && c.egid() == 0 && c.sgid() == 0 && c.fsgid() == 0 &&
-                    c.securebits() == 0 && !c.no_new_privs() && c.cap_amb() == 0 &&
-                    c.cap_inh() == 0;
-  if (!plain_root) {
-    for (int cap = 0; cap < 64; cap++) {
-      if (!(c.cap_bnd() >> cap & 1)) {
-        LZ_ASSIGN_OR_RETURN(long r, rt.RawSyscall(SYS_prctl, PR_CAPBSET_DROP, cap));
-        (void)r;  // EINVAL past the last capability this kernel knows
-      }
+  if (SameAsOurs(c)) {
+    return Ok();
+  }
+  constexpr uint64_t kSetpcap = uint64_t{1} << CAP_SETPCAP;
+  constexpr uint64_t kNoSetuidFixup = 1u << 2;  // SECBIT_NO_SETUID_FIXUP
+  LZ_TRY(rt.Syscall("prctl PR_SET_SECUREBITS", SYS_prctl, PR_SET_SECUREBITS, kNoSetuidFixup));
+  for (int cap = 0; cap < 64; cap++) {
+    if (!(c.cap_bnd() >> cap & 1)) {
+      LZ_ASSIGN_OR_RETURN(long r, rt.RawSyscall(SYS_prctl, PR_CAPBSET_DROP, cap));
+      (void)r;  // EINVAL past the last capability this kernel knows
     }
-    LZ_TRY(rt.Syscall("prctl PR_SET_SECUREBITS", SYS_prctl, PR_SET_SECUREBITS, c.securebits()));
-    LZ_TRY(rt.Syscall("prctl PR_SET_KEEPCAPS", SYS_prctl, PR_SET_KEEPCAPS, 1));
-    std::vector<gid_t> groups(c.groups().begin(), c.groups().end());
-    LZ_TRY(WriteScratch(t, kArgOff, groups.data(), groups.size() * sizeof(gid_t)));
-    LZ_TRY(rt.Syscall("setgroups", SYS_setgroups, groups.size(), t.scratch + kArgOff));
-    LZ_TRY(rt.Syscall("setresgid", SYS_setresgid, c.gid(), c.egid(), c.sgid()));
-    LZ_TRY(rt.RawSyscall(SYS_setfsgid, c.fsgid()));
-    LZ_TRY(rt.Syscall("setresuid", SYS_setresuid, c.uid(), c.euid(), c.suid()));
-    LZ_TRY(rt.RawSyscall(SYS_setfsuid, c.fsuid()));
-    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[2] = {
-        {static_cast<__u32>(c.cap_eff()), static_cast<__u32>(c.cap_prm()), static_cast<__u32>(c.cap_inh())},
-        {static_cast<__u32>(c.cap_eff() >> 32), static_cast<__u32>(c.cap_prm() >> 32),
-         static_cast<__u32>(c.cap_inh() >> 32)}};
-    LZ_TRY(WriteScratch(t, kArgOff, &hdr, sizeof hdr));
-    LZ_TRY(WriteScratch(t, kArgOff + 64, data, sizeof data));
-    LZ_TRY(rt.Syscall("capset", SYS_capset, t.scratch + kArgOff, t.scratch + kArgOff + 64));
-    LZ_TRY(rt.Syscall("prctl PR_SET_KEEPCAPS", SYS_prctl, PR_SET_KEEPCAPS, 0));
-    for (int cap = 0; cap < 64; cap++) {
-      if (c.cap_amb() >> cap & 1) {
-        LZ_TRY(rt.Syscall("prctl PR_CAP_AMBIENT", SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap));
-      }
+  }
+  std::vector<gid_t> groups(c.groups().begin(), c.groups().end());
+  LZ_TRY(WriteScratch(t, kArgOff, groups.data(), groups.size() * sizeof(gid_t)));
+  LZ_TRY(rt.Syscall("setgroups", SYS_setgroups, groups.size(), t.scratch + kArgOff));
+  LZ_TRY(rt.Syscall("setresgid", SYS_setresgid, c.gid(), c.egid(), c.sgid()));
+  LZ_TRY(rt.RawSyscall(SYS_setfsgid, c.fsgid()));
+  LZ_TRY(rt.Syscall("setresuid", SYS_setresuid, c.uid(), c.euid(), c.suid()));
+  LZ_TRY(rt.RawSyscall(SYS_setfsuid, c.fsuid()));
+  LZ_TRY(Capset(t, rt, c.cap_eff() | kSetpcap, c.cap_prm() | kSetpcap, c.cap_inh()));
+  LZ_TRY(rt.Syscall("prctl PR_SET_SECUREBITS", SYS_prctl, PR_SET_SECUREBITS, c.securebits()));
+  LZ_TRY(Capset(t, rt, c.cap_eff(), c.cap_prm(), c.cap_inh()));
+  for (int cap = 0; cap < 64; cap++) {
+    if (c.cap_amb() >> cap & 1) {
+      LZ_TRY(rt.Syscall("prctl PR_CAP_AMBIENT", SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap));
     }
-    if (c.no_new_privs()) {
-      LZ_TRY(rt.Syscall("prctl PR_SET_NO_NEW_PRIVS", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1));
-    }
+  }
+  if (c.no_new_privs()) {
+    LZ_TRY(rt.Syscall("prctl PR_SET_NO_NEW_PRIVS", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1));
   }
   return Ok();
 }

@@ -328,7 +328,8 @@ class LazyPagesDaemon {
     LZ_ASSIGN_OR_RETURN(src->pagemap, img::ReadPagemap(img::PagemapPath(opts_.dir, pid)));
     LZ_ASSIGN_OR_RETURN(src->store,
                         img::PageStoreReader::Open(opts_.dir + "/" + src->pagemap.pages_file));
-    if (src->store->total_pages() != src->pagemap.pagemap.stored_pages()) {
+    if (src->store->total_pages() != src->pagemap.pagemap.stored_pages() ||
+        src->store->chunk_pages() != src->pagemap.chunk_pages) {
       return Invalid(src->pagemap.pages_file + " does not match its pagemap");
     }
     max_stored_ = std::max(max_stored_, src->store->max_stored_size());

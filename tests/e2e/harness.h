@@ -77,3 +77,15 @@ RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::st
                   const std::vector<std::string>& extra = {});
 
 }  // namespace lz::e2e
+
+namespace lz::e2e {
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+/// Connects to 127.0.0.1:port, sends `data`, and reads until `until` appears in the reply, the
+/// peer closes, or `timeout_ms` passes. Returns what was read ("" if it could not connect).
+std::string Talk(int port, const std::string& data, const std::string& until, int timeout_ms);
+/// Repeats Talk until the reply contains `until` or `timeout_ms` passes.
+bool WaitForService(int port, const std::string& data, const std::string& until, int timeout_ms);
+
+}  // namespace lz::e2e

@@ -1,0 +1,102 @@
+// Real programs, as a user runs them: redis-server with data, python3 -m http.server.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "tests/e2e/harness.h"
+
+namespace lz::e2e {
+namespace {
+
+void RequireBinary(const char* path) {
+  ASSERT_EQ(access(path, X_OK), 0) << path << " is missing: run scripts/setup.sh";
+}
+
+class RealPrograms : public ::testing::TestWithParam<Mode> {
+ protected:
+  // Dumps `w`, reaps it, restores in the test's mode; the restored root is adopted.
+  Proc DumpAndRestore(Proc& w) {
+    pid_t pid = w.pid();
+    RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir_.File("img")});
+    EXPECT_EQ(d.status, 0) << d.output;
+    EXPECT_TRUE(w.ReapIfDead(5000));
+    RunResult r = Restore(GetParam(), dir_.File("img"), &daemon_, dir_.File("lazy.log"));
+    EXPECT_EQ(r.status, 0) << r.output;
+    return Proc(pid);
+  }
+
+  void ExpectDaemonDone() {
+    if (GetParam() == Mode::kLazy) {
+      int status = daemon_.Wait(30000);
+      EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+          << "lazy-pages daemon status " << status;
+    }
+  }
+
+  TempDir dir_;
+  Proc daemon_;
+};
+
+std::string Resp(std::initializer_list<std::string> args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (const std::string& a : args) {
+    out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  }
+  return out;
+}
+
+TEST_P(RealPrograms, RedisKeepsItsKeysAndAnswers) {
+  RequireBinary("/usr/bin/redis-server");
+  int port = FreePort();
+  Proc w = Start({"/usr/bin/redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
+                  "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
+                  "--dir", dir_.path()},
+                 dir_.File("redis.log"));
+  ASSERT_TRUE(WaitForService(port, Resp({"PING"}), "+PONG", 10000)) << "redis did not start";
+  ASSERT_NE(Talk(port, Resp({"DEBUG", "POPULATE", "200000", "key", "100"}), "+OK", 30000)
+                .find("+OK"),
+            std::string::npos);
+  ASSERT_NE(Talk(port, Resp({"SET", "lazarus", "alive"}), "+OK", 5000).find("+OK"),
+            std::string::npos);
+  Proc restored = DumpAndRestore(w);
+  // The first request is answered while memory may still be arriving.
+  EXPECT_NE(Talk(port, Resp({"GET", "lazarus"}), "alive", 5000).find("$5\r\nalive"),
+            std::string::npos);
+  EXPECT_NE(Talk(port, Resp({"DBSIZE"}), "\r\n", 5000).find(":200001"), std::string::npos);
+  EXPECT_NE(Talk(port, Resp({"GET", "key:123456"}), "\r\n", 5000).find("value:123456"),
+            std::string::npos);
+  EXPECT_NE(Talk(port, Resp({"SET", "after", "restore"}), "+OK", 5000).find("+OK"),
+            std::string::npos);
+  ExpectDaemonDone();
+}
+
+TEST_P(RealPrograms, PythonHttpServerServesTheSamePage) {
+  RequireBinary("/usr/bin/python3");
+  std::string page = "lazarus e2e page\n";
+  for (int i = 0; i < 200; i++) {
+    page += "line " + std::to_string(i) + " of a page that python serves\n";
+  }
+  {
+    std::ofstream f(dir_.File("index.txt"));
+    f << page;
+  }
+  int port = FreePort();
+  Proc w = Start({"/usr/bin/python3", "-m", "http.server", std::to_string(port), "--bind",
+                  "127.0.0.1", "--directory", dir_.path()},
+                 dir_.File("http.log"));
+  std::string get = "GET /index.txt HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  ASSERT_TRUE(WaitForService(port, get, "of a page that python serves", 10000));
+  Proc restored = DumpAndRestore(w);
+  std::string reply = Talk(port, get, "line 199 of a page", 5000);
+  EXPECT_NE(reply.find("200 OK"), std::string::npos) << reply.substr(0, 200);
+  EXPECT_NE(reply.find(page), std::string::npos) << "the page differs after restore";
+  ExpectDaemonDone();
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RealPrograms, ::testing::Values(Mode::kEager, Mode::kLazy),
+                         [](const auto& info) { return std::string(ModeName(info.param)); });
+
+}  // namespace
+}  // namespace lz::e2e

@@ -1,0 +1,238 @@
+// A workload holding one of most kinds of state lazarus restores, ZDTM-style: it sets it all
+// up, writes READY_FILE, waits for SIGUSR1 (sent after restore), checks everything from inside
+// and writes "PASS" or "FAIL: what" to RESULT_FILE.
+//
+// usage: state READY_FILE RESULT_FILE WORKDIR [nobody]
+// With "nobody" it drops to uid/gid 65534 with supplementary groups before it is dumped.
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31)
+#endif
+
+enum { kFile = 10, kPipeR, kPipeW, kEvent, kTimer, kSigfd, kEpoll, kListen, kUdp, kDeleted };
+
+static volatile sig_atomic_t got_usr1;
+static volatile int handler_info_ok;
+static char altstack[65536];
+static char fail[4096];
+
+static void Fail(const char* what) {
+  size_t n = strlen(fail);
+  snprintf(fail + n, sizeof fail - n, "%s%s", n ? "; " : "", what);
+}
+
+static void OnUsr1(int sig, siginfo_t* si, void* uc) {
+  (void)uc;
+  handler_info_ok = sig == SIGUSR1 && si->si_signo == SIGUSR1;
+  got_usr1 = 1;
+}
+
+static void Place(int fd, int at) {
+  if (fd != at) {
+    dup2(fd, at);
+    close(fd);
+  }
+}
+
+static void WriteFile(const char* path, const char* text) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (fd < 0 || write(fd, text, strlen(text)) < 0) _exit(5);
+  close(fd);
+  rename(tmp, path);
+}
+
+int main(int argc, char** argv) {
+  if (argc < 4) return 2;
+  const char* workdir = argv[3];
+  int nobody = argc > 4 && strcmp(argv[4], "nobody") == 0;
+  char path[4096];
+
+  if (chdir(workdir) != 0) return 3;
+  umask(027);
+
+  // Regular file with a position; a deleted file with content.
+  snprintf(path, sizeof path, "%s/data.txt", workdir);
+  int f = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (write(f, "0123456789abcdef", 16) != 16) return 3;
+  lseek(f, 7, SEEK_SET);
+  Place(f, kFile);
+  snprintf(path, sizeof path, "%s/gone.txt", workdir);
+  int d = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (write(d, "ghost content", 13) != 13) return 3;
+  unlink(path);
+  lseek(d, 6, SEEK_SET);
+  Place(d, kDeleted);
+
+  // A pipe holding bytes nobody read yet.
+  int p[2];
+  if (pipe(p) != 0 || write(p[1], "in the pipe", 11) != 11) return 3;
+  Place(p[0], kPipeR);
+  Place(p[1], kPipeW);
+  fcntl(kPipeR, F_SETFL, O_NONBLOCK);
+
+  Place(eventfd(42, 0), kEvent);
+  int t = timerfd_create(CLOCK_MONOTONIC, 0);
+  struct itimerspec its = {{3600, 0}, {3600, 0}};
+  timerfd_settime(t, 0, &its, NULL);
+  Place(t, kTimer);
+  sigset_t winch;
+  sigemptyset(&winch);
+  sigaddset(&winch, SIGWINCH);
+  Place(signalfd(-1, &winch, 0), kSigfd);
+  Place(epoll_create1(0), kEpoll);
+  struct epoll_event ev = {EPOLLIN, {.u64 = 0x1111}};
+  epoll_ctl(kEpoll, EPOLL_CTL_ADD, kEvent, &ev);
+  ev.data.u64 = 0x2222;
+  epoll_ctl(kEpoll, EPOLL_CTL_ADD, kPipeR, &ev);
+
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (bind(ls, (struct sockaddr*)&a, sizeof a) != 0 || listen(ls, 17) != 0) return 3;
+  socklen_t alen = sizeof a;
+  getsockname(ls, (struct sockaddr*)&a, &alen);
+  int port = ntohs(a.sin_port);
+  Place(ls, kListen);
+  int us = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in ua = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  bind(us, (struct sockaddr*)&ua, sizeof ua);
+  Place(us, kUdp);
+
+  // Signals: a handler, an alternate stack, a blocked signal queued with a value, a timer.
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = OnUsr1;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaction(SIGUSR1, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = SS_AUTODISARM};
+  sigaltstack(&ss, NULL);
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR2);
+  sigaddset(&block, SIGWINCH);
+  sigprocmask(SIG_BLOCK, &block, NULL);
+  union sigval v = {.sival_int = 4242};
+  sigqueue(getpid(), SIGUSR2, v);
+  struct itimerval it = {{3000, 0}, {3000, 0}};
+  setitimer(ITIMER_REAL, &it, NULL);
+  signal(SIGALRM, SIG_IGN);
+
+  // Memory: a private file mapping changed in place, a heap buffer, a moved brk.
+  char* heap = malloc(1 << 20);
+  memset(heap, 0x5a, 1 << 20);
+  char* brk0 = sbrk(0);
+  if (sbrk(8192) == (void*)-1) return 3;
+  memcpy(brk0, "brk bytes", 10);
+  snprintf(path, sizeof path, "%s/data.txt", workdir);
+  int mf = open(path, O_RDONLY);
+  char* fm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, mf, 0);
+  close(mf);
+  memcpy(fm, "COW!", 4);
+
+  if (nobody) {
+    gid_t groups[] = {65534, 100};
+    if (setgroups(2, groups) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) {
+      return 4;
+    }
+    prctl(PR_SET_DUMPABLE, 1);  // so that root's SIGUSR1 and /proc access keep working
+  }
+
+  char msg[64];
+  snprintf(msg, sizeof msg, "%d %d\n", getpid(), port);
+  WriteFile(argv[1], msg);
+  sigset_t wait_mask;
+  sigprocmask(SIG_BLOCK, NULL, &wait_mask);
+  while (!got_usr1) sigsuspend(&wait_mask);
+
+  // ---- checks after restore ----
+  if (!handler_info_ok) Fail("SIGUSR1 handler did not get its siginfo");
+  char buf[64] = {0};
+  if (pread(kFile, buf, 4, 0) != 4 || memcmp(buf, "0123", 4) != 0) Fail("data file content");
+  if (lseek(kFile, 0, SEEK_CUR) != 7) Fail("data file position");
+  memset(buf, 0, sizeof buf);
+  if (read(kDeleted, buf, 7) != 7 || strcmp(buf, "content") != 0) Fail("deleted file");
+  memset(buf, 0, sizeof buf);
+  struct epoll_event got[4];
+  int n = epoll_wait(kEpoll, got, 4, 0);
+  int seen = 0;
+  for (int i = 0; i < n; i++) seen |= got[i].data.u64 == 0x1111 ? 1 : got[i].data.u64 == 0x2222 ? 2 : 4;
+  if (seen != 3) Fail("epoll watch list");
+  if (read(kPipeR, buf, sizeof buf) != 11 || strcmp(buf, "in the pipe") != 0) Fail("pipe bytes");
+  if (!(fcntl(kPipeR, F_GETFL) & O_NONBLOCK)) Fail("pipe O_NONBLOCK");
+  uint64_t cnt = 0;
+  if (read(kEvent, &cnt, 8) != 8 || cnt != 42) Fail("eventfd count");
+  struct itimerspec cur;
+  timerfd_gettime(kTimer, &cur);
+  if (cur.it_interval.tv_sec != 3600 || cur.it_value.tv_sec < 3000) Fail("timerfd");
+  struct itimerval rit;
+  getitimer(ITIMER_REAL, &rit);
+  if (rit.it_interval.tv_sec != 3000 || rit.it_value.tv_sec < 2900) Fail("itimer");
+  sigset_t pend;
+  sigpending(&pend);
+  siginfo_t si;
+  struct timespec zero = {0, 0};
+  if (!sigismember(&pend, SIGUSR2) || sigtimedwait(&block, &si, &zero) != SIGUSR2 ||
+      si.si_value.sival_int != 4242) {
+    Fail("queued SIGUSR2 with its value");
+  }
+  stack_t cs;
+  sigaltstack(NULL, &cs);
+  if (cs.ss_sp != altstack || !(cs.ss_flags & SS_AUTODISARM)) Fail("sigaltstack");
+  struct sigaction cur_sa;
+  sigaction(SIGUSR1, NULL, &cur_sa);
+  if (!(cur_sa.sa_flags & SA_SIGINFO) || !sigismember(&cur_sa.sa_mask, SIGTERM)) Fail("sigaction");
+  mode_t um = umask(0);
+  if (um != 027) Fail("umask");
+  char cwd[4096];
+  if (!getcwd(cwd, sizeof cwd) || strcmp(cwd, workdir) != 0) Fail("cwd");
+  if (heap[12345] != 0x5a || memcmp(brk0, "brk bytes", 10) != 0 || memcmp(fm, "COW!4", 5) != 0)
+    Fail("memory");
+  if (sbrk(4096) == (void*)-1) Fail("brk does not grow");
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (connect(c, (struct sockaddr*)&to, sizeof to) != 0) Fail("listening socket refuses");
+  int acc = accept(kListen, NULL, NULL);
+  if (acc < 0) Fail("accept");
+  if (nobody) {
+    gid_t g[4];
+    int ng = getgroups(4, g);
+    // The kernel keeps supplementary groups sorted.
+    if (getuid() != 65534 || geteuid() != 65534 || getgid() != 65534 || ng != 2 || g[0] != 100 ||
+        g[1] != 65534)
+      Fail("credentials");
+  } else if (getuid() != 0) {
+    Fail("uid");
+  }
+  char result[4200];
+  snprintf(result, sizeof result, fail[0] ? "FAIL: %s\n" : "PASS\n", fail);
+  WriteFile(argv[2], result);
+  return fail[0] ? 1 : 0;
+}
