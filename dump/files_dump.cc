@@ -37,7 +37,8 @@ std::string Describe(const std::string& link, const struct stat& st) {
 Status SaveDeletedContent(pid_t pid, int fd, const std::string& dir, pb::OpenFile* f) {
   std::string name = "file-" + std::to_string(pid) + "-" + std::to_string(f->id()) + ".data";
   LZ_ASSIGN_OR_RETURN(UniqueFd in, OpenFile(ProcPath(pid, "fd/" + std::to_string(fd)), O_RDONLY));
-  LZ_ASSIGN_OR_RETURN(UniqueFd out, OpenFile(dir + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  LZ_ASSIGN_OR_RETURN(UniqueFd out,
+                      OpenFile(dir + "/" + name + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, 0600));
   std::vector<std::byte> buf(1 << 20);
   for (uint64_t off = 0;; ) {
     LZ_ASSIGN_OR_RETURN(size_t n, PreadFull(in.get(), buf, off));
@@ -48,6 +49,9 @@ Status SaveDeletedContent(pid_t pid, int fd, const std::string& dir, pb::OpenFil
     off += n;
   }
   LZ_TRY(std::move(out).Close());
+  if (::rename((dir + "/" + name + ".tmp").c_str(), (dir + "/" + name).c_str()) != 0) {
+    return FailErrno("rename", name);
+  }
   f->set_content_file(name);
   return Ok();
 }
@@ -106,6 +110,10 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
     f->set_rdev(st.st_rdev);
     f->set_path(link);
     bool deleted = link.size() > 10 && link.compare(link.size() - 10, 10, kDeletedSuffix) == 0;
+    if (link.rfind("/memfd:", 0) == 0) {
+      return Invalid("fd " + std::to_string(fd) + " of " + std::to_string(pid) +
+                     ": memfd is not supported yet");
+    }
     if (S_ISREG(st.st_mode) && link.front() == '/') {
       f->set_type(pb::FILE_REG);
       if (deleted) {

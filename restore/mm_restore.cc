@@ -401,7 +401,7 @@ class MmBuilder {
     LZ_TRY(rt_.Syscall("close", SYS_close, remote_fd));
     uffdio_api api{UFFD_API,
                    UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
-                       UFFD_FEATURE_EVENT_UNMAP,
+                       UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID,
                    0};
     // Invariant: api is a uffdio_api the kernel fills in.
     if (::ioctl(t_.uffd.get(), UFFDIO_API, &api) != 0) {

@@ -140,6 +140,7 @@ class LazyPagesDaemon {
       if (fatal_) {
         return Unexpected{*fatal_};
       }
+      ResolveForkedPids();
       RetryDeferred();
       FillBackground();
     }
@@ -390,6 +391,9 @@ class LazyPagesDaemon {
   void HandleEvent(Target& t, const uffd_msg& m) {
     switch (m.event) {
       case UFFD_EVENT_PAGEFAULT:
+        if (t.pid == 0) {
+          LearnPid(t, TgidOf(static_cast<pid_t>(m.arg.pagefault.feat.ptid)));
+        }
         HandleFault(t.id, m.arg.pagefault.address & ~(P - 1), MonotonicNs());
         break;
       case UFFD_EVENT_FORK:
@@ -407,26 +411,65 @@ class LazyPagesDaemon {
     }
   }
 
+  // The fork event arrives while the kernel is still copying the child's memory, before the
+  // child is listed among its parent's children: its pid is learnt later, from its first
+  // fault (UFFD_FEATURE_THREAD_ID) or from /proc once it shows up (ResolveForkedPids).
   void OnFork(Target& parent, int ufd) {
     UniqueFd uffd(ufd);
-    pid_t child = 0;
-    for (pid_t k : ChildrenOf(parent.pid)) {
-      bool known = std::any_of(targets_.begin(), targets_.end(),
-                               [k](const std::unique_ptr<Target>& t) { return t->pid == k; });
-      if (!known) {
-        child = k;
-      }
-    }
-    if (child == 0) {
-      LZ_WARN("lazy-pages: could not tell the pid of a child of %d", parent.pid);
-    }
-    if (!guard_.Add(child, uffd.get())) {
-      LZ_WARN("lazy-pages: guard did not take the uffd of child %d", child);
+    if (!guard_.Add(0, uffd.get())) {
+      LZ_WARN("lazy-pages: guard did not take the uffd of a child of %d", parent.pid);
     }
     // The child's memory is a copy of its parent's: it misses the same pages.
     RangeSet pending = parent.pending;
-    AddTarget(child, std::move(uffd), parent.source, std::move(pending));
-    LZ_INFO("lazy-pages: pid %d forked %d", parent.pid, child);
+    AddTarget(0, std::move(uffd), parent.source, std::move(pending));
+    targets_.back()->parent_pid = parent.pid;
+    unknown_pids_++;
+    LZ_INFO("lazy-pages: pid %d forked a child", parent.pid);
+  }
+
+  static pid_t TgidOf(pid_t tid) {
+    auto text = ReadFileToString("/proc/" + std::to_string(tid) + "/status");
+    if (!text) {
+      return 0;
+    }
+    for (std::string_view line : SplitString(*text, '\n')) {
+      int64_t v;
+      if (line.rfind("Tgid:", 0) == 0 && ParseI64(TrimSpace(line.substr(5)), &v)) {
+        return static_cast<pid_t>(v);
+      }
+    }
+    return 0;
+  }
+
+  void LearnPid(Target& t, pid_t pid) {
+    if (pid <= 0 || t.pid != 0) {
+      return;
+    }
+    t.pid = pid;
+    unknown_pids_--;
+    if (!guard_.Add(pid, -1)) {
+      LZ_WARN("lazy-pages: could not tell the guard about pid %d", pid);
+    }
+    LZ_INFO("lazy-pages: serving forked child %d", pid);
+  }
+
+  void ResolveForkedPids() {
+    if (unknown_pids_ == 0) {
+      return;
+    }
+    for (auto& t : targets_) {
+      if (t->pid != 0 || t->gone) {
+        continue;
+      }
+      for (pid_t k : ChildrenOf(t->parent_pid)) {
+        bool known = std::any_of(targets_.begin(), targets_.end(),
+                                 [k](const std::unique_ptr<Target>& o) { return o->pid == k; });
+        if (!known) {
+          LearnPid(*t, k);
+          break;
+        }
+      }
+    }
   }
 
   void Trace(const Target& t, uint64_t addr, uint64_t now) {
@@ -722,6 +765,7 @@ class LazyPagesDaemon {
   FILE* trace_ = nullptr;
   uint64_t start_ns_ = 0, first_task_ns_ = 0, done_ns_ = 0;
   uint64_t fill_at_ns_ = 0;  // --fill-delay: when the background fill may start
+  int unknown_pids_ = 0;     // forked children whose pid is not known yet
   std::vector<uint64_t> latencies_;
   uint64_t pages_by_fault_ = 0, pages_by_fill_ = 0, pages_zero_ = 0, chunks_read_ = 0;
 };

@@ -18,7 +18,7 @@ class Guard {
   Guard(Guard&&) = default;
   Guard& operator=(Guard&&) = default;
 
-  /// Gives the guard its own copy of `uffd` and the pid it belongs to.
+  /// Gives the guard its own copy of `uffd` (none if -1) and the pid to kill (none if 0).
   [[nodiscard]] Status Add(pid_t pid, int uffd);
   /// Every page is home: the guard drops its copies and exits.
   void Done();

@@ -24,7 +24,8 @@ struct TaskSource {
 /// Not thread-safe; owned by the daemon's event loop.
 struct Target {
   int id = 0;
-  pid_t pid = 0;  // the restored task, or its parent's pid for a forked child until known
+  pid_t pid = 0;         // the task; 0 for a child forked after restore until it is known
+  pid_t parent_pid = 0;  // for such a child: the task that forked it
   UniqueFd uffd;
   std::shared_ptr<const TaskSource> source;
   RangeSet pending;  // present pages not copied yet

@@ -191,7 +191,11 @@ RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::st
                   const std::vector<std::string>& extra) {
   std::vector<std::string> argv = {LazarusBinary(), "restore", "-D", dir, "-d"};
   if (mode == Mode::kLazy) {
-    *daemon = Start({LazarusBinary(), "lazy-pages", "-D", dir, "--display-stats"}, daemon_log);
+    // The first 300 ms are served by faults alone, so that tests exercise the fault path
+    // (and forks, remaps, removals during it) rather than a fill that wins the race.
+    *daemon = Start({LazarusBinary(), "lazy-pages", "-D", dir, "--display-stats", "--fill-delay",
+                     "300"},
+                    daemon_log);
     argv.push_back("--lazy-pages");
   }
   argv.insert(argv.end(), extra.begin(), extra.end());

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,7 +127,13 @@ int main(int argc, char** argv) {
 
   while (!got_usr1) pause();
 
-  // After restore: memory intact, every thread alive with its own TLS, counters moving on.
+  // After restore: a child forked now must see the same memory as its parent (under lazy
+  // restore its missing pages are served through its own userfaultfd).
+  pid_t child = fork();
+  if (child == 0) {
+    _exit(Checksum(region, region_len) == sum ? 0 : 1);
+  }
+  // Memory intact, every thread alive with its own TLS, counters moving on.
   char result[1024];
   uint64_t before[NTHREADS];
   for (int i = 0; i < NTHREADS; i++) before[i] = atomic_load(&counters[i]);
@@ -134,6 +141,11 @@ int main(int argc, char** argv) {
   const char* fail = NULL;
   char why[512] = "";
   if (Checksum(region, region_len) != sum) fail = "memory checksum differs";
+  int child_status = -1;
+  waitpid(child, &child_status, 0);
+  if (!fail && !(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0)) {
+    fail = "a child forked after restore sees different memory";
+  }
   for (int i = 0; i < NTHREADS && !fail; i++) {
     if (atomic_load(&counters[i]) <= before[i]) {
       snprintf(why, sizeof why, "thread %d (tid %d) stopped counting at %lu", i, tids[i],
