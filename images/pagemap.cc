@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/file_util.h"
 #include "images/image_file.h"
 #include "images/pagemap.pb.h"
 
@@ -113,7 +114,13 @@ Status WritePagemap(const std::string& path, const PagemapFile& pm) {
 }
 
 Result<PagemapFile> ReadPagemap(const std::string& path) {
-  LZ_ASSIGN_OR_RETURN(RecordReader r, RecordReader::Open(path, ImageKind::kPagemap));
+  LZ_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path, size_t{1} << 31));
+  return ParsePagemap(path, std::move(bytes));
+}
+
+Result<PagemapFile> ParsePagemap(const std::string& path, std::string bytes) {
+  LZ_ASSIGN_OR_RETURN(RecordReader r,
+                      RecordReader::FromBytes(path, std::move(bytes), ImageKind::kPagemap));
   pb::PagemapHead head;
   LZ_ASSIGN_OR_RETURN(bool got, r.NextMessage(&head));
   if (!got) {

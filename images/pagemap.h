@@ -70,5 +70,7 @@ bool IsPlainFileName(const std::string& name);
 
 [[nodiscard]] Status WritePagemap(const std::string& path, const PagemapFile& pm);
 [[nodiscard]] Result<PagemapFile> ReadPagemap(const std::string& path);
+/// Same, on bytes in memory; `path` names them in errors.
+[[nodiscard]] Result<PagemapFile> ParsePagemap(const std::string& path, std::string bytes);
 
 }  // namespace lz::img

@@ -1,0 +1,39 @@
+// libFuzzer target for the /proc text parsers (the kernel's format, but parsed defensively).
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "base/proc.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) {
+    return 0;
+  }
+  std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  switch (data[0] % 7) {
+    case 0:
+      (void)lz::ParseSmaps(text);
+      break;
+    case 1:
+      (void)lz::ParseStat(text);
+      break;
+    case 2:
+      (void)lz::ParseStatus(text);
+      break;
+    case 3:
+      (void)lz::ParseLimits(text);
+      break;
+    case 4:
+      (void)lz::ParseFdinfo(text);
+      break;
+    case 5:
+      (void)lz::ParseEpollFdinfo(text);
+      break;
+    case 6: {
+      uint64_t ns;
+      (void)lz::ParseTimespecPair(text, &ns);
+      break;
+    }
+  }
+  return 0;
+}
