@@ -235,7 +235,7 @@ void PrintUsage() {
       "                        this requires running a second instance of lazarus\n"
       "                        in lazy-pages mode: 'lazarus lazy-pages -D DIR'\n"
       "  --compress zstd[:LEVEL]|none\n"
-      "                        page store compression (default zstd:1)\n"
+      "                        page store compression (default zstd:3)\n"
       "  --chunk-pages N       pages per independently compressed chunk (default 16)\n"
       "\n"
       "* Logging:\n"

@@ -34,7 +34,7 @@ struct CliOptions {
   int port = 0;
   int status_fd = -1;
   std::string auth_token_file;
-  std::string compress = "zstd:1";
+  std::string compress = "zstd:3";  // level 3 beats 1 here on speed and ratio (docs/BENCHMARKS.md)
   int chunk_pages = 16;
   int timeout = 10;
   std::string feature;             // check --feature

@@ -19,7 +19,7 @@ namespace lz::img {
 struct PageStoreOptions {
   uint32_t chunk_pages = kDefaultChunkPages;
   Compression compression = Compression::kZstd;
-  int level = 1;
+  int level = 3;
   int threads = 2;  // compression threads
 };
 
