@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 
 #include "base/clock.h"
 #include "base/file_util.h"
@@ -25,6 +26,36 @@ namespace {
 Status CheckDeadline(const Deadline& d, const char* step) {
   if (d.Expired()) {
     return Fail(ETIMEDOUT, "dump", std::string("timed out while ") + step);
+  }
+  return Ok();
+}
+
+// A pipe or socket that several processes of the tree hold would come back as separate
+// objects, silently cutting them apart: refuse it until shared files are restored.
+Status CheckNotSharedAcrossTasks(const std::vector<pb::TaskCore>& cores,
+                                 const std::vector<pb::FdTable>& fds) {
+  std::map<uint64_t, std::pair<pid_t, int>> owner;  // inode -> first holder (pid, fd)
+  for (size_t i = 0; i < fds.size(); i++) {
+    for (const pb::Fd& fd : fds[i].fds()) {
+      const pb::OpenFile* f = nullptr;
+      for (const pb::OpenFile& of : fds[i].files()) {
+        if (of.id() == fd.file_id()) {
+          f = &of;
+        }
+      }
+      if (f == nullptr || (f->type() != pb::FILE_PIPE && f->type() != pb::FILE_INET)) {
+        continue;
+      }
+      pid_t pid = cores[i].pid();
+      auto [it, fresh] = owner.emplace(f->ino(), std::make_pair(pid, fd.fd()));
+      if (!fresh && it->second.first != pid) {
+        return Invalid("fd " + std::to_string(fd.fd()) + " of " + std::to_string(pid) + ": " +
+                       (f->type() == pb::FILE_PIPE ? "pipe" : "socket") + " shared with fd " +
+                       std::to_string(it->second.second) + " of " +
+                       std::to_string(it->second.first) +
+                       " is not supported yet (files shared between processes)");
+      }
+    }
   }
   return Ok();
 }
@@ -65,6 +96,7 @@ class TreeDumper {
       LZ_TRY(CheckDeadline(deadline_, "collecting task state"));
     }
     LZ_TRY(CheckShellJob(cores_, fds_, opts_.shell_job));
+    LZ_TRY(CheckNotSharedAcrossTasks(cores_, fds_));
     for (size_t i = 0; i < cores_.size(); i++) {
       pid_t pid = cores_[i].pid();
       LZ_TRY(img::WriteSingleMessage(img::CorePath(opts_.dir, pid), img::ImageKind::kCore, cores_[i]));

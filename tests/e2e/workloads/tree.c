@@ -1,0 +1,94 @@
+// A process tree: the parent forks two children (one of them a new process group), each fills
+// its own memory. After SIGUSR1 (to the parent, after restore) the parent passes it on, each
+// child checks its memory and exits with the verdict, and the parent reaps them with waitpid:
+// the tree links, pids and wait() must all have survived. Writes PASS or FAIL to RESULT_FILE.
+//
+// usage: tree READY_FILE RESULT_FILE
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t go;
+static void OnUsr1(int s) { (void)s; go = 1; }
+
+static uint64_t Fill(uint8_t* p, size_t n, uint64_t seed) {
+  uint64_t h = 0;
+  for (size_t i = 0; i < n; i += 8) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    memcpy(p + i, &seed, 8);
+    h ^= seed;
+  }
+  return h;
+}
+
+static uint64_t Sum(const uint8_t* p, size_t n) {
+  uint64_t h = 0;
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    h ^= w;
+  }
+  return h;
+}
+
+static void WaitForGo(void) {
+  sigset_t none;
+  sigemptyset(&none);
+  while (!go) sigsuspend(&none);
+}
+
+static int Child(uint64_t seed) {
+  size_t n = 8 << 20;
+  uint8_t* m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint64_t want = Fill(m, n, seed);
+  WaitForGo();
+  if (Sum(m, n) != want) return 10;
+  if (getppid() == 1) return 11;
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 3) return 2;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = OnUsr1;
+  sigaction(SIGUSR1, &sa, NULL);
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &block, NULL);
+  pid_t kids[2];
+  for (int i = 0; i < 2; i++) {
+    kids[i] = fork();
+    if (kids[i] == 0) {
+      if (i == 1) setpgid(0, 0);
+      _exit(Child(1000 + i));
+    }
+  }
+  char ready[64];
+  snprintf(ready, sizeof ready, "%d %d %d\n", getpid(), kids[0], kids[1]);
+  FILE* f = fopen(argv[1], "w");
+  fputs(ready, f);
+  fclose(f);
+  WaitForGo();
+  char result[256] = "PASS\n";
+  for (int i = 0; i < 2; i++) {
+    kill(kids[i], SIGUSR1);
+    int status = -1;
+    pid_t r = waitpid(kids[i], &status, 0);
+    if (r != kids[i] || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      snprintf(result, sizeof result, "FAIL: child %d: waitpid %d status %#x\n", kids[i], r, status);
+      break;
+    }
+  }
+  f = fopen(argv[2], "w");
+  fputs(result, f);
+  fclose(f);
+  return 0;
+}
