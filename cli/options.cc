@@ -27,6 +27,7 @@ enum LongOnly {
   kSummary,
   kTrace,
   kFillDelay,
+  kDecodeThreads,
 };
 
 const option kLongOptions[] = {
@@ -56,6 +57,7 @@ const option kLongOptions[] = {
     {"summary", no_argument, nullptr, kSummary},
     {"trace", required_argument, nullptr, kTrace},
     {"fill-delay", required_argument, nullptr, kFillDelay},
+    {"decode-threads", required_argument, nullptr, kDecodeThreads},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -160,6 +162,10 @@ Status Apply(int c, CliOptions& o) {
     case kTrace:
       o.trace_file = optarg;
       break;
+    case kDecodeThreads: {
+      LZ_ASSIGN_OR_RETURN(o.decode_threads, IntArg("--decode-threads", optarg, 0, 64));
+      break;
+    }
     case kFillDelay: {
       LZ_ASSIGN_OR_RETURN(o.fill_delay_ms, IntArg("--fill-delay", optarg, 0, 3600000));
       break;
@@ -292,7 +298,8 @@ bool PrintCommandHelp(const std::string& command) {
        "Serve the memory of a tree restored with 'restore --lazy-pages' through userfaultfd,\n"
        "faults first, the rest in the background; exit once every page is in place.\n"
        "  --trace FILE      write every fault (ns since start, pid, address) to FILE\n"
-       "  --fill-delay MS   serve only faults for MS milliseconds before filling the rest\n"},
+       "  --fill-delay MS   serve only faults for MS milliseconds before filling the rest\n"
+       "  --decode-threads N  threads decoding the background fill (default 0: the loop)\n"},
       {"page-server",
        "Usage: lazarus page-server -D DIR --address ADDR --port PORT [-d] [--pidfile F]\n"
        "       [--status-fd FD] [--auth-token-file F]\n(not implemented yet)\n"},

@@ -27,6 +27,7 @@
 #include "base/proc.h"
 #include "images/image_dir.h"
 #include "images/image_file.h"
+#include "uffd/decode_pool.h"
 #include "uffd/guard.h"
 #include "uffd/protocol.h"
 #include "uffd/target.h"
@@ -43,7 +44,8 @@ constexpr size_t kFaultReserve = 2;
 constexpr size_t kMaxMsgs = 32;         // uffd_msg read per read(2)
 constexpr size_t kLatencyReserve = 1 << 20;
 
-enum Tag : uint64_t { kTagListen = 1, kTagControl = 2, kTagUffd = 3, kTagRead = 4 };
+enum Tag : uint64_t { kTagListen = 1, kTagControl = 2, kTagUffd = 3, kTagRead = 4, kTagDecoded = 5 };
+
 uint64_t MakeTag(Tag kind, uint64_t index) { return (uint64_t{kind} << 56) | index; }
 Tag TagKind(uint64_t data) { return static_cast<Tag>(data >> 56); }
 uint64_t TagIndex(uint64_t data) { return data & ((uint64_t{1} << 56) - 1); }
@@ -56,6 +58,9 @@ struct Waiter {
 
 struct ReadSlot {
   bool busy = false;
+  bool decoding = false;  // handed to the decode pool; its buffers are the pool's until back
+  std::vector<std::byte> decoded;
+  DecodeJob job;
   std::shared_ptr<const TaskSource> source;
   uint64_t chunk = 0;
   bool for_fault = false;
@@ -113,6 +118,10 @@ class LazyPagesDaemon {
       return Fail(-r, "io_uring_queue_init");
     }
     ring_ready_ = true;
+    if (opts_.decode_threads > 0) {
+      LZ_ASSIGN_OR_RETURN(pool_, DecodePool::Start(opts_.decode_threads));
+      PollMulti(pool_->event_fd(), MakeTag(kTagDecoded, 0));
+    }
     if (!opts_.trace_file.empty()) {
       trace_ = std::fopen(opts_.trace_file.c_str(), "we");
       if (trace_ == nullptr) {
@@ -247,6 +256,20 @@ class LazyPagesDaemon {
       case kTagRead:
         OnReadDone(slots_[idx], res);
         break;
+      case kTagDecoded:
+        for (DecodeJob* job : pool_->TakeDone()) {
+          ReadSlot& s = slots_[job->tag];
+          s.decoding = false;
+          if (!job->result) {
+            Fatal(job->result.error());
+            continue;
+          }
+          FinishChunk(s);
+        }
+        if (!(flags & IORING_CQE_F_MORE)) {
+          PollMulti(pool_->event_fd(), MakeTag(kTagDecoded, 0));
+        }
+        break;
     }
   }
 
@@ -335,9 +358,11 @@ class LazyPagesDaemon {
     }
     max_stored_ = std::max(max_stored_, src->store->max_stored_size());
     chunk_bytes_ = std::max<size_t>(chunk_bytes_, size_t{src->store->chunk_pages()} * P);
-    decoded_.resize(chunk_bytes_);
     for (ReadSlot& s : slots_) {
-      s.buf.resize(max_stored_);
+      if (!s.busy) {
+        s.buf.resize(max_stored_);
+        s.decoded.resize(chunk_bytes_);
+      }
     }
     RangeSet pending;
     for (const img::PageRun& r : src->pagemap.pagemap.runs()) {
@@ -547,6 +572,11 @@ class LazyPagesDaemon {
   void IssueRead(ReadSlot& s, const std::shared_ptr<const TaskSource>& src, uint64_t chunk,
                  bool for_fault) {
     const img::ChunkIndexEntry& e = src->store->chunk(chunk);
+    // Grows only when a task with larger chunks arrived while this slot was busy.
+    if (s.buf.size() < max_stored_ || s.decoded.size() < chunk_bytes_) {
+      s.buf.resize(max_stored_);
+      s.decoded.resize(chunk_bytes_);
+    }
     s.busy = true;
     s.source = src;
     s.chunk = chunk;
@@ -568,15 +598,30 @@ class LazyPagesDaemon {
                   "chunk " + std::to_string(s.chunk)});
       return;
     }
+    if (!s.for_fault && pool_ != nullptr) {
+      // Background: decoded on the pool's threads; FinishChunk runs when it comes back.
+      s.decoding = true;
+      s.job = DecodeJob{s.source->store.get(), s.chunk, std::span(s.buf.data(), e.stored_size),
+                        std::span(s.decoded), static_cast<int>(&s - slots_.data()), Ok()};
+      pool_->Submit(&s.job);
+      return;
+    }
     Status st = s.source->store->DecodeChunk(s.chunk, std::span(s.buf.data(), e.stored_size),
-                                             decoded_, dctx_);
+                                             s.decoded, dctx_);
     if (!st) {
       Fatal(st.error());
       return;
     }
+    FinishChunk(s);
+  }
+
+  // The chunk of `s` is decoded: copy it into every task that shares its pages, then settle
+  // the faults that waited for it.
+  void FinishChunk(ReadSlot& s) {
+    const img::ChunkIndexEntry& e = s.source->store->chunk(s.chunk);
     for (auto& t : targets_) {
       if (!t->gone && t->source == s.source) {
-        CopyChunk(*t, s.chunk, e.nr_pages, s.for_fault);
+        CopyChunk(*t, s.chunk, e.nr_pages, s.decoded, s.for_fault);
       }
     }
     s.busy = false;
@@ -600,7 +645,8 @@ class LazyPagesDaemon {
   }
 
   // Copies every still-missing page of chunk `k` into `t`.
-  void CopyChunk(Target& t, uint64_t k, uint32_t nr_pages, bool by_fault) {
+  void CopyChunk(Target& t, uint64_t k, uint32_t nr_pages, std::span<const std::byte> decoded,
+                 bool by_fault) {
     const img::Pagemap& pm = t.source->pagemap.pagemap;
     uint64_t first = k * t.source->store->chunk_pages();
     uint64_t last = first + nr_pages;
@@ -616,7 +662,7 @@ class LazyPagesDaemon {
       uint64_t e = std::min(last, r.page_index + r.nr_pages);
       uint64_t img_s = r.vaddr + (s - r.page_index) * P;
       for (const PendingRange& piece : t.pending.Intersect(img_s, img_s + (e - s) * P)) {
-        const std::byte* src = decoded_.data() + (s - first) * P + (piece.image_start - img_s);
+        const std::byte* src = decoded.data() + (s - first) * P + (piece.image_start - img_s);
         if (!CopyPiece(t, piece, src, by_fault)) {
           return;
         }
@@ -756,7 +802,7 @@ class LazyPagesDaemon {
   std::vector<ReadSlot> slots_;
   std::vector<Waiter> spare_waiters_;
   std::deque<Waiter> deferred_;
-  std::vector<std::byte> decoded_;
+  std::unique_ptr<DecodePool> pool_;
   uint32_t max_stored_ = 0;
   size_t chunk_bytes_ = 0;
   ZSTD_DCtx* dctx_ = nullptr;

@@ -188,14 +188,16 @@ std::string WaitForFile(const std::string& path, int timeout_ms) {
 const char* ModeName(Mode m) { return m == Mode::kEager ? "eager" : "lazy"; }
 
 RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::string& daemon_log,
-                  const std::vector<std::string>& extra) {
+                  const std::vector<std::string>& extra,
+                  const std::vector<std::string>& daemon_extra) {
   std::vector<std::string> argv = {LazarusBinary(), "restore", "-D", dir, "-d"};
   if (mode == Mode::kLazy) {
     // The first 300 ms are served by faults alone, so that tests exercise the fault path
     // (and forks, remaps, removals during it) rather than a fill that wins the race.
-    *daemon = Start({LazarusBinary(), "lazy-pages", "-D", dir, "--display-stats", "--fill-delay",
-                     "300"},
-                    daemon_log);
+    std::vector<std::string> d = {LazarusBinary(), "lazy-pages", "-D", dir, "--display-stats",
+                                  "--fill-delay", "300"};
+    d.insert(d.end(), daemon_extra.begin(), daemon_extra.end());
+    *daemon = Start(d, daemon_log);
     argv.push_back("--lazy-pages");
   }
   argv.insert(argv.end(), extra.begin(), extra.end());

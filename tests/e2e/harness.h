@@ -74,7 +74,8 @@ const char* ModeName(Mode m);
 /// first and returned in `*daemon` (it exits by itself once every page is home).
 /// Returns the restore command's result.
 RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::string& daemon_log,
-                  const std::vector<std::string>& extra = {});
+                  const std::vector<std::string>& extra = {},
+                  const std::vector<std::string>& daemon_extra = {});
 
 }  // namespace lz::e2e
 

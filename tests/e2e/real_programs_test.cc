@@ -22,7 +22,9 @@ class RealPrograms : public ::testing::TestWithParam<Mode> {
     RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir_.File("img")});
     EXPECT_EQ(d.status, 0) << d.output;
     EXPECT_TRUE(w.ReapIfDead(5000));
-    RunResult r = Restore(GetParam(), dir_.File("img"), &daemon_, dir_.File("lazy.log"));
+    // Lazy restores here also decode the background fill on a thread pool.
+    RunResult r = Restore(GetParam(), dir_.File("img"), &daemon_, dir_.File("lazy.log"), {},
+                          {"--decode-threads", "2"});
     EXPECT_EQ(r.status, 0) << r.output;
     return Proc(pid);
   }
