@@ -268,3 +268,19 @@ bool KernelFeatures::RequiredPresent() const {
 }
 
 }  // namespace lz
+
+namespace lz {
+
+Status RequireFeatures(const KernelFeatures& k, std::initializer_list<const char*> names) {
+  for (const char* n : names) {
+    const Feature* f = k.Find(n);
+    if (f == nullptr || !f->present) {
+      return Invalid(std::string("this kernel lacks ") + n +
+                     (f != nullptr && !f->detail.empty() ? " (" + f->detail + ")" : "") +
+                     "; see 'lazarus check'");
+    }
+  }
+  return Ok();
+}
+
+}  // namespace lz

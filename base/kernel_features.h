@@ -1,8 +1,11 @@
 // What the running kernel offers lazarus, probed once.
 #pragma once
 
+#include <initializer_list>
 #include <string>
 #include <vector>
+
+#include "base/result.h"
 
 namespace lz {
 
@@ -35,5 +38,12 @@ class KernelFeatures {
   std::vector<Feature> features_;
   unsigned long long uffd_features_ = 0;
 };
+
+}  // namespace lz
+
+namespace lz {
+
+/// Fails, naming the first missing one, unless every feature in `names` is present.
+[[nodiscard]] Status RequireFeatures(const KernelFeatures& k, std::initializer_list<const char*> names);
 
 }  // namespace lz

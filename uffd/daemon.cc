@@ -23,6 +23,7 @@
 
 #include "base/clock.h"
 #include "base/file_util.h"
+#include "base/kernel_features.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "images/image_dir.h"
@@ -819,6 +820,10 @@ class LazyPagesDaemon {
 }  // namespace
 
 Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
+  // Probed once, up front: a kernel without these cannot serve a single fault.
+  LZ_TRY(RequireFeatures(KernelFeatures::Probe(),
+                         {"userfaultfd", "uffd_event_fork", "uffd_event_remap", "uffd_event_remove",
+                          "uffd_event_unmap", "io_uring"}));
   LZ_ASSIGN_OR_RETURN(pb::Inventory inventory, img::ReadInventory(opts.dir));
   (void)inventory;  // only to refuse an incomplete or foreign directory up front
   LZ_ASSIGN_OR_RETURN(Guard guard, Guard::Start());
