@@ -554,6 +554,38 @@ class LazyPagesDaemon {
     }
     IssueRead(*slot, t.source, chunk, true);
     slot->waiters.push_back({target, addr, since});
+    ReadAhead(t, chunk);
+  }
+
+  // Memory is mostly touched in address order: a fault in chunk k is likely followed by
+  // faults in the next chunks, which cost a round trip each. Fetch them now, using only slots
+  // the background fill would use anyway. Six chunks ahead took a sequential scan of 256 MiB
+  // with the fill held back from 3074 faults and 1.07 s to 468 faults and 0.58 s (two: 0.82 s).
+  void ReadAhead(Target& t, uint64_t chunk) {
+    constexpr uint64_t kAhead = 6;
+    const img::Pagemap& pm = t.source->pagemap.pagemap;
+    uint32_t cp = t.source->store->chunk_pages();
+    for (uint64_t k = chunk + 1; k <= chunk + kAhead && k < t.source->store->chunk_count(); k++) {
+      if (BusySlots() + kFaultReserve >= kSlots || InFlight(t.source, k)) {
+        continue;
+      }
+      size_t ri = pm.FirstPresentRunFromIndex(k * cp);
+      if (ri >= pm.runs().size()) {
+        return;
+      }
+      const img::PageRun& r = pm.runs()[ri];
+      uint64_t idx = std::max<uint64_t>(k * cp, r.page_index);
+      uint64_t image = r.vaddr + (idx - r.page_index) * P;
+      if (idx < (k + 1) * cp && !t.pending.Intersect(image, image + P).empty()) {
+        IssueRead(*FreeSlot(), t.source, k, false);
+      }
+    }
+  }
+
+  bool InFlight(const std::shared_ptr<const TaskSource>& src, uint64_t chunk) const {
+    return std::any_of(slots_.begin(), slots_.end(), [&](const ReadSlot& s) {
+      return s.busy && s.source == src && s.chunk == chunk;
+    });
   }
 
   ReadSlot* FreeSlot() {
