@@ -190,30 +190,21 @@ class MmBuilder {
   }
 
   // Unmaps what lazarus had, sparing the scratch pages and the vDSO block, which may now sit
-  // where one of lazarus's mappings was.
+  // where one of lazarus's mappings was. munmap accepts ranges with nothing mapped in them, so a
+  // handful of calls over the gaps between the kept ranges do it (not one per mapping).
   Status UnmapLazarus() {
-    for (const ProcVma& v : current_) {
-      if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]" ||
-          v.path == "[vsyscall]") {
-        continue;
+    constexpr uint64_t kTaskSize = 0x7ffffffff000;  // x86-64, 4-level paging
+    std::vector<Range> keep = keep_;
+    std::sort(keep.begin(), keep.end(), [](const Range& a, const Range& b) { return a.start < b.start; });
+    uint64_t at = 0;
+    for (const Range& k : keep) {
+      if (k.start > at) {
+        LZ_TRY(rt_.Syscall("munmap", SYS_munmap, at, k.start - at));
       }
-      std::vector<Range> holes;
-      for (const Range& k : keep_) {
-        if (k.end > v.start && k.start < v.end) {
-          holes.push_back(k);
-        }
-      }
-      std::sort(holes.begin(), holes.end(), [](const Range& a, const Range& b) { return a.start < b.start; });
-      uint64_t at = v.start;
-      for (const Range& h : holes) {
-        if (h.start > at) {
-          LZ_TRY(rt_.Syscall("munmap", SYS_munmap, at, h.start - at));
-        }
-        at = std::max(at, h.end);
-      }
-      if (at < v.end) {
-        LZ_TRY(rt_.Syscall("munmap", SYS_munmap, at, v.end - at));
-      }
+      at = std::max(at, k.end);
+    }
+    if (at < kTaskSize) {
+      LZ_TRY(rt_.Syscall("munmap", SYS_munmap, at, kTaskSize - at));
     }
     return Ok();
   }

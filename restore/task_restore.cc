@@ -98,6 +98,13 @@ Status RestoreSignals(RestoredTask& t, RemoteThread& main) {
         sa = {d.handler(), d.flags(), d.restorer(), d.mask()};
       }
     }
+    // The task inherited lazarus's dispositions: where both are the default, there is nothing
+    // to do (each remote syscall costs two ptrace stops).
+    struct sigaction ours;
+    if (sa.handler == 0 && sa.flags == 0 && sa.mask == 0 && ::sigaction(sig, nullptr, &ours) == 0 &&
+        ours.sa_handler == SIG_DFL && ours.sa_flags == 0) {
+      continue;
+    }
     LZ_TRY(WriteScratch(t, kArgOff, &sa, sizeof sa));
     LZ_TRY(main.Syscall("rt_sigaction", SYS_rt_sigaction, sig, t.scratch + kArgOff, 0, 8));
   }
