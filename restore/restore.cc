@@ -17,6 +17,7 @@
 #include "base/cpu.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/scm.h"
 #include "base/sys.h"
 #include "images/image_file.h"
 #include "restore/restore_internal.h"
@@ -144,20 +145,7 @@ Result<UniqueFd> ConnectLazyDaemon(const std::string& dir) {
 
 Status HandOverUffd(int sock, RestoredTask& t) {
   LazyMsg m{kLazyMagic, kLazyVersion, kLazyTask, t.pid};
-  iovec iov{&m, sizeof m};
-  char ctl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = ctl;
-  mh.msg_controllen = sizeof ctl;
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  int fd = t.uffd.get();
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  if (::sendmsg(sock, &mh, MSG_NOSIGNAL) != sizeof m) {
+  if (SendWithFd(sock, &m, sizeof m, t.uffd.get()) != sizeof m) {
     return FailErrno("send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid));
   }
   LazyMsg ack{};

@@ -26,6 +26,7 @@
 #include "base/kernel_features.h"
 #include "base/log.h"
 #include "base/proc.h"
+#include "base/scm.h"
 #include "images/image_dir.h"
 #include "images/image_file.h"
 #include "uffd/decode_pool.h"
@@ -306,14 +307,8 @@ class LazyPagesDaemon {
     (void)res;
     for (;;) {
       LazyMsg m{};
-      iovec iov{&m, sizeof m};
-      char ctl[CMSG_SPACE(sizeof(int))];
-      msghdr mh{};
-      mh.msg_iov = &iov;
-      mh.msg_iovlen = 1;
-      mh.msg_control = ctl;
-      mh.msg_controllen = sizeof ctl;
-      ssize_t n = ::recvmsg(control_.get(), &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      int fd = -1;
+      ssize_t n = RecvWithFd(control_.get(), &m, sizeof m, &fd, MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
       }
@@ -323,10 +318,6 @@ class LazyPagesDaemon {
           fatal_ = Error{0, "restore went away before handing over every task", ""};
         }
         return;
-      }
-      int fd = -1;
-      if (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr && c->cmsg_type == SCM_RIGHTS) {
-        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
       }
       UniqueFd uffd(fd);
       if (n != sizeof m || m.magic != kLazyMagic || m.version != kLazyVersion) {

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/scm.h"
+
 namespace lz {
 namespace {
 
@@ -28,14 +30,8 @@ struct GuardMsg {
   std::vector<int> fds;
   for (;;) {
     GuardMsg m{};
-    iovec iov{&m, sizeof m};
-    char ctl[CMSG_SPACE(sizeof(int))];
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl;
-    mh.msg_controllen = sizeof ctl;
-    ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    int fd = -1;
+    ssize_t n = RecvWithFd(sock, &m, sizeof m, &fd, 0);
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -43,11 +39,8 @@ struct GuardMsg {
       _exit(0);  // closing our uffd copies with us
     }
     if (n == sizeof m && m.type == 'A') {
-      cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      if (c != nullptr && c->cmsg_type == SCM_RIGHTS) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-        fds.push_back(fd);
+      if (fd >= 0) {
+        fds.push_back(fd);  // held, never used: it keeps the uffd open
       }
       if (m.pid > 0) {
         pids.push_back(m.pid);
@@ -96,21 +89,7 @@ Result<Guard> Guard::Start() {
 
 Status Guard::Add(pid_t pid, int uffd) {
   GuardMsg m{'A', pid};
-  iovec iov{&m, sizeof m};
-  char ctl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  if (uffd >= 0) {
-    mh.msg_control = ctl;
-    mh.msg_controllen = sizeof ctl;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &uffd, sizeof uffd);
-  }
-  if (sendmsg(sock_.get(), &mh, MSG_NOSIGNAL) != sizeof m) {
+  if (SendWithFd(sock_.get(), &m, sizeof m, uffd) != sizeof m) {
     return FailErrno("hand uffd to the guard");
   }
   return Ok();
