@@ -139,6 +139,10 @@ Result<ProcStat> ParseStat(std::string_view text) {
   s.pgrp = static_cast<pid_t>(pgrp);
   s.session = static_cast<pid_t>(sid);
   s.exit_signal = static_cast<int>(exit_sig);
+  uint64_t code = 0;
+  if (f.size() >= 50 && ParseU64(f[52 - 3], &code)) {
+    s.exit_code = static_cast<int>(code);
+  }
   return s;
 }
 

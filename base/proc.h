@@ -40,6 +40,7 @@ struct ProcStat {
   pid_t session = 0;
   uint64_t flags = 0;
   int exit_signal = 0;
+  int exit_code = 0;  // field 52: wait status of an exited task (0 when the kernel omits it)
   uint64_t start_code = 0, end_code = 0, start_stack = 0;
   uint64_t start_data = 0, end_data = 0, start_brk = 0;
   uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;

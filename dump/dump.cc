@@ -100,11 +100,17 @@ class TreeDumper {
     for (size_t i = 0; i < cores_.size(); i++) {
       pid_t pid = cores_[i].pid();
       LZ_TRY(img::WriteSingleMessage(img::CorePath(opts_.dir, pid), img::ImageKind::kCore, cores_[i]));
+      if (cores_[i].zombie()) {
+        continue;  // a zombie has no memory or files left
+      }
       LZ_TRY(img::WriteSingleMessage(img::MmPath(opts_.dir, pid), img::ImageKind::kMm, mms_[i]));
       LZ_TRY(img::WriteSingleMessage(img::FdsPath(opts_.dir, pid), img::ImageKind::kFds, fds_[i]));
     }
     uint64_t t0 = MonotonicNs();
     for (size_t i = 0; i < cores_.size(); i++) {
+      if (cores_[i].zombie()) {
+        continue;
+      }
       LZ_ASSIGN_OR_RETURN(MemoryStats m, DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store));
       LZ_TRY(CheckDeadline(deadline_, "dumping memory"));
       stats->set_pages_scanned(stats->pages_scanned() + m.pages_scanned);
@@ -123,7 +129,29 @@ class TreeDumper {
   const std::vector<pb::TaskCore>& cores() const { return cores_; }
 
  private:
+  Status DumpZombie(const FrozenTask& t) {
+    LZ_ASSIGN_OR_RETURN(std::string stat_text,
+                        ReadFileToString("/proc/" + std::to_string(t.pid) + "/stat"));
+    LZ_ASSIGN_OR_RETURN(ProcStat st, ParseStat(stat_text));
+    pb::TaskCore core;
+    core.set_pid(t.pid);
+    core.set_ppid(st.ppid);
+    core.set_pgid(st.pgrp);
+    core.set_sid(st.session);
+    core.set_comm(st.comm);
+    core.set_exit_signal(st.exit_signal);
+    core.set_zombie(true);
+    core.set_exit_code(st.exit_code);
+    cores_.push_back(std::move(core));
+    mms_.emplace_back();
+    fds_.emplace_back();
+    return Ok();
+  }
+
   Status DumpMeta(FrozenTask& t) {
+    if (t.zombie) {
+      return DumpZombie(t);
+    }
     std::vector<pid_t> tids;
     for (const PtraceAttachment& a : t.threads) {
       tids.push_back(a.tid());

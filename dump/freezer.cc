@@ -20,7 +20,8 @@ std::string ProcPath(pid_t pid, const std::string& rest) {
   return "/proc/" + std::to_string(pid) + "/" + rest;
 }
 
-Status CheckDumpable(pid_t pid) {
+// Whether `pid` is a zombie; refuses what cannot be dumped at all.
+Result<bool> CheckDumpable(pid_t pid, bool is_root) {
   auto stat_text = ReadFileToString(ProcPath(pid, "stat"));
   if (!stat_text) {
     return Fail(ESRCH, "dump", "no process with pid " + std::to_string(pid));
@@ -30,7 +31,10 @@ Status CheckDumpable(pid_t pid) {
     return Invalid("dump", "pid " + std::to_string(pid) + " is a kernel thread");
   }
   if (st.state == 'Z') {
-    return Invalid("dump", "pid " + std::to_string(pid) + " is a zombie; zombies are not supported yet");
+    if (is_root) {
+      return Invalid("dump", "pid " + std::to_string(pid) + " is a zombie");
+    }
+    return true;
   }
   LZ_ASSIGN_OR_RETURN(std::string status_text, ReadFileToString(ProcPath(pid, "status")));
   LZ_ASSIGN_OR_RETURN(ProcStatus status, ParseStatus(status_text));
@@ -38,15 +42,20 @@ Status CheckDumpable(pid_t pid) {
     return Invalid("dump", "pid " + std::to_string(pid) + " is already traced by pid " +
                                std::to_string(status.tracer_pid));
   }
-  return Ok();
+  return false;
 }
 
 }  // namespace
 
 Status FrozenTree::FreezeTask(pid_t pid) {
-  LZ_TRY(CheckDumpable(pid));
+  LZ_ASSIGN_OR_RETURN(bool zombie, CheckDumpable(pid, tasks_.empty()));
   FrozenTask task;
   task.pid = pid;
+  if (zombie) {
+    task.zombie = true;
+    tasks_.push_back(std::move(task));
+    return Ok();
+  }
   // Threads can be born while we seize their siblings: list again until nothing is new.
   for (bool grew = true; grew;) {
     grew = false;

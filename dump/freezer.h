@@ -16,6 +16,7 @@ struct FrozenTask {
   pid_t pid = 0;
   std::vector<PtraceAttachment> threads;  // threads[0] is the main thread
   std::vector<pid_t> children;
+  bool zombie = false;  // exited, not reaped: nothing to seize, only its tree links are dumped
 };
 
 /// A frozen tree. Whatever happens, the destructor lets every task go on as it was, unless

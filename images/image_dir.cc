@@ -86,6 +86,13 @@ Result<Dump> LoadDump(const std::string& dir) {
   for (int32_t pid : d.inventory.pids()) {
     TaskImages t;
     LZ_TRY(ReadSingleMessage(CorePath(dir, pid), ImageKind::kCore, &t.core));
+    if (t.core.zombie()) {
+      if (t.core.pid() != pid || pid == d.inventory.root_pid()) {
+        return Invalid(CorePath(dir, pid) + ": a zombie must be a child in the tree");
+      }
+      d.tasks.push_back(std::move(t));
+      continue;
+    }
     LZ_TRY(ReadSingleMessage(MmPath(dir, pid), ImageKind::kMm, &t.mm));
     LZ_TRY(ReadSingleMessage(FdsPath(dir, pid), ImageKind::kFds, &t.fds));
     LZ_ASSIGN_OR_RETURN(t.pagemap, ReadPagemap(PagemapPath(dir, pid)));

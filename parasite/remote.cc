@@ -49,10 +49,13 @@ Status RemoteThread::ResumeToSyscallStop(bool want_exit) {
       unsigned long child = 0;
       ::ptrace(PTRACE_GETEVENTMSG, tid_, nullptr, &child);
       new_tasks_.push_back(static_cast<pid_t>(child));
-    } else if (event == 0 && sig != SIGTRAP && sig != SIGSTOP) {
-      // Signals are blocked while we drive the thread; only SIGKILL-like ends get here.
-      return Invalid("remote syscall", "tid " + std::to_string(tid_) + " got signal " +
-                                           std::to_string(sig) + (want_exit ? " in syscall" : ""));
+    } else if (event == 0 && sig != SIGTRAP) {
+      // A signal arrived while we drive the thread. The dump blocks every signal first, so this
+      // is a restore, where the signal is an artefact of rebuilding the tree (SIGCHLD from a
+      // zombie being re-made) and must not reach the task: the dumped pending signals are
+      // queued separately. It is dropped by resuming without it.
+      LZ_DEBUG("tid %d: dropped signal %d during a remote syscall%s", tid_, sig,
+               want_exit ? " (in the syscall)" : "");
     }
     if (::ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) {
       return FailErrno("ptrace syscall", "tid " + std::to_string(tid_));

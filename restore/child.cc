@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -144,6 +145,26 @@ Status SetupSession(const img::Dump& dump, const pb::TaskCore& core, const Resto
   return Ok();
 }
 
+// A zombie comes back by exiting the way it exited, in its session and process group, and
+// stays unreaped until its restored parent waits for it.
+[[noreturn]] void BecomeZombie(const img::Dump& dump, const pb::TaskCore& c, int report_fd,
+                               const RestoreOptions& opts) {
+  Status st = SetupSession(dump, c, opts);
+  if (!st) {
+    ReportAndExit(report_fd, st.error());
+  }
+  int code = c.exit_code();
+  if (WIFSIGNALED(code)) {
+    ::signal(WTERMSIG(code), SIG_DFL);
+    sigset_t all;
+    sigfillset(&all);
+    ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    ::prctl(PR_SET_DUMPABLE, 0);  // no core file for the replayed death
+    ::kill(::getpid(), WTERMSIG(code));
+  }
+  _exit(WEXITSTATUS(code));
+}
+
 Status ForkChildren(const img::Dump& dump, size_t index, int report_fd,
                     const RestoreOptions& opts) {
   pid_t me = dump.tasks[index].core.pid();
@@ -153,6 +174,9 @@ Status ForkChildren(const img::Dump& dump, size_t index, int report_fd,
       continue;
     }
     LZ_ASSIGN_OR_RETURN(pid_t child, CloneWithTid(c.pid(), 0, static_cast<int>(c.exit_signal())));
+    if (child == 0 && c.zombie()) {
+      BecomeZombie(dump, c, report_fd, opts);
+    }
     if (child == 0) {
       RunTaskChild(dump, i, report_fd, opts);
     }

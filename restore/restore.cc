@@ -43,6 +43,9 @@ Status CheckCompatible(const img::Dump& d) {
 
 Status CheckPidsFree(const img::Dump& d) {
   for (const img::TaskImages& t : d.tasks) {
+    if (t.core.zombie() && (::kill(t.core.pid(), 0) == 0 || errno != ESRCH)) {
+      return Invalid("pid " + std::to_string(t.core.pid()) + " (a zombie in the dump) is taken");
+    }
     for (const pb::ThreadCore& th : t.core.threads()) {
       if (::kill(th.tid(), 0) == 0 || errno != ESRCH) {
         return Invalid("pid " + std::to_string(th.tid()) + " is taken by a running process" +
@@ -196,15 +199,21 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   }
   guard.set_root(child);
   report_w.reset();
-  LZ_TRY(WaitForReady(report_r.get(), dump.tasks.size()));
+  // Zombies exit as soon as they are forked and report nothing.
+  std::vector<RestoredTask> tasks;
+  for (const img::TaskImages& t : dump.tasks) {
+    if (!t.core.zombie()) {
+      tasks.emplace_back();
+      tasks.back().img = &t;
+      tasks.back().pid = t.core.pid();
+    }
+  }
+  LZ_TRY(WaitForReady(report_r.get(), tasks.size()));
   uint64_t forked = MonotonicNs();
 
-  std::vector<RestoredTask> tasks(dump.tasks.size());
-  for (size_t i = 0; i < tasks.size(); i++) {
-    tasks[i].img = &dump.tasks[i];
-    tasks[i].pid = dump.tasks[i].core.pid();
-    LZ_ASSIGN_OR_RETURN(PtraceAttachment att, SeizeAndStop(tasks[i].pid, kSeizeOptions));
-    tasks[i].threads.push_back(std::move(att));
+  for (RestoredTask& t : tasks) {
+    LZ_ASSIGN_OR_RETURN(PtraceAttachment att, SeizeAndStop(t.pid, kSeizeOptions));
+    t.threads.push_back(std::move(att));
   }
   RestoreResult result;
   for (RestoredTask& t : tasks) {

@@ -31,14 +31,15 @@ TEST_P(Tree, ChildrenComeBackUnderTheirParentAndAreReaped) {
   std::string ready = WaitForFile(dir.File("ready"), 10000);
   ASSERT_NE(ready, "");
   std::istringstream ids(ready);
-  pid_t pid, kid1, kid2;
-  ids >> pid >> kid1 >> kid2;
+  pid_t pid, kid1, kid2, zombie;
+  ids >> pid >> kid1 >> kid2 >> zombie;
   RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
   ASSERT_EQ(d.status, 0) << d.output;
   ASSERT_TRUE(w.ReapIfDead(5000));
   // The children were killed with the tree and reparented to us (the subreaper): reap them.
   Proc(kid1).ReapIfDead(5000);
   Proc(kid2).ReapIfDead(5000);
+  Proc(zombie).ReapIfDead(5000);
   Proc daemon;
   RunResult r = Restore(GetParam(), dir.File("img"), &daemon, dir.File("lazy.log"));
   ASSERT_EQ(r.status, 0) << r.output;
@@ -47,6 +48,13 @@ TEST_P(Tree, ChildrenComeBackUnderTheirParentAndAreReaped) {
   EXPECT_EQ(ParentOf(kid2), pid);
   EXPECT_EQ(getpgid(kid2), kid2) << "the second child leads its own process group";
   EXPECT_EQ(getsid(kid1), pid);
+  EXPECT_EQ(ParentOf(zombie), pid) << "the zombie comes back under its parent";
+  {
+    std::ifstream st("/proc/" + std::to_string(zombie) + "/stat");
+    std::string s;
+    std::getline(st, s);
+    EXPECT_EQ(s.substr(s.rfind(')') + 2, 1), "Z") << s;
+  }
   kill(pid, SIGUSR1);
   EXPECT_EQ(WaitForFile(dir.File("result"), 10000), "PASS\n");
   if (GetParam() == Mode::kLazy) {

@@ -1,7 +1,8 @@
 // A process tree: the parent forks two children (one of them a new process group), each fills
 // its own memory. After SIGUSR1 (to the parent, after restore) the parent passes it on, each
 // child checks its memory and exits with the verdict, and the parent reaps them with waitpid:
-// the tree links, pids and wait() must all have survived. Writes PASS or FAIL to RESULT_FILE.
+// the tree links, pids and wait() must all have survived; a third child, a zombie at dump time,
+// must still be a zombie with its exit status. Writes PASS or FAIL to RESULT_FILE.
 //
 // usage: tree READY_FILE RESULT_FILE
 #define _GNU_SOURCE
@@ -71,8 +72,16 @@ int main(int argc, char** argv) {
       _exit(Child(1000 + i));
     }
   }
+  // A third child exits at once and stays a zombie until the parent reaps it after restore.
+  pid_t zombie = fork();
+  if (zombie == 0) _exit(7);
+  while (1) {  // wait until it is a zombie, without reaping it
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, zombie, &si, WEXITED | WNOWAIT) == 0) break;
+  }
   char ready[64];
-  snprintf(ready, sizeof ready, "%d %d %d\n", getpid(), kids[0], kids[1]);
+  snprintf(ready, sizeof ready, "%d %d %d %d\n", getpid(), kids[0], kids[1], zombie);
   FILE* f = fopen(argv[1], "w");
   fputs(ready, f);
   fclose(f);
@@ -86,6 +95,11 @@ int main(int argc, char** argv) {
       snprintf(result, sizeof result, "FAIL: child %d: waitpid %d status %#x\n", kids[i], r, status);
       break;
     }
+  }
+  int zstatus = -1;
+  if (result[0] == 'P' && (waitpid(zombie, &zstatus, 0) != zombie || !WIFEXITED(zstatus) ||
+                           WEXITSTATUS(zstatus) != 7)) {
+    snprintf(result, sizeof result, "FAIL: zombie %d: status %#x\n", zombie, zstatus);
   }
   f = fopen(argv[2], "w");
   fputs(result, f);
