@@ -43,7 +43,8 @@ Status CheckNotSharedAcrossTasks(const std::vector<pb::TaskCore>& cores,
           f = &of;
         }
       }
-      if (f == nullptr || (f->type() != pb::FILE_PIPE && f->type() != pb::FILE_INET)) {
+      if (f == nullptr || (f->type() != pb::FILE_PIPE && f->type() != pb::FILE_INET &&
+                           f->type() != pb::FILE_UNIX)) {
         continue;
       }
       pid_t pid = cores[i].pid();

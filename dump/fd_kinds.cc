@@ -4,6 +4,8 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -109,15 +111,122 @@ int IntOpt(int fd, int level, int name) {
 
 }  // namespace
 
+namespace {
+
+struct UnixDiag {
+  uint32_t peer = 0;
+  uint32_t rqueue = 0;  // queued bytes, or pending connections of a listener
+  uint32_t wqueue = 0;  // a listener's backlog
+};
+
+// What only unix_diag tells about a unix socket: its peer and its queue lengths.
+Result<UnixDiag> QueryUnix(uint64_t ino) {
+  int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) {
+    return FailErrno("socket NETLINK_SOCK_DIAG");
+  }
+  UniqueFd sock(nl);
+  struct {
+    nlmsghdr nh;
+    unix_diag_req req;
+  } msg{};
+  msg.nh.nlmsg_len = sizeof msg;
+  msg.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nh.nlmsg_flags = NLM_F_REQUEST;
+  msg.req.sdiag_family = AF_UNIX;
+  msg.req.udiag_states = ~0u;
+  msg.req.udiag_ino = static_cast<uint32_t>(ino);
+  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN;
+  msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;
+  if (::send(nl, &msg, sizeof msg, 0) != sizeof msg) {
+    return FailErrno("send unix_diag request");
+  }
+  std::vector<char> buf(8192);
+  ssize_t n = ::recv(nl, buf.data(), buf.size(), 0);
+  if (n <= 0) {
+    return FailErrno("recv unix_diag");
+  }
+  auto* h = reinterpret_cast<nlmsghdr*>(buf.data());
+  if (!NLMSG_OK(h, n) || h->nlmsg_type != SOCK_DIAG_BY_FAMILY) {
+    return Invalid("unix_diag", "no answer for socket " + std::to_string(ino));
+  }
+  UnixDiag out;
+  // Invariant: the attributes follow the unix_diag_msg, each nlattr-framed and 4-aligned.
+  size_t off = NLMSG_LENGTH(sizeof(unix_diag_msg));
+  while (off + sizeof(nlattr) <= h->nlmsg_len) {
+    auto* a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(h) + off);
+    if (a->nla_len < sizeof(nlattr) || off + a->nla_len > h->nlmsg_len) {
+      break;
+    }
+    const char* data = reinterpret_cast<const char*>(a) + NLA_HDRLEN;
+    if (a->nla_type == UNIX_DIAG_PEER && a->nla_len >= NLA_HDRLEN + 4) {
+      std::memcpy(&out.peer, data, 4);
+    } else if (a->nla_type == UNIX_DIAG_RQLEN && a->nla_len >= NLA_HDRLEN + 8) {
+      unix_diag_rqlen rq;
+      std::memcpy(&rq, data, sizeof rq);
+      out.rqueue = rq.udiag_rqueue;
+      out.wqueue = rq.udiag_wqueue;
+    }
+    off += NLA_ALIGN(a->nla_len);
+  }
+  return out;
+}
+
+}  // namespace
+
+Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f) {
+  LZ_ASSIGN_OR_RETURN(UniqueFd s, PidfdGetfd(pidfd, fd));
+  int type = IntOpt(s.get(), SOL_SOCKET, SO_TYPE);
+  LZ_ASSIGN_OR_RETURN(UnixDiag diag, QueryUnix(st.st_ino));
+  f->set_type(pb::FILE_UNIX);
+  pb::UnixInfo* u = f->mutable_unix_socket();
+  u->set_type(type);
+  sockaddr_un addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(s.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+      len > sizeof(sa_family_t)) {
+    u->set_name(std::string(addr.sun_path, len - sizeof(sa_family_t)));
+    struct stat fst;
+    if (addr.sun_path[0] != '\0' && ::lstat(addr.sun_path, &fst) == 0 && S_ISSOCK(fst.st_mode)) {
+      u->set_file_mode(fst.st_mode & 07777);
+      u->set_file_uid(fst.st_uid);
+      u->set_file_gid(fst.st_gid);
+    }
+  }
+  u->set_listening(IntOpt(s.get(), SOL_SOCKET, SO_ACCEPTCONN) != 0);
+  if (u->listening()) {
+    u->set_backlog(diag.wqueue);
+    return Ok();
+  }
+  u->set_peer_ino(diag.peer);
+  if (diag.rqueue == 0) {
+    return Ok();
+  }
+  if (type != SOCK_STREAM) {
+    return Invalid("unix socket with queued datagrams is not supported yet");
+  }
+  // MSG_PEEK on our copy reads the queued bytes without taking them from the task.
+  std::string data(diag.rqueue, '\0');
+  ssize_t n = ::recv(s.get(), data.data(), data.size(), MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) {
+    return FailErrno("peek unix socket");
+  }
+  data.resize(static_cast<size_t>(n));
+  u->set_data(std::move(data));
+  return Ok();
+}
+
 Status DumpInetSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f) {
   LZ_ASSIGN_OR_RETURN(UniqueFd s, PidfdGetfd(pidfd, fd));
   int family = IntOpt(s.get(), SOL_SOCKET, SO_DOMAIN);
   int type = IntOpt(s.get(), SOL_SOCKET, SO_TYPE);
   int proto = IntOpt(s.get(), SOL_SOCKET, SO_PROTOCOL);
+  if (family == AF_UNIX) {
+    return DumpUnixSocket(pidfd, fd, st, f);
+  }
   if (family != AF_INET && family != AF_INET6) {
-    const char* name = family == AF_UNIX ? "unix socket" : family == AF_NETLINK ? "netlink socket"
-                                                                                  : "socket";
-    return Invalid(std::string(name) + " is not supported");
+    return Invalid(std::string(family == AF_NETLINK ? "netlink socket" : "socket") +
+                   " is not supported");
   }
   if (type != SOCK_STREAM && type != SOCK_DGRAM) {
     return Invalid("inet socket of type " + std::to_string(type) + " is not supported");

@@ -15,6 +15,9 @@ namespace lz {
 [[nodiscard]] Status DumpPipe(pid_t pid, int fd, const struct stat& st, pb::OpenFile* f);
 /// `pidfd` lets it take a copy of the socket to ask it about itself.
 [[nodiscard]] Status DumpInetSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f);
+/// A unix socket: listening or bound, or one end of a connected pair whose other end the
+/// same process holds (checked by DumpFds once the table is complete).
+[[nodiscard]] Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f);
 /// eventfd, epoll, signalfd, timerfd: from the anon_inode name and the fdinfo text.
 [[nodiscard]] Status DumpAnonInode(const std::string& kind, const std::string& fdinfo,
                                    pb::OpenFile* f);

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -244,6 +245,86 @@ Result<UniqueFd> FileOpener::OpenPipeEnd(const pb::OpenFile& f) {
   return mine;
 }
 
+Result<UniqueFd> FileOpener::Above(int fd) {
+  if (fd < 0) {
+    return FailErrno("create");
+  }
+  int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor_);
+  ::close(fd);
+  if (high < 0) {
+    return FailErrno("fcntl F_DUPFD");
+  }
+  return UniqueFd(high);
+}
+
+Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
+  const pb::UnixInfo& u = f.unix_socket();
+  if (u.peer_ino() != 0) {
+    // One end of a pair this process holds both ends of: a socketpair, made once.
+    if (unix_ends_.find(f.ino()) == unix_ends_.end()) {
+      int sv[2];
+      if (::socketpair(AF_UNIX, u.type() | SOCK_CLOEXEC, 0, sv) != 0) {
+        return FailErrno("socketpair");
+      }
+      LZ_ASSIGN_OR_RETURN(UniqueFd mine, Above(sv[0]));
+      LZ_ASSIGN_OR_RETURN(UniqueFd peer, Above(sv[1]));
+      // Bytes queued for an end to read are written into the other end.
+      for (const pb::OpenFile& o : table_->files()) {
+        if (o.type() != pb::FILE_UNIX || o.unix_socket().data().empty()) {
+          continue;
+        }
+        int into = o.ino() == f.ino() ? peer.get() : o.ino() == u.peer_ino() ? mine.get() : -1;
+        if (into >= 0) {
+          LZ_TRY(WriteAll(into, o.unix_socket().data()));
+        }
+      }
+      unix_ends_[f.ino()] = std::move(mine);
+      unix_ends_[u.peer_ino()] = std::move(peer);
+    }
+    int end = ::fcntl(unix_ends_[f.ino()].get(), F_DUPFD_CLOEXEC, floor_);
+    if (end < 0) {
+      return FailErrno("fcntl F_DUPFD");
+    }
+    UniqueFd out(end);
+    LZ_TRY(SetStatusFlags(end, f.flags()));
+    return out;
+  }
+  LZ_ASSIGN_OR_RETURN(UniqueFd s, Above(::socket(AF_UNIX, u.type() | SOCK_CLOEXEC, 0)));
+  if (!u.name().empty()) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (u.name().size() > sizeof addr.sun_path) {
+      return Invalid("unix socket name too long");
+    }
+    std::memcpy(addr.sun_path, u.name().data(), u.name().size());
+    if (u.name()[0] != '\0') {
+      // The dumped task's socket file is still there (the task is gone): bind needs it away.
+      std::string path(u.name().c_str());
+      struct stat st;
+      if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+        ::unlink(path.c_str());
+      }
+    }
+    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + u.name().size());
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+      return FailErrno("bind unix socket");
+    }
+    if (u.name()[0] != '\0' && u.has_file_mode()) {
+      // Who may connect is decided by the socket file: give it back its mode and owner.
+      std::string path(u.name().c_str());
+      if (::chmod(path.c_str(), u.file_mode()) != 0 ||
+          ::lchown(path.c_str(), u.file_uid(), u.file_gid()) != 0) {
+        return FailErrno("restore owner and mode of", path);
+      }
+    }
+  }
+  if (u.listening() && ::listen(s.get(), static_cast<int>(u.backlog())) != 0) {
+    return FailErrno("listen");
+  }
+  LZ_TRY(SetStatusFlags(s.get(), f.flags()));
+  return s;
+}
+
 Result<UniqueFd> FileOpener::Open(const pb::OpenFile& f) {
   switch (f.type()) {
     case pb::FILE_REG:
@@ -256,6 +337,8 @@ Result<UniqueFd> FileOpener::Open(const pb::OpenFile& f) {
       return OpenPipeEnd(f);
     case pb::FILE_INET:
       return OpenInetSocket(f);
+    case pb::FILE_UNIX:
+      return OpenUnixSocket(f);
     case pb::FILE_TIMERFD:
       return OpenTimerfd(f);
     case pb::FILE_EVENTFD:
@@ -289,6 +372,7 @@ Status FileOpener::FinishEpoll(const pb::FdTable& table) {
     }
   }
   pipes_.clear();  // ends no descriptor took are closed
+  unix_ends_.clear();
   return Ok();
 }
 

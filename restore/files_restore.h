@@ -25,6 +25,8 @@ class FileOpener {
 
  private:
   Result<UniqueFd> OpenPipeEnd(const pb::OpenFile& f);
+  Result<UniqueFd> OpenUnixSocket(const pb::OpenFile& f);
+  Result<UniqueFd> Above(int fd);
   std::string dir_;
   int floor_;
   const pb::FdTable* table_ = nullptr;
@@ -33,6 +35,7 @@ class FileOpener {
     UniqueFd wr;
   };
   std::map<uint64_t, PipeEnds> pipes_;
+  std::map<uint64_t, UniqueFd> unix_ends_;  // connected unix sockets by inode, until handed out
 };
 
 }  // namespace lz

@@ -24,13 +24,15 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #ifndef SS_AUTODISARM
 #define SS_AUTODISARM (1U << 31)
 #endif
 
-enum { kFile = 10, kPipeR, kPipeW, kEvent, kTimer, kSigfd, kEpoll, kListen, kUdp, kDeleted };
+enum { kFile = 10, kPipeR, kPipeW, kEvent, kTimer, kSigfd, kEpoll, kListen, kUdp, kDeleted,
+       kPairA, kPairB, kUnixListen };
 
 static volatile sig_atomic_t got_usr1;
 static volatile int handler_info_ok;
@@ -121,6 +123,21 @@ int main(int argc, char** argv) {
   struct sockaddr_in ua = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   bind(us, (struct sockaddr*)&ua, sizeof ua);
   Place(us, kUdp);
+
+  // A unix socketpair with bytes queued both ways, and a listening unix socket.
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || write(sv[0], "to B", 4) != 4 ||
+      write(sv[1], "to A!", 5) != 5) {
+    return 3;
+  }
+  Place(sv[0], kPairA);
+  Place(sv[1], kPairB);
+  int ul = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un un = {.sun_family = AF_UNIX};
+  snprintf(un.sun_path, sizeof un.sun_path, "%s/sock", workdir);
+  if (bind(ul, (struct sockaddr*)&un, sizeof un) != 0 || listen(ul, 5) != 0) return 3;
+  chmod(un.sun_path, 0666);  // so that it can connect to itself after dropping to nobody
+  Place(ul, kUnixListen);
 
   // Signals: a handler, an alternate stack, a blocked signal queued with a value, a timer.
   struct sigaction sa;
@@ -230,6 +247,17 @@ int main(int argc, char** argv) {
       Fail("credentials");
   } else if (getuid() != 0) {
     Fail("uid");
+  }
+  memset(buf, 0, sizeof buf);
+  if (read(kPairB, buf, 4) != 4 || memcmp(buf, "to B", 4) != 0) Fail("socketpair bytes to B");
+  if (read(kPairA, buf, 5) != 5 || memcmp(buf, "to A!", 5) != 0) Fail("socketpair bytes to A");
+  if (write(kPairA, "x", 1) != 1 || read(kPairB, buf, 1) != 1 || buf[0] != 'x')
+    Fail("socketpair still connected");
+  int uc = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (connect(uc, (struct sockaddr*)&un, sizeof un) != 0) {
+    Fail("unix listener refuses");
+  } else if (accept(kUnixListen, NULL, NULL) < 0) {
+    Fail("unix accept");
   }
   char result[4200];
   snprintf(result, sizeof result, fail[0] ? "FAIL: %s\n" : "PASS\n", fail);
