@@ -43,15 +43,16 @@ Status CheckNotSharedAcrossTasks(const std::vector<pb::TaskCore>& cores,
           f = &of;
         }
       }
-      if (f == nullptr || (f->type() != pb::FILE_PIPE && f->type() != pb::FILE_INET &&
-                           f->type() != pb::FILE_UNIX)) {
+      if (f == nullptr || (f->type() != pb::FILE_PIPE && f->type() != pb::FILE_FIFO &&
+                           f->type() != pb::FILE_INET && f->type() != pb::FILE_UNIX)) {
         continue;
       }
       pid_t pid = cores[i].pid();
       auto [it, fresh] = owner.emplace(f->ino(), std::make_pair(pid, fd.fd()));
       if (!fresh && it->second.first != pid) {
         return Invalid("fd " + std::to_string(fd.fd()) + " of " + std::to_string(pid) + ": " +
-                       (f->type() == pb::FILE_PIPE ? "pipe" : "socket") + " shared with fd " +
+                       (f->type() == pb::FILE_PIPE || f->type() == pb::FILE_FIFO ? "pipe" : "socket") +
+                       " shared with fd " +
                        std::to_string(it->second.second) + " of " +
                        std::to_string(it->second.first) +
                        " is not supported yet (files shared between processes)");

@@ -125,8 +125,11 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
       f->set_type(pb::FILE_DIR);
     } else if (S_ISCHR(st.st_mode) && link.front() == '/') {
       f->set_type(IsTty(st) ? pb::FILE_TTY : pb::FILE_CHR);
-    } else if (S_ISFIFO(st.st_mode) && link.rfind("pipe:", 0) == 0) {
+    } else if (S_ISFIFO(st.st_mode) && (link.rfind("pipe:", 0) == 0 || (link.front() == '/' && !deleted))) {
       LZ_TRY_CTX(DumpPipe(pid, fd, st, f), "fd " + std::to_string(fd) + " of " + std::to_string(pid));
+      if (link.front() == '/') {
+        f->set_type(pb::FILE_FIFO);  // a named pipe: the same, reopened by its path
+      }
     } else if (S_ISSOCK(st.st_mode)) {
       Status s = DumpInetSocket(pidfd.get(), fd, st, f);
       if (!s) {

@@ -215,7 +215,17 @@ Result<UniqueFd> FileOpener::OpenPipeEnd(const pb::OpenFile& f) {
   auto it = pipes_.find(ino);
   if (it == pipes_.end()) {
     int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) {
+    if (f.type() == pb::FILE_FIFO) {
+      // A named pipe: one read-write open of the path never blocks and keeps a reader there,
+      // so that the ends reopened below (write-only ones too) open at once.
+      LZ_ASSIGN_OR_RETURN(UniqueFd holder, OpenFile(f.path(), O_RDWR | O_NONBLOCK));
+      struct stat st;
+      if (::fstat(holder.get(), &st) != 0 || !S_ISFIFO(st.st_mode)) {
+        return Invalid(f.path() + " is no longer a FIFO");
+      }
+      p[0] = holder.release();
+      p[1] = ::dup(p[0]);
+    } else if (::pipe2(p, O_CLOEXEC) != 0) {
       return FailErrno("pipe2");
     }
     PipeEnds ends{UniqueFd(::fcntl(p[0], F_DUPFD_CLOEXEC, floor_)),
@@ -231,7 +241,8 @@ Result<UniqueFd> FileOpener::OpenPipeEnd(const pb::OpenFile& f) {
       return FailErrno("F_SETPIPE_SZ");
     }
     for (const pb::OpenFile& other : table_->files()) {
-      if (other.type() == pb::FILE_PIPE && other.pipe().ino() == ino && !other.pipe().data().empty()) {
+      if ((other.type() == pb::FILE_PIPE || other.type() == pb::FILE_FIFO) &&
+          other.pipe().ino() == ino && !other.pipe().data().empty()) {
         LZ_TRY(WriteAll(p[1], other.pipe().data()));
       }
     }
@@ -334,6 +345,7 @@ Result<UniqueFd> FileOpener::Open(const pb::OpenFile& f) {
     case pb::FILE_CHR:
       return OpenDevice(f);
     case pb::FILE_PIPE:
+    case pb::FILE_FIFO:
       return OpenPipeEnd(f);
     case pb::FILE_INET:
       return OpenInetSocket(f);

@@ -32,7 +32,7 @@
 #endif
 
 enum { kFile = 10, kPipeR, kPipeW, kEvent, kTimer, kSigfd, kEpoll, kListen, kUdp, kDeleted,
-       kPairA, kPairB, kUnixListen };
+       kPairA, kPairB, kUnixListen, kFifoR, kFifoW };
 
 static volatile sig_atomic_t got_usr1;
 static volatile int handler_info_ok;
@@ -123,6 +123,13 @@ int main(int argc, char** argv) {
   struct sockaddr_in ua = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   bind(us, (struct sockaddr*)&ua, sizeof ua);
   Place(us, kUdp);
+
+  // A named pipe holding bytes, open at both ends.
+  snprintf(path, sizeof path, "%s/fifo", workdir);
+  if (mkfifo(path, 0666) != 0) return 3;
+  Place(open(path, O_RDONLY | O_NONBLOCK), kFifoR);
+  Place(open(path, O_WRONLY), kFifoW);
+  if (write(kFifoW, "fifo bytes", 10) != 10) return 3;
 
   // A unix socketpair with bytes queued both ways, and a listening unix socket.
   int sv[2];
@@ -248,6 +255,8 @@ int main(int argc, char** argv) {
   } else if (getuid() != 0) {
     Fail("uid");
   }
+  memset(buf, 0, sizeof buf);
+  if (read(kFifoR, buf, sizeof buf) != 10 || memcmp(buf, "fifo bytes", 10) != 0) Fail("fifo bytes");
   memset(buf, 0, sizeof buf);
   if (read(kPairB, buf, 4) != 4 || memcmp(buf, "to B", 4) != 0) Fail("socketpair bytes to B");
   if (read(kPairA, buf, 5) != 5 || memcmp(buf, "to A!", 5) != 0) Fail("socketpair bytes to A");
