@@ -61,7 +61,7 @@ LAZY_MS=$(ms "$t0" "$t1")
 echo "GET demo -> \"$VALUE\" $LAZY_MS ms after the restore started"
 wait $DAEMON; DAEMON=
 cat "$WORK/lazy.log"
-echo "keys after restore: $(cli $PORT dbsize); GET key:12345 -> $(cli $PORT get key:12345 | cut -c1-20)..."
+echo "keys after restore: $(cli $PORT dbsize); GET key:12345 -> $(cli $PORT get key:12345 | tr -d '\000' | cut -c1-20)..."
 echo
 echo "== redis cold start from RDB: $COLD_MS ms; lazarus lazy restore to first answer: $LAZY_MS ms"
 PID=$(pgrep -f "redis-server 127.0.0.1:$PORT" || true)
