@@ -109,11 +109,13 @@ class TreeDumper {
       LZ_TRY(img::WriteSingleMessage(img::FdsPath(opts_.dir, pid), img::ImageKind::kFds, fds_[i]));
     }
     uint64_t t0 = MonotonicNs();
+    Progress progress("lazarus dump: memory");
     for (size_t i = 0; i < cores_.size(); i++) {
       if (cores_[i].zombie()) {
         continue;
       }
-      LZ_ASSIGN_OR_RETURN(MemoryStats m, DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store));
+      LZ_ASSIGN_OR_RETURN(MemoryStats m,
+                          DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store, &progress));
       LZ_TRY(CheckDeadline(deadline_, "dumping memory"));
       stats->set_pages_scanned(stats->pages_scanned() + m.pages_scanned);
       stats->set_pages_present(stats->pages_present() + m.pages_present);

@@ -85,8 +85,9 @@ bool AllZero(const std::byte* p) {
 class VmaPageDumper {
  public:
   VmaPageDumper(int pagemap_fd, int mem_fd, img::PageStoreWriter& store, img::Pagemap& pm,
-                MemoryStats& stats)
-      : pagemap_fd_(pagemap_fd), mem_fd_(mem_fd), store_(store), pm_(pm), stats_(stats) {
+                MemoryStats& stats, Progress* progress)
+      : pagemap_fd_(pagemap_fd), mem_fd_(mem_fd), store_(store), pm_(pm), stats_(stats),
+        progress_(progress) {
     entries_.resize(kBatchPages);
     buf_.resize(kBatchPages * P);
   }
@@ -132,6 +133,9 @@ class VmaPageDumper {
       return Fail(EIO, "read memory", "at " + std::to_string(addr + got));
     }
     stats_.pages_present += n;
+    if (progress_ != nullptr) {
+      progress_->Update(stats_.pages_present * P);
+    }
     size_t i = 0;
     while (i < n) {
       bool zero = AllZero(buf_.data() + i * P);
@@ -164,6 +168,7 @@ class VmaPageDumper {
   std::vector<uint64_t> entries_;
   std::vector<std::byte> buf_;
   bool new_vma_ = true;  // the next run starts a VMA: never merge it into the previous one
+  Progress* progress_;
 };
 
 }  // namespace
@@ -249,7 +254,7 @@ Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSessi
 }
 
 Result<MemoryStats> DumpPages(pid_t pid, const pb::Mm& mm, const std::string& dir,
-                              const img::PageStoreOptions& opts) {
+                              const img::PageStoreOptions& opts, Progress* progress) {
   LZ_ASSIGN_OR_RETURN(UniqueFd pagemap_fd, OpenFile(ProcPath(pid, "pagemap"), O_RDONLY));
   LZ_ASSIGN_OR_RETURN(UniqueFd mem_fd, OpenFile(ProcPath(pid, "mem"), O_RDONLY));
   LZ_ASSIGN_OR_RETURN(auto store,
@@ -258,7 +263,7 @@ Result<MemoryStats> DumpPages(pid_t pid, const pb::Mm& mm, const std::string& di
   pm.pages_file = img::PagesName(pid);
   pm.chunk_pages = opts.chunk_pages;
   MemoryStats stats;
-  VmaPageDumper dumper(pagemap_fd.get(), mem_fd.get(), *store, pm.pagemap, stats);
+  VmaPageDumper dumper(pagemap_fd.get(), mem_fd.get(), *store, pm.pagemap, stats, progress);
   for (const pb::Vma& v : mm.vmas()) {
     if (VmaHasPrivatePages(v)) {
       LZ_TRY_CTX(dumper.Dump(v), "dump pages of pid " + std::to_string(pid));

@@ -13,6 +13,7 @@
 #include "images/core.pb.h"
 #include "images/files.pb.h"
 #include "images/mm.pb.h"
+#include "base/progress.h"
 #include "images/page_store.h"
 
 namespace lz {
@@ -35,8 +36,10 @@ struct MemoryStats {
 /// contents are saved beside the images in `dir`.
 [[nodiscard]] Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir);
 /// Pages of `mm`'s VMAs that hold data into the page store and pagemap of `pid` in `dir`.
+/// `progress` (may be null) hears of every batch read.
 [[nodiscard]] Result<MemoryStats> DumpPages(pid_t pid, const pb::Mm& mm, const std::string& dir,
-                                            const img::PageStoreOptions& opts);
+                                            const img::PageStoreOptions& opts,
+                                            Progress* progress = nullptr);
 
 /// Which VMAs' pages are dumped, and which may come back lazily.
 bool VmaHasPrivatePages(const pb::Vma& vma);
