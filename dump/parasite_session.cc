@@ -44,11 +44,12 @@ Status ParasiteSession::Finish() {
     }
   }
   for (Thread& t : threads_) {
-    Regs regs = t.regs;
-    // The thread now sits at a syscall-exit stop, where the kernel no longer restarts the
-    // syscall our interrupt broke off: do it here.
-    ApplySyscallRestart(&regs);
-    Status a = SetRegs(t.remote.tid(), regs);
+    // The registers go back exactly as they were, an interrupted syscall's -ERESTART* code
+    // included: detaching from a ptrace stop sets TIF_SIGPENDING, so on its way out the thread
+    // passes the kernel's own restart logic, which restarts the syscall or, if a signal with a
+    // handler is delivered first, turns it into EINTR. Rewinding by hand would lose the latter
+    // (a pause() would sleep again after its handler ran).
+    Status a = SetRegs(t.remote.tid(), t.regs);
     Status b = SetSigmask(t.remote.tid(), t.sigmask);
     if (result && !a) {
       result = a;

@@ -12,12 +12,6 @@
 namespace lz {
 namespace {
 
-// Kernel-internal restart codes a syscall leaves in rax when a stop interrupted it.
-constexpr long kErestartSys = 512;
-constexpr long kErestartNoIntr = 513;
-constexpr long kErestartNoHand = 514;
-constexpr long kErestartRestartBlock = 516;
-
 std::string Tid(pid_t tid) { return "tid " + std::to_string(tid); }
 
 }  // namespace
@@ -149,27 +143,6 @@ Result<std::vector<std::string>> PeekPendingSignals(pid_t tid, bool shared) {
     }
     out.emplace_back(reinterpret_cast<const char*>(&si), sizeof si);
   }
-}
-
-void ApplySyscallRestart(Regs* regs) {
-  if (static_cast<long>(regs->orig_rax) < 0) {
-    return;
-  }
-  switch (-static_cast<long>(regs->rax)) {
-    case kErestartSys:
-    case kErestartNoIntr:
-    case kErestartNoHand:
-      regs->rax = regs->orig_rax;
-      regs->rip -= 2;  // back onto the 2-byte syscall instruction
-      break;
-    case kErestartRestartBlock:
-      regs->rax = SYS_restart_syscall;
-      regs->rip -= 2;
-      break;
-    default:
-      break;
-  }
-  regs->orig_rax = static_cast<unsigned long long>(-1);
 }
 
 }  // namespace lz

@@ -59,9 +59,5 @@ struct RseqConfig {
 /// Pending signals without dequeuing them: the thread's own queue or the shared one.
 [[nodiscard]] Result<std::vector<std::string>> PeekPendingSignals(pid_t tid, bool shared);
 
-/// Rewrites `regs` of a thread stopped inside an interrupted syscall so that, when resumed
-/// without a signal, it re-enters the syscall: what the kernel does on its own when it
-/// delivers no signal. Needed wherever the resume does not pass the kernel's restart code.
-void ApplySyscallRestart(Regs* regs);
 
 }  // namespace lz

@@ -79,30 +79,57 @@ TEST(Remote, SyscallsRunInTheTargetAndItResumes) {
   EXPECT_EQ(bad.error().code, EBADF);
   EXPECT_NE(bad.error().Message().find("remote close"), std::string::npos);
 
-  Regs regs = *saved;
-  ApplySyscallRestart(&regs);
-  ASSERT_TRUE(SetRegs(child.pid(), regs));
+  ASSERT_TRUE(SetRegs(child.pid(), *saved));
   att->Detach();
   uint64_t before = child.count();
   usleep(50000);
   EXPECT_GT(child.count(), before) << "the child did not resume";
 }
 
-TEST(Remote, RestartRewindsInterruptedSyscalls) {
-  Regs r{};
-  r.orig_rax = SYS_read;
-  r.rax = static_cast<unsigned long long>(-512);  // -ERESTARTSYS
-  r.rip = 0x1002;
-  ApplySyscallRestart(&r);
-  EXPECT_EQ(r.rax, static_cast<unsigned long long>(SYS_read));
-  EXPECT_EQ(r.rip, 0x1000u);
-  Regs done{};
-  done.orig_rax = SYS_read;
-  done.rax = 5;
-  done.rip = 0x1002;
-  ApplySyscallRestart(&done);
-  EXPECT_EQ(done.rax, 5u);
-  EXPECT_EQ(done.rip, 0x1002u);
+// A thread stopped in pause() by the freeze, driven, given back its registers verbatim and
+// detached into a group stop: a signal with a handler that arrives while it is stopped must
+// make pause() return EINTR once it runs again, as if lazarus had never been there.
+TEST(Remote, InterruptedSyscallKeepsItsKernelSemantics) {
+  auto* shared = static_cast<std::atomic<int>*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  shared[0] = 0;  // pause() returns
+  shared[1] = 0;  // errno of the last one
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGUSR1, [](int) {});
+    for (;;) {
+      int r = pause();
+      shared[1] = r < 0 ? errno : 0;
+      shared[0]++;
+    }
+  }
+  usleep(20000);
+  {
+    auto att = SeizeAndStop(pid, PTRACE_O_TRACESYSGOOD);
+    ASSERT_TRUE(att) << att.error().Message();
+    auto saved = GetRegs(pid);
+    ASSERT_TRUE(saved);
+    auto insn = FindVdsoSyscallInsn(pid);
+    ASSERT_TRUE(insn);
+    RemoteThread rt(pid, *insn);
+    ASSERT_TRUE(rt.Syscall("getpid", SYS_getpid));
+    ASSERT_TRUE(SetRegs(pid, *saved));
+    kill(pid, SIGSTOP);
+    att->Detach();
+  }
+  usleep(50000);
+  kill(pid, SIGUSR1);  // arrives while stopped
+  usleep(20000);
+  EXPECT_EQ(shared[0].load(), 0);
+  kill(pid, SIGCONT);
+  for (int i = 0; i < 100 && shared[0].load() == 0; i++) {
+    usleep(5000);
+  }
+  EXPECT_EQ(shared[0].load(), 1) << "pause() did not return after its handler ran";
+  EXPECT_EQ(shared[1].load(), EINTR);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  munmap(shared, 4096);
 }
 
 }  // namespace

@@ -221,8 +221,9 @@ Status SetFinalRegisters(pid_t tid, const pb::ThreadCore& th) {
     return Invalid("thread " + std::to_string(tid) + ": register image has the wrong size");
   }
   std::memcpy(&regs, th.gpregs().data(), sizeof regs);
-  // The thread resumes from a syscall-exit stop, where the kernel restarts nothing by itself.
-  ApplySyscallRestart(&regs);
+  // As dumped, -ERESTART* code and orig_rax included: the detach that follows sets
+  // TIF_SIGPENDING, so the kernel's own restart logic runs before the thread returns to user
+  // mode (see ParasiteSession::Finish).
   LZ_TRY(SetRegs(tid, regs));
   LZ_TRY(SetXstate(tid, th.xsave()));
   return SetSigmask(tid, th.blocked());

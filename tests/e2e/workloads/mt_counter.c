@@ -49,6 +49,12 @@ static void OnUsr1(int sig) {
 
 static void* Worker(void* arg) {
   int idx = (int)(intptr_t)arg;
+  // SIGUSR1 is for the main thread, sleeping in pause(): the kernel may hand a process-wide
+  // signal to any thread that does not block it.
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &usr1, NULL);
   tids[idx] = (pid_t)syscall(SYS_gettid);
   tls_marker = 0xabc000 + idx;
   for (;;) {
