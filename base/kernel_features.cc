@@ -168,8 +168,10 @@ Feature ProbeIoUring() {
     static const struct {
       int op;
       const char* name;
-    } kOps[] = {{IORING_OP_READ, "READ"}, {IORING_OP_POLL_ADD, "POLL_ADD"},
-                {IORING_OP_READV, "READV"}, {IORING_OP_RECVMSG, "RECVMSG"},
+    } kOps[] = {{IORING_OP_READ, "READ"},
+                {IORING_OP_POLL_ADD, "POLL_ADD"},
+                {IORING_OP_READV, "READV"},
+                {IORING_OP_RECVMSG, "RECVMSG"},
                 {IORING_OP_ACCEPT, "ACCEPT"}};
     for (const auto& op : kOps) {
       if (!io_uring_opcode_supported(probe, op.op)) {
@@ -223,7 +225,9 @@ Feature ProbeSoftDirty() {
   }
   if (fd >= 0) close(fd);
   munmap(const_cast<char*>(page), 4096);
-  f.detail = f.present ? "" : "pagemap bit 55 never set (CONFIG_MEM_SOFT_DIRTY off); lazarus uses uffd-wp and PAGEMAP_SCAN";
+  f.detail = f.present ? ""
+                       : "pagemap bit 55 never set (CONFIG_MEM_SOFT_DIRTY off); lazarus uses "
+                         "uffd-wp and PAGEMAP_SCAN";
   return f;
 }
 

@@ -44,6 +44,7 @@ class KernelFeatures {
 namespace lz {
 
 /// Fails, naming the first missing one, unless every feature in `names` is present.
-[[nodiscard]] Status RequireFeatures(const KernelFeatures& k, std::initializer_list<const char*> names);
+[[nodiscard]] Status RequireFeatures(const KernelFeatures& k,
+                                     std::initializer_list<const char*> names);
 
 }  // namespace lz

@@ -19,11 +19,11 @@ void LogLine(LogLevel level, const char* fmt, ...) __attribute__((format(printf,
 
 }  // namespace lz
 
-#define LZ_LOG(level, ...)                                                  \
-  do {                                                                      \
-    if (static_cast<int>(::lz::LogLevel::level) <= ::lz::GetLogLevel()) {   \
-      ::lz::LogLine(::lz::LogLevel::level, __VA_ARGS__);                    \
-    }                                                                       \
+#define LZ_LOG(level, ...)                                                \
+  do {                                                                    \
+    if (static_cast<int>(::lz::LogLevel::level) <= ::lz::GetLogLevel()) { \
+      ::lz::LogLine(::lz::LogLevel::level, __VA_ARGS__);                  \
+    }                                                                     \
   } while (0)
 #define LZ_ERROR(...) LZ_LOG(kError, __VA_ARGS__)
 #define LZ_WARN(...) LZ_LOG(kWarn, __VA_ARGS__)

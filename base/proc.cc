@@ -220,12 +220,11 @@ Result<ProcStatus> ParseStatus(std::string_view text) {
 
 Result<std::vector<ProcLimit>> ParseLimits(std::string_view text) {
   // Rows in the kernel's order, which is the RLIMIT_* numbering.
-  static const char* kNames[] = {"Max cpu time",          "Max file size",     "Max data size",
-                                 "Max stack size",        "Max core file size", "Max resident set",
-                                 "Max processes",         "Max open files",    "Max locked memory",
-                                 "Max address space",     "Max file locks",    "Max pending signals",
-                                 "Max msgqueue size",     "Max nice priority", "Max realtime priority",
-                                 "Max realtime timeout"};
+  static const char* kNames[] = {
+      "Max cpu time",       "Max file size",     "Max data size",         "Max stack size",
+      "Max core file size", "Max resident set",  "Max processes",         "Max open files",
+      "Max locked memory",  "Max address space", "Max file locks",        "Max pending signals",
+      "Max msgqueue size",  "Max nice priority", "Max realtime priority", "Max realtime timeout"};
   std::vector<ProcLimit> out;
   for (std::string_view line : SplitString(text, '\n')) {
     for (int r = 0; r < 16; r++) {

@@ -38,8 +38,8 @@ TEST(Proc, SmapsOfSelfFindsOurMapping) {
 }
 
 TEST(Proc, MapsLineWithSpacesInPath) {
-  auto vmas = ParseSmaps(
-      "7f00-8f00 r-xp 00001000 fe:01 1234                       /tmp/a b (deleted)\n");
+  auto vmas =
+      ParseSmaps("7f00-8f00 r-xp 00001000 fe:01 1234                       /tmp/a b (deleted)\n");
   ASSERT_TRUE(vmas);
   ASSERT_EQ(vmas->size(), 1u);
   EXPECT_EQ((*vmas)[0].path, "/tmp/a b (deleted)");

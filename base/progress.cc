@@ -29,8 +29,7 @@ void Progress::Update(uint64_t done_bytes) {
   shown_ = true;
   double secs = double(now - start_ns_) / 1e9;
   std::fprintf(stderr, "\r%s: %lu MiB in %.1f s (%.0f MiB/s)\033[K", what_.c_str(),
-               static_cast<unsigned long>(done_bytes >> 20), secs,
-               double(done_bytes >> 20) / secs);
+               static_cast<unsigned long>(done_bytes >> 20), secs, double(done_bytes >> 20) / secs);
   std::fflush(stderr);
 }
 

@@ -45,9 +45,10 @@ class [[nodiscard]] Result {
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
   Result(Unexpected u) : v_(std::in_place_index<1>, std::move(u.error)) {}
   template <class U>
-    requires std::is_constructible_v<T, U&&> && (!std::is_same_v<std::decay_t<U>, Result>) &&
-             (!std::is_same_v<std::decay_t<U>, Unexpected>) && (!std::is_same_v<std::decay_t<U>, T>)
-  Result(U&& u) : v_(std::in_place_index<0>, T(std::forward<U>(u))) {}
+  requires std::is_constructible_v<T, U&&> &&
+      (!std::is_same_v<std::decay_t<U>, Result>)&&(!std::is_same_v<std::decay_t<U>, Unexpected>)&&(
+          !std::is_same_v<std::decay_t<U>, T>)Result(U&& u)
+      : v_(std::in_place_index<0>, T(std::forward<U>(u))) {}
 
   bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }
@@ -92,25 +93,26 @@ inline Status Ok() { return {}; }
 #define LZ_CONCAT(a, b) LZ_CONCAT_INNER(a, b)
 
 /// Returns the error of `expr` (a Result) from the enclosing function.
-#define LZ_TRY(expr)                                       \
-  do {                                                     \
-    auto&& lz_try_r_ = (expr);                             \
-    if (!lz_try_r_) {                                      \
+#define LZ_TRY(expr)                                         \
+  do {                                                       \
+    auto&& lz_try_r_ = (expr);                               \
+    if (!lz_try_r_) {                                        \
       return ::lz::Unexpected{std::move(lz_try_r_).error()}; \
-    }                                                      \
+    }                                                        \
   } while (0)
 
 /// Like LZ_TRY, but prefixes the error with `outer` (a std::string expression).
-#define LZ_TRY_CTX(expr, outer)                                      \
-  do {                                                               \
-    auto&& lz_try_r_ = (expr);                                       \
-    if (!lz_try_r_) {                                                \
-      return ::lz::Unexpected{lz_try_r_.error().Wrap(outer)};        \
-    }                                                                \
+#define LZ_TRY_CTX(expr, outer)                               \
+  do {                                                        \
+    auto&& lz_try_r_ = (expr);                                \
+    if (!lz_try_r_) {                                         \
+      return ::lz::Unexpected{lz_try_r_.error().Wrap(outer)}; \
+    }                                                         \
   } while (0)
 
 /// `LZ_ASSIGN_OR_RETURN(auto x, F());` declares x from the value of F() or returns its error.
-#define LZ_ASSIGN_OR_RETURN(lhs, expr) LZ_ASSIGN_OR_RETURN_IMPL(LZ_CONCAT(lz_r_, __LINE__), lhs, expr)
+#define LZ_ASSIGN_OR_RETURN(lhs, expr) \
+  LZ_ASSIGN_OR_RETURN_IMPL(LZ_CONCAT(lz_r_, __LINE__), lhs, expr)
 #define LZ_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)     \
   auto tmp = (expr);                                 \
   if (!tmp) {                                        \

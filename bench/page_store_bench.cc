@@ -187,7 +187,12 @@ void BM_UffdCopyLimit(benchmark::State& state) {
   close(uffd);
   state.SetBytesProcessed(state.iterations() * pages * P);
 }
-BENCHMARK(BM_UffdCopyLimit)->Arg(1)->Arg(16)->Arg(64)->ArgName("pages")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_UffdCopyLimit)
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(64)
+    ->ArgName("pages")
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace lz

@@ -8,9 +8,9 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "dump/dump.h"
+#include "images/page_store.h"
 #include "restore/restore.h"
 #include "uffd/daemon.h"
-#include "images/page_store.h"
 
 namespace lz {
 namespace {

@@ -15,20 +15,20 @@ struct CliOptions {
   std::vector<std::string> positional;
   std::vector<std::string> argv;  // the whole command line, kept in the inventory
 
-  pid_t tree = 0;                  // -t|--tree
-  std::string images_dir = ".";    // -D|--images-dir
-  bool leave_running = false;      // -R
-  bool leave_stopped = false;      // -s
-  bool shell_job = false;          // -j
-  bool restore_detached = false;   // -d on restore
-  bool daemon = false;             // -d on page-server
-  bool lazy_pages = false;         // --lazy-pages
-  bool page_server = false;        // --page-server
-  bool display_stats = false;      // --display-stats
-  bool summary = false;            // show --summary
+  pid_t tree = 0;                 // -t|--tree
+  std::string images_dir = ".";   // -D|--images-dir
+  bool leave_running = false;     // -R
+  bool leave_stopped = false;     // -s
+  bool shell_job = false;         // -j
+  bool restore_detached = false;  // -d on restore
+  bool daemon = false;            // -d on page-server
+  bool lazy_pages = false;        // --lazy-pages
+  bool page_server = false;       // --page-server
+  bool display_stats = false;     // --display-stats
+  bool summary = false;           // show --summary
   bool help = false;
-  std::string log_file;            // -o
-  int verbosity = 2;               // -v
+  std::string log_file;  // -o
+  int verbosity = 2;     // -v
   std::string pidfile;
   std::string address;
   int port = 0;
@@ -37,10 +37,10 @@ struct CliOptions {
   std::string compress = "zstd:3";  // level 3 beats 1 here on speed and ratio (docs/BENCHMARKS.md)
   int chunk_pages = 16;
   int timeout = 10;
-  std::string feature;             // check --feature
-  std::string trace_file;          // lazy-pages --trace FILE
-  int fill_delay_ms = 0;           // lazy-pages --fill-delay MS
-  int decode_threads = 0;          // lazy-pages --decode-threads N
+  std::string feature;     // check --feature
+  std::string trace_file;  // lazy-pages --trace FILE
+  int fill_delay_ms = 0;   // lazy-pages --fill-delay MS
+  int decode_threads = 0;  // lazy-pages --decode-threads N
 };
 
 /// Parses argv. Errors are one line, naming the option.

@@ -30,7 +30,8 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
-std::unique_ptr<google::protobuf::Message> MessageFor(img::ImageKind kind, const std::string& name) {
+std::unique_ptr<google::protobuf::Message> MessageFor(img::ImageKind kind,
+                                                      const std::string& name) {
   switch (kind) {
     case img::ImageKind::kInventory:
       return std::make_unique<pb::Inventory>();
@@ -42,7 +43,8 @@ std::unique_ptr<google::protobuf::Message> MessageFor(img::ImageKind kind, const
       return std::make_unique<pb::FdTable>();
     case img::ImageKind::kStats:
       if (name.find("stats-dump") != std::string::npos) return std::make_unique<pb::DumpStats>();
-      if (name.find("stats-restore") != std::string::npos) return std::make_unique<pb::RestoreStats>();
+      if (name.find("stats-restore") != std::string::npos)
+        return std::make_unique<pb::RestoreStats>();
       return std::make_unique<pb::LazyStats>();
     default:
       return nullptr;
@@ -51,19 +53,19 @@ std::unique_ptr<google::protobuf::Message> MessageFor(img::ImageKind kind, const
 
 Result<std::string> ShowPages(const std::string& path) {
   LZ_ASSIGN_OR_RETURN(auto r, img::PageStoreReader::Open(path));
-  std::string out = "{\n  \"magic\": \"PAGES\",\n  \"chunk_pages\": " +
-                    std::to_string(r->chunk_pages()) + ",\n  \"compression\": \"" +
-                    (r->compression() == img::Compression::kZstd
-                         ? "zstd:" + std::to_string(r->level())
-                         : std::string("none")) +
-                    "\",\n  \"total_pages\": " + std::to_string(r->total_pages()) +
-                    ",\n  \"file_size\": " + std::to_string(r->file_size()) + ",\n  \"chunks\": [";
+  std::string out =
+      "{\n  \"magic\": \"PAGES\",\n  \"chunk_pages\": " + std::to_string(r->chunk_pages()) +
+      ",\n  \"compression\": \"" +
+      (r->compression() == img::Compression::kZstd ? "zstd:" + std::to_string(r->level())
+                                                   : std::string("none")) +
+      "\",\n  \"total_pages\": " + std::to_string(r->total_pages()) +
+      ",\n  \"file_size\": " + std::to_string(r->file_size()) + ",\n  \"chunks\": [";
   for (uint64_t k = 0; k < r->chunk_count(); k++) {
     const img::ChunkIndexEntry& e = r->chunk(k);
     char buf[160];
-    snprintf(buf, sizeof buf, "%s\n    {\"offset\": %lu, \"stored\": %u, \"pages\": %u, \"raw\": %s}",
-             k ? "," : "", e.offset, e.stored_size, e.nr_pages,
-             (e.flags & img::kChunkRaw) ? "true" : "false");
+    snprintf(buf, sizeof buf,
+             "%s\n    {\"offset\": %lu, \"stored\": %u, \"pages\": %u, \"raw\": %s}", k ? "," : "",
+             e.offset, e.stored_size, e.nr_pages, (e.flags & img::kChunkRaw) ? "true" : "false");
     out += buf;
   }
   out += "\n  ]\n}";
@@ -73,12 +75,14 @@ Result<std::string> ShowPages(const std::string& path) {
 Result<std::string> ShowPagemap(const std::string& path) {
   LZ_ASSIGN_OR_RETURN(img::PagemapFile pm, img::ReadPagemap(path));
   std::string out = "{\n  \"magic\": \"PAGEMAP\",\n  \"pages_file\": \"" + pm.pages_file +
-                    "\",\n  \"chunk_pages\": " + std::to_string(pm.chunk_pages) + ",\n  \"runs\": [";
+                    "\",\n  \"chunk_pages\": " + std::to_string(pm.chunk_pages) +
+                    ",\n  \"runs\": [";
   bool first = true;
   for (const img::PageRun& r : pm.pagemap.runs()) {
     char buf[200];
     snprintf(buf, sizeof buf,
-             "%s\n    {\"vaddr\": \"0x%lx\", \"nr_pages\": %u, \"flags\": \"%s%s%s\", \"page_index\": %lu}",
+             "%s\n    {\"vaddr\": \"0x%lx\", \"nr_pages\": %u, \"flags\": \"%s%s%s\", "
+             "\"page_index\": %lu}",
              first ? "" : ",", r.vaddr, r.nr_pages, (r.flags & img::kPagePresent) ? "present" : "",
              (r.flags & img::kPageZero) ? "zero" : "", (r.flags & img::kPageLazy) ? ",lazy" : "",
              r.page_index);
@@ -107,8 +111,8 @@ Result<std::string> ShowFile(const std::string& path) {
   }
   auto msg = MessageFor(kind, path);
   LZ_TRY(img::ReadSingleMessage(path, kind, msg.get()));
-  return "{\n  \"magic\": \"" + std::string(img::ImageKindName(kind)) + "\",\n  \"entry\": " +
-         ToJson(*msg) + "\n}";
+  return "{\n  \"magic\": \"" + std::string(img::ImageKindName(kind)) +
+         "\",\n  \"entry\": " + ToJson(*msg) + "\n}";
 }
 
 Result<std::vector<std::string>> ImageFiles(const std::string& dir) {

@@ -10,12 +10,12 @@
 #include <map>
 
 #include "base/clock.h"
-#include "base/file_util.h"
 #include "base/cpu.h"
+#include "base/file_util.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "dump/freezer.h"
 #include "dump/parasite_session.h"
-#include "base/proc.h"
 #include "dump/task_dump.h"
 #include "images/image_dir.h"
 #include "images/image_file.h"
@@ -50,12 +50,12 @@ Status CheckNotSharedAcrossTasks(const std::vector<pb::TaskCore>& cores,
       pid_t pid = cores[i].pid();
       auto [it, fresh] = owner.emplace(f->ino(), std::make_pair(pid, fd.fd()));
       if (!fresh && it->second.first != pid) {
-        return Invalid("fd " + std::to_string(fd.fd()) + " of " + std::to_string(pid) + ": " +
-                       (f->type() == pb::FILE_PIPE || f->type() == pb::FILE_FIFO ? "pipe" : "socket") +
-                       " shared with fd " +
-                       std::to_string(it->second.second) + " of " +
-                       std::to_string(it->second.first) +
-                       " is not supported yet (files shared between processes)");
+        return Invalid(
+            "fd " + std::to_string(fd.fd()) + " of " + std::to_string(pid) + ": " +
+            (f->type() == pb::FILE_PIPE || f->type() == pb::FILE_FIFO ? "pipe" : "socket") +
+            " shared with fd " + std::to_string(it->second.second) + " of " +
+            std::to_string(it->second.first) +
+            " is not supported yet (files shared between processes)");
       }
     }
   }
@@ -69,12 +69,14 @@ Status CheckShellJob(const std::vector<pb::TaskCore>& cores, const std::vector<p
   }
   const pb::TaskCore& root = cores.front();
   auto in_tree = [&](pid_t p) {
-    return std::any_of(cores.begin(), cores.end(), [p](const pb::TaskCore& c) { return c.pid() == p; });
+    return std::any_of(cores.begin(), cores.end(),
+                       [p](const pb::TaskCore& c) { return c.pid() == p; });
   };
   if (!in_tree(root.sid())) {
-    return Invalid("dump", "the session leader of pid " + std::to_string(root.pid()) + " (" +
-                               std::to_string(root.sid()) +
-                               ") is outside the dumped tree; use --shell-job (-j) or start it with setsid");
+    return Invalid(
+        "dump", "the session leader of pid " + std::to_string(root.pid()) + " (" +
+                    std::to_string(root.sid()) +
+                    ") is outside the dumped tree; use --shell-job (-j) or start it with setsid");
   }
   for (size_t i = 0; i < fds.size(); i++) {
     for (const pb::OpenFile& f : fds[i].files()) {
@@ -101,7 +103,8 @@ class TreeDumper {
     LZ_TRY(CheckNotSharedAcrossTasks(cores_, fds_));
     for (size_t i = 0; i < cores_.size(); i++) {
       pid_t pid = cores_[i].pid();
-      LZ_TRY(img::WriteSingleMessage(img::CorePath(opts_.dir, pid), img::ImageKind::kCore, cores_[i]));
+      LZ_TRY(
+          img::WriteSingleMessage(img::CorePath(opts_.dir, pid), img::ImageKind::kCore, cores_[i]));
       if (cores_[i].zombie()) {
         continue;  // a zombie has no memory or files left
       }

@@ -5,10 +5,10 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
-#include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <climits>
@@ -27,9 +27,9 @@ Status DumpPipe(pid_t pid, int fd, const struct stat& st, pb::OpenFile* f) {
   p->set_ino(st.st_ino);
   // Opening the descriptor's /proc link gives us a read end of the same pipe. tee() copies the
   // buffered bytes into a pipe of ours without consuming them, so the task loses nothing.
-  LZ_ASSIGN_OR_RETURN(UniqueFd rd, OpenFile("/proc/" + std::to_string(pid) + "/fd/" +
-                                                std::to_string(fd),
-                                            O_RDONLY | O_NONBLOCK));
+  LZ_ASSIGN_OR_RETURN(UniqueFd rd,
+                      OpenFile("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd),
+                               O_RDONLY | O_NONBLOCK));
   int cap = ::fcntl(rd.get(), F_GETPIPE_SZ);
   if (cap < 0) {
     return FailErrno("F_GETPIPE_SZ", "fd " + std::to_string(fd));

@@ -40,7 +40,7 @@ Status SaveDeletedContent(pid_t pid, int fd, const std::string& dir, pb::OpenFil
   LZ_ASSIGN_OR_RETURN(UniqueFd out,
                       OpenFile(dir + "/" + name + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, 0600));
   std::vector<std::byte> buf(1 << 20);
-  for (uint64_t off = 0;; ) {
+  for (uint64_t off = 0;;) {
     LZ_ASSIGN_OR_RETURN(size_t n, PreadFull(in.get(), buf, off));
     if (n == 0) {
       break;
@@ -125,8 +125,10 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
       f->set_type(pb::FILE_DIR);
     } else if (S_ISCHR(st.st_mode) && link.front() == '/') {
       f->set_type(IsTty(st) ? pb::FILE_TTY : pb::FILE_CHR);
-    } else if (S_ISFIFO(st.st_mode) && (link.rfind("pipe:", 0) == 0 || (link.front() == '/' && !deleted))) {
-      LZ_TRY_CTX(DumpPipe(pid, fd, st, f), "fd " + std::to_string(fd) + " of " + std::to_string(pid));
+    } else if (S_ISFIFO(st.st_mode) &&
+               (link.rfind("pipe:", 0) == 0 || (link.front() == '/' && !deleted))) {
+      LZ_TRY_CTX(DumpPipe(pid, fd, st, f),
+                 "fd " + std::to_string(fd) + " of " + std::to_string(pid));
       if (link.front() == '/') {
         f->set_type(pb::FILE_FIFO);  // a named pipe: the same, reopened by its path
       }

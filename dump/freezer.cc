@@ -82,7 +82,8 @@ Status FrozenTree::FreezeTask(pid_t pid) {
     return Invalid("dump", "main thread of pid " + std::to_string(pid) + " is gone");
   }
   for (const PtraceAttachment& t : task.threads) {
-    auto children = ReadFileToString(ProcPath(pid, "task/" + std::to_string(t.tid()) + "/children"));
+    auto children =
+        ReadFileToString(ProcPath(pid, "task/" + std::to_string(t.tid()) + "/children"));
     if (!children) {
       continue;
     }

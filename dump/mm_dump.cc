@@ -45,8 +45,8 @@ Result<pb::VmaKind> Classify(const ProcVma& v) {
   if (p == "/dev/zero (deleted)" || p.rfind("[anon_shmem:", 0) == 0) {
     return pb::VMA_ANON_SHARED;
   }
-  if (p.front() != '/' || p.find(" (deleted)") != std::string::npos ||
-      p.rfind("/memfd:", 0) == 0 || p.rfind("/SYSV", 0) == 0) {
+  if (p.front() != '/' || p.find(" (deleted)") != std::string::npos || p.rfind("/memfd:", 0) == 0 ||
+      p.rfind("/SYSV", 0) == 0) {
     return Invalid("mapping of " + p + " is not supported yet");
   }
   return v.shared ? pb::VMA_FILE_SHARED : pb::VMA_FILE_PRIVATE;
@@ -56,10 +56,10 @@ uint32_t MadvFlags(const ProcVma& v) {
   static const struct {
     const char* code;
     uint32_t bit;
-  } kMap[] = {{"gd", pb::MADV_GROWSDOWN},         {"dd", pb::MADV_DONTDUMP_FLAG},
-              {"wf", pb::MADV_WIPEONFORK_FLAG},   {"dc", pb::MADV_DONTFORK_FLAG},
-              {"hg", pb::MADV_HUGEPAGE_FLAG},     {"nh", pb::MADV_NOHUGEPAGE_FLAG},
-              {"mg", pb::MADV_MERGEABLE_FLAG},    {"lo", pb::MADV_LOCKED}};
+  } kMap[] = {{"gd", pb::MADV_GROWSDOWN},       {"dd", pb::MADV_DONTDUMP_FLAG},
+              {"wf", pb::MADV_WIPEONFORK_FLAG}, {"dc", pb::MADV_DONTFORK_FLAG},
+              {"hg", pb::MADV_HUGEPAGE_FLAG},   {"nh", pb::MADV_NOHUGEPAGE_FLAG},
+              {"mg", pb::MADV_MERGEABLE_FLAG},  {"lo", pb::MADV_LOCKED}};
   uint32_t out = 0;
   for (const auto& m : kMap) {
     if (v.HasFlag(m.code)) {
@@ -86,7 +86,11 @@ class VmaPageDumper {
  public:
   VmaPageDumper(int pagemap_fd, int mem_fd, img::PageStoreWriter& store, img::Pagemap& pm,
                 MemoryStats& stats, Progress* progress)
-      : pagemap_fd_(pagemap_fd), mem_fd_(mem_fd), store_(store), pm_(pm), stats_(stats),
+      : pagemap_fd_(pagemap_fd),
+        mem_fd_(mem_fd),
+        store_(store),
+        pm_(pm),
+        stats_(stats),
         progress_(progress) {
     entries_.resize(kBatchPages);
     buf_.resize(kBatchPages * P);
@@ -187,8 +191,7 @@ bool VmaHasPrivatePages(const pb::Vma& v) {
 }
 
 bool VmaIsLazy(const pb::Vma& v) {
-  return v.kind() == pb::VMA_ANON_PRIVATE || v.kind() == pb::VMA_HEAP ||
-         v.kind() == pb::VMA_STACK;
+  return v.kind() == pb::VMA_ANON_PRIVATE || v.kind() == pb::VMA_HEAP || v.kind() == pb::VMA_STACK;
 }
 
 Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSession& parasite) {

@@ -19,10 +19,9 @@ Result<std::unique_ptr<ParasiteSession>> ParasiteSession::Start(pid_t pid,
     // in Finish().
     LZ_TRY(SetSigmask(tid, ~uint64_t{0}));
   }
-  LZ_ASSIGN_OR_RETURN(long addr, s->leader().Syscall("mmap", SYS_mmap, 0, kScratchSize,
-                                                     PROT_READ | PROT_WRITE,
-                                                     MAP_PRIVATE | MAP_ANONYMOUS,
-                                                     static_cast<uint64_t>(-1), 0));
+  LZ_ASSIGN_OR_RETURN(
+      long addr, s->leader().Syscall("mmap", SYS_mmap, 0, kScratchSize, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0));
   s->scratch_ = static_cast<uint64_t>(addr);
   return s;
 }

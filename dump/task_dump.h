@@ -6,14 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "base/proc.h"
+#include "base/progress.h"
 #include "base/result.h"
 #include "dump/freezer.h"
 #include "dump/parasite_session.h"
-#include "base/proc.h"
 #include "images/core.pb.h"
 #include "images/files.pb.h"
 #include "images/mm.pb.h"
-#include "base/progress.h"
 #include "images/page_store.h"
 
 namespace lz {

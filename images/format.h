@@ -62,10 +62,10 @@ struct PageStoreFooter {
   uint32_t chunk_pages;
   uint32_t compression;  // Compression
   int32_t level;
-  uint32_t index_crc;    // CRC32C of the whole chunk index
-  uint32_t magic;        // kFooterMagic
+  uint32_t index_crc;  // CRC32C of the whole chunk index
+  uint32_t magic;      // kFooterMagic
   uint32_t reserved;
-  uint32_t footer_crc;   // CRC32C of the footer bytes before it
+  uint32_t footer_crc;  // CRC32C of the footer bytes before it
 };
 static_assert(sizeof(PageStoreFooter) == 48);
 constexpr uint32_t kFooterMagic = 0x544f4f46;  // "FOOT"

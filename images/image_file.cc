@@ -68,8 +68,8 @@ Result<RecordWriter> RecordWriter::Create(const std::string& path, ImageKind kin
 
 Status RecordWriter::AppendBytes(std::string_view payload) {
   if (payload.size() > kMaxRecordBytes) {
-    return Invalid("write " + path_, "record of " + std::to_string(payload.size()) +
-                                         " bytes exceeds the limit");
+    return Invalid("write " + path_,
+                   "record of " + std::to_string(payload.size()) + " bytes exceeds the limit");
   }
   RecordHeader rh{static_cast<uint32_t>(payload.size()), Crc32c(payload.data(), payload.size())};
   buf_.append(reinterpret_cast<const char*>(&rh), sizeof rh);
@@ -146,8 +146,8 @@ Result<std::optional<std::string_view>> RecordReader::Next() {
   }
   if (rh.length > left - sizeof rh) {
     return Corrupt("truncated record (" + std::to_string(rh.length) + " bytes announced, " +
-                                  std::to_string(left - sizeof rh) + " left)",
-                              pos_);
+                       std::to_string(left - sizeof rh) + " left)",
+                   pos_);
   }
   std::string_view payload(data_.data() + pos_ + sizeof rh, rh.length);
   if (Crc32c(payload.data(), payload.size()) != rh.crc) {

@@ -47,7 +47,8 @@ class RecordReader {
   [[nodiscard]] Result<bool> NextMessage(google::protobuf::MessageLite* msg);
 
  private:
-  RecordReader(std::string name, std::string bytes) : name_(std::move(name)), data_(std::move(bytes)) {}
+  RecordReader(std::string name, std::string bytes)
+      : name_(std::move(name)), data_(std::move(bytes)) {}
   Unexpected Corrupt(const std::string& what, uint64_t offset) const;
   std::string name_;
   std::string data_;

@@ -39,7 +39,8 @@ Status CheckEntry(const std::string& name, const PageStoreFooter& f, const Chunk
   }
   if (e.offset < kDataStart || e.offset > f.index_offset ||
       e.stored_size > f.index_offset - e.offset) {
-    return Invalid(where + ": bytes outside the data area (offset " + std::to_string(e.offset) + ")");
+    return Invalid(where + ": bytes outside the data area (offset " + std::to_string(e.offset) +
+                   ")");
   }
   bool raw = (e.flags & kChunkRaw) != 0;
   if ((e.flags & ~kChunkRaw) != 0 || (raw && e.stored_size != raw_bytes) ||
@@ -61,14 +62,16 @@ Result<Layout> ParseLayout(const std::string& name, uint64_t file_size, const Re
   PageStoreFooter& f = l.footer;
   uint64_t footer_off = file_size - sizeof f;
   LZ_TRY(read_at(footer_off, &f, sizeof f));
-  if (f.magic != kFooterMagic || f.footer_crc != Crc32c(&f, offsetof(PageStoreFooter, footer_crc))) {
+  if (f.magic != kFooterMagic ||
+      f.footer_crc != Crc32c(&f, offsetof(PageStoreFooter, footer_crc))) {
     return Invalid(name + ": corrupt or truncated page store footer at offset " +
                    std::to_string(footer_off));
   }
   if (f.chunk_pages == 0 || f.chunk_pages > kMaxChunkPages || f.compression > 1 ||
       f.index_offset < kDataStart ||
       f.index_offset + uint64_t{f.chunk_count} * sizeof(ChunkIndexEntry) != footer_off) {
-    return Invalid(name + ": inconsistent page store footer at offset " + std::to_string(footer_off));
+    return Invalid(name + ": inconsistent page store footer at offset " +
+                   std::to_string(footer_off));
   }
   l.index.resize(f.chunk_count);
   LZ_TRY(read_at(f.index_offset, l.index.data(), l.index.size() * sizeof(ChunkIndexEntry)));
@@ -193,8 +196,8 @@ Status PageStoreWriter::CompressBatch(size_t nr_chunks) {
 
 Status PageStoreWriter::FlushBatch(bool final) {
   const size_t chunk_bytes = size_t{opts_.chunk_pages} * kPageSize;
-  size_t nr_chunks = final ? (batch_.size() + chunk_bytes - 1) / chunk_bytes
-                           : batch_.size() / chunk_bytes;
+  size_t nr_chunks =
+      final ? (batch_.size() + chunk_bytes - 1) / chunk_bytes : batch_.size() / chunk_bytes;
   if (nr_chunks == 0) {
     return Ok();
   }

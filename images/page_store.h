@@ -56,7 +56,7 @@ class PageStoreWriter {
   std::string path_;
   UniqueFd fd_;
   PageStoreOptions opts_;
-  std::vector<std::byte> batch_;  // raw pages waiting for compression
+  std::vector<std::byte> batch_;             // raw pages waiting for compression
   std::vector<std::vector<std::byte>> out_;  // compressed chunk buffers of the batch
   std::vector<ZSTD_CCtx*> cctx_;
   std::vector<ChunkIndexEntry> index_;

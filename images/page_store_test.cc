@@ -21,7 +21,8 @@ class PageStoreTest : public ::testing::Test {
 
   // Random bytes, or text-like data: words drawn at random from a small vocabulary.
   static std::vector<std::byte> Pages(size_t n, uint32_t seed, bool text) {
-    static const char* kWords[] = {"lorem ", "ipsum ", "dolor ", "sit ", "amet ", "key:", "value\n"};
+    static const char* kWords[] = {"lorem ", "ipsum ", "dolor ", "sit ",
+                                   "amet ",  "key:",   "value\n"};
     std::vector<std::byte> v(n * kPageSize);
     std::mt19937 rng(seed);
     size_t i = 0;

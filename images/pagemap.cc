@@ -148,7 +148,8 @@ Result<PagemapFile> ParsePagemap(const std::string& path, std::string bytes) {
     // Append() merges adjacent runs; check order first so a hostile file cannot make it merge
     // overlapping ones.
     if (!pm.pagemap.runs().empty() && run.vaddr < pm.pagemap.runs().back().end()) {
-      return Invalid(path + ": page runs overlap or are out of order at " + std::to_string(run.vaddr));
+      return Invalid(path + ": page runs overlap or are out of order at " +
+                     std::to_string(run.vaddr));
     }
     pm.pagemap.Append(run, /*may_merge=*/false);  // runs come as the dumper cut them
   }

@@ -132,7 +132,8 @@ Result<RseqConfig> GetRseqConfig(pid_t tid) {
 Result<std::vector<std::string>> PeekPendingSignals(pid_t tid, bool shared) {
   std::vector<std::string> out;
   for (uint64_t off = 0;; off++) {
-    __ptrace_peeksiginfo_args args{off, shared ? static_cast<uint32_t>(PTRACE_PEEKSIGINFO_SHARED) : 0u, 1};
+    __ptrace_peeksiginfo_args args{
+        off, shared ? static_cast<uint32_t>(PTRACE_PEEKSIGINFO_SHARED) : 0u, 1};
     siginfo_t si;
     long n = ::ptrace(PTRACE_PEEKSIGINFO, tid, &args, &si);
     if (n < 0) {

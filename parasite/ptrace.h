@@ -59,5 +59,4 @@ struct RseqConfig {
 /// Pending signals without dequeuing them: the thread's own queue or the shared one.
 [[nodiscard]] Result<std::vector<std::string>> PeekPendingSignals(pid_t tid, bool shared);
 
-
 }  // namespace lz

@@ -44,8 +44,7 @@ Status RemoteThread::ResumeToSyscallStop(bool want_exit) {
     if (sig == (SIGTRAP | 0x80)) {
       return Ok();
     }
-    if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK ||
-        event == PTRACE_EVENT_VFORK) {
+    if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK) {
       unsigned long child = 0;
       ::ptrace(PTRACE_GETEVENTMSG, tid_, nullptr, &child);
       new_tasks_.push_back(static_cast<pid_t>(child));
@@ -84,8 +83,8 @@ Result<long> RemoteThread::RawSyscall(long nr, uint64_t a1, uint64_t a2, uint64_
   return static_cast<long>(after.rax);
 }
 
-Result<long> RemoteThread::Syscall(const char* what, long nr, uint64_t a1, uint64_t a2,
-                                   uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6) {
+Result<long> RemoteThread::Syscall(const char* what, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
+                                   uint64_t a4, uint64_t a5, uint64_t a6) {
   LZ_LOG(kTrace, "tid %d: remote %s (%ld) %#lx %#lx %#lx", tid_, what, nr, a1, a2, a3);
   auto raw = RawSyscall(nr, a1, a2, a3, a4, a5, a6);
   if (!raw) {

@@ -77,8 +77,8 @@ Result<UniqueFd> OpenRegular(const pb::OpenFile& f, const std::string& dir) {
   }
   if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < f.pos()) {
     return Invalid("file " + f.path() + " changed since the dump (now " +
-                   std::to_string(st.st_size) + " bytes, position was " +
-                   std::to_string(f.pos()) + ")");
+                   std::to_string(st.st_size) + " bytes, position was " + std::to_string(f.pos()) +
+                   ")");
   }
   if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) {
     return FailErrno("lseek", f.path());
@@ -358,7 +358,8 @@ Result<UniqueFd> FileOpener::Open(const pb::OpenFile& f) {
     case pb::FILE_SIGNALFD:
       return OpenSimpleAnon(f);
     default:
-      return Invalid("cannot restore file type " + std::to_string(f.type()) + " (" + f.path() + ")");
+      return Invalid("cannot restore file type " + std::to_string(f.type()) + " (" + f.path() +
+                     ")");
   }
 }
 

@@ -72,11 +72,16 @@ const char* SpecialName(pb::VmaKind k) {
 class MmBuilder {
  public:
   MmBuilder(const img::Dump& dump, RestoredTask& t, int lazy_sock)
-      : dump_(dump), t_(t), mm_(t.img->mm), rt_(t.pid, OwnSyscallInsn()), lazy_(lazy_sock >= 0),
+      : dump_(dump),
+        t_(t),
+        mm_(t.img->mm),
+        rt_(t.pid, OwnSyscallInsn()),
+        lazy_(lazy_sock >= 0),
         lazy_sock_(lazy_sock) {}
 
   Status Build() {
-    LZ_ASSIGN_OR_RETURN(std::string maps, ReadFileToString("/proc/" + std::to_string(t_.pid) + "/maps"));
+    LZ_ASSIGN_OR_RETURN(std::string maps,
+                        ReadFileToString("/proc/" + std::to_string(t_.pid) + "/maps"));
     LZ_ASSIGN_OR_RETURN(current_, ParseSmaps(maps));
     for (const ProcVma& v : current_) {
       used_.push_back({v.start, v.end});
@@ -115,10 +120,10 @@ class MmBuilder {
 
   Status MapScratch() {
     LZ_ASSIGN_OR_RETURN(uint64_t at, FindHole(used_, kScratchSize));
-    LZ_ASSIGN_OR_RETURN(long r, rt_.Syscall("mmap scratch", SYS_mmap, at, kScratchSize,
-                                            PROT_READ | PROT_WRITE,
-                                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                                            static_cast<uint64_t>(-1), 0));
+    LZ_ASSIGN_OR_RETURN(
+        long r, rt_.Syscall("mmap scratch", SYS_mmap, at, kScratchSize, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                            static_cast<uint64_t>(-1), 0));
     t_.scratch = static_cast<uint64_t>(r);
     used_.push_back({t_.scratch, t_.scratch + kScratchSize});
     keep_.push_back({t_.scratch, t_.scratch + kScratchSize});
@@ -156,7 +161,8 @@ class MmBuilder {
       return Invalid("the dump has no [vdso]; such processes are not supported");
     }
     if (mm_.vdso_crc() != own.crc) {
-      return Invalid("the vDSO of this kernel differs from the dumping kernel's; restore on the same kernel");
+      return Invalid(
+          "the vDSO of this kernel differs from the dumping kernel's; restore on the same kernel");
     }
     // The vDSO finds its data pages at fixed offsets, so the block moves as a whole: first to
     // a hole free in both layouts (the destinations may overlap the sources), then home.
@@ -195,7 +201,8 @@ class MmBuilder {
   Status UnmapLazarus() {
     constexpr uint64_t kTaskSize = 0x7ffffffff000;  // x86-64, 4-level paging
     std::vector<Range> keep = keep_;
-    std::sort(keep.begin(), keep.end(), [](const Range& a, const Range& b) { return a.start < b.start; });
+    std::sort(keep.begin(), keep.end(),
+              [](const Range& a, const Range& b) { return a.start < b.start; });
     uint64_t at = 0;
     for (const Range& k : keep) {
       if (k.start > at) {
@@ -272,7 +279,8 @@ class MmBuilder {
           flags |= MAP_ANONYMOUS;
           break;
       }
-      LZ_ASSIGN_OR_RETURN(long r, rt_.Syscall("mmap", SYS_mmap, v.start(), len, prot, flags, fd, off));
+      LZ_ASSIGN_OR_RETURN(long r,
+                          rt_.Syscall("mmap", SYS_mmap, v.start(), len, prot, flags, fd, off));
       if (static_cast<uint64_t>(r) != v.start()) {
         return Invalid("mmap landed at the wrong address");
       }
@@ -304,7 +312,8 @@ class MmBuilder {
       return Invalid(pm.pages_file + " holds " + std::to_string(store->total_pages()) +
                      " pages, the pagemap expects " + std::to_string(pm.pagemap.stored_pages()));
     }
-    LZ_ASSIGN_OR_RETURN(UniqueFd mem, OpenFile("/proc/" + std::to_string(t_.pid) + "/mem", O_WRONLY));
+    LZ_ASSIGN_OR_RETURN(UniqueFd mem,
+                        OpenFile("/proc/" + std::to_string(t_.pid) + "/mem", O_WRONLY));
     std::vector<std::byte> scratch(store->max_stored_size());
     std::vector<std::byte> chunk(size_t{store->chunk_pages()} * P);
     std::vector<std::byte> zeros(P * 64);
@@ -364,9 +373,10 @@ class MmBuilder {
     static const struct {
       uint32_t bit;
       int advice;
-    } kAdvice[] = {{pb::MADV_DONTDUMP_FLAG, MADV_DONTDUMP}, {pb::MADV_WIPEONFORK_FLAG, MADV_WIPEONFORK},
-                   {pb::MADV_DONTFORK_FLAG, MADV_DONTFORK},  {pb::MADV_HUGEPAGE_FLAG, MADV_HUGEPAGE},
-                   {pb::MADV_NOHUGEPAGE_FLAG, MADV_NOHUGEPAGE}, {pb::MADV_MERGEABLE_FLAG, MADV_MERGEABLE}};
+    } kAdvice[] = {
+        {pb::MADV_DONTDUMP_FLAG, MADV_DONTDUMP},     {pb::MADV_WIPEONFORK_FLAG, MADV_WIPEONFORK},
+        {pb::MADV_DONTFORK_FLAG, MADV_DONTFORK},     {pb::MADV_HUGEPAGE_FLAG, MADV_HUGEPAGE},
+        {pb::MADV_NOHUGEPAGE_FLAG, MADV_NOHUGEPAGE}, {pb::MADV_MERGEABLE_FLAG, MADV_MERGEABLE}};
     for (const pb::Vma& v : mm_.vmas()) {
       if (IsSpecial(v.kind())) {
         continue;
@@ -384,8 +394,8 @@ class MmBuilder {
   }
 
   Status RegisterLazy() {
-    LZ_ASSIGN_OR_RETURN(long remote_fd, rt_.Syscall("userfaultfd", SYS_userfaultfd,
-                                                    O_CLOEXEC | O_NONBLOCK));
+    LZ_ASSIGN_OR_RETURN(long remote_fd,
+                        rt_.Syscall("userfaultfd", SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
     LZ_ASSIGN_OR_RETURN(UniqueFd pidfd, PidfdOpen(t_.pid));
     LZ_ASSIGN_OR_RETURN(t_.uffd, PidfdGetfd(pidfd.get(), static_cast<int>(remote_fd)));
     // The task keeps no copy: the daemon will hold the only one.

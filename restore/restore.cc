@@ -25,8 +25,7 @@
 namespace lz {
 namespace {
 
-constexpr long kSeizeOptions =
-    PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+constexpr long kSeizeOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
 constexpr int kReadyTimeoutMs = 10000;
 
 Status CheckCompatible(const img::Dump& d) {
@@ -34,8 +33,8 @@ Status CheckCompatible(const img::Dump& d) {
   uint64_t need = d.inventory.xsave_features();
   if ((need & ~have) != 0) {
     char buf[160];
-    snprintf(buf, sizeof buf, "the dump needs CPU state components %#lx that this CPU lacks (has %#lx)",
-             need, have);
+    snprintf(buf, sizeof buf,
+             "the dump needs CPU state components %#lx that this CPU lacks (has %#lx)", need, have);
     return Invalid(buf);
   }
   return Ok();
@@ -49,8 +48,9 @@ Status CheckPidsFree(const img::Dump& d) {
     for (const pb::ThreadCore& th : t.core.threads()) {
       if (::kill(th.tid(), 0) == 0 || errno != ESRCH) {
         return Invalid("pid " + std::to_string(th.tid()) + " is taken by a running process" +
-                       (th.tid() == t.core.pid() ? "" : " (needed for a thread of " +
-                                                            std::to_string(t.core.pid()) + ")"));
+                       (th.tid() == t.core.pid()
+                            ? ""
+                            : " (needed for a thread of " + std::to_string(t.core.pid()) + ")"));
       }
     }
   }
@@ -153,8 +153,7 @@ Status HandOverUffd(int sock, RestoredTask& t) {
   }
   LazyMsg ack{};
   if (::recv(sock, &ack, sizeof ack, 0) != sizeof ack || ack.type != kLazyAck || ack.pid != t.pid) {
-    return Invalid("the lazy-pages daemon refused pid " + std::to_string(t.pid) +
-                   " (see its log)");
+    return Invalid("the lazy-pages daemon refused pid " + std::to_string(t.pid) + " (see its log)");
   }
   // The daemon holds its own copy now (SCM_RIGHTS duplicated it); ours goes.
   t.uffd.reset();

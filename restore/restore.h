@@ -10,10 +10,10 @@ namespace lz {
 
 struct RestoreOptions {
   std::string dir;
-  bool detached = false;      // -d: do not wait for the root task
-  std::string pidfile;        // --pidfile: root pid written here
-  bool shell_job = false;     // -j
-  bool lazy = false;          // --lazy-pages
+  bool detached = false;   // -d: do not wait for the root task
+  std::string pidfile;     // --pidfile: root pid written here
+  bool shell_job = false;  // -j
+  bool lazy = false;       // --lazy-pages
 };
 
 struct RestoreResult {

@@ -44,7 +44,8 @@ constexpr size_t kScratchSize = 4 * 4096;
 /// Threads, signals, timers, limits, credentials and registers, from outside; the last stage.
 [[nodiscard]] Status RestoreTaskState(RestoredTask& t);
 /// Remote syscall helpers on the task's main thread.
-[[nodiscard]] Status WriteScratch(const RestoredTask& t, size_t offset, const void* data, size_t len);
+[[nodiscard]] Status WriteScratch(const RestoredTask& t, size_t offset, const void* data,
+                                  size_t len);
 
 /// Sends a task's uffd to the lazy-pages daemon and waits for it to take it.
 [[nodiscard]] Status HandOverUffd(int sock, RestoredTask& t);

@@ -47,7 +47,8 @@ Status CreateThreads(RestoredTask& t, RemoteThread& main) {
     LZ_ASSIGN_OR_RETURN(long r, main.Syscall("clone3 thread", SYS_clone3, t.scratch + kCloneOff,
                                              sizeof(clone_args)));
     if (r != tid) {
-      return Invalid("thread came back as tid " + std::to_string(r) + ", wanted " + std::to_string(tid));
+      return Invalid("thread came back as tid " + std::to_string(r) + ", wanted " +
+                     std::to_string(tid));
     }
     // PTRACE_O_TRACECLONE attached the new thread; it reports a stop of its own.
     LZ_TRY(WaitForStop(tid));
@@ -58,7 +59,8 @@ Status CreateThreads(RestoredTask& t, RemoteThread& main) {
 
 Status RestoreThreadKernelState(RestoredTask& t, RemoteThread& rt, const pb::ThreadCore& th) {
   if (th.robust_list() != 0) {
-    LZ_TRY(rt.Syscall("set_robust_list", SYS_set_robust_list, th.robust_list(), th.robust_list_len()));
+    LZ_TRY(
+        rt.Syscall("set_robust_list", SYS_set_robust_list, th.robust_list(), th.robust_list_len()));
   }
   if (th.rseq_addr() != 0) {
     LZ_TRY(rt.Syscall("rseq", SYS_rseq, th.rseq_addr(), th.rseq_len(), 0, th.rseq_sig()));
@@ -132,7 +134,8 @@ Status RestoreProcessMisc(RestoredTask& t, RemoteThread& main) {
   for (const pb::Rlimit& l : core.rlimits()) {
     rlimit64 r{l.cur(), l.max()};
     LZ_TRY(WriteScratch(t, kArgOff, &r, sizeof r));
-    LZ_ASSIGN_OR_RETURN(long rc, main.RawSyscall(SYS_prlimit64, 0, l.resource(), t.scratch + kArgOff, 0));
+    LZ_ASSIGN_OR_RETURN(long rc,
+                        main.RawSyscall(SYS_prlimit64, 0, l.resource(), t.scratch + kArgOff, 0));
     if (rc < 0) {
       // Raising a hard limit needs CAP_SYS_RESOURCE, which this root may lack.
       LZ_WARN("pid %d: cannot restore rlimit %u (%lu/%lu): %s", t.pid, l.resource(), l.cur(),
@@ -160,16 +163,17 @@ bool SameAsOurs(const pb::Creds& c) {
   return st->uid[0] == c.uid() && st->uid[1] == c.euid() && st->uid[2] == c.suid() &&
          st->uid[3] == c.fsuid() && st->gid[0] == c.gid() && st->gid[1] == c.egid() &&
          st->gid[2] == c.sgid() && st->gid[3] == c.fsgid() && st->groups == groups &&
-         st->cap_inh == c.cap_inh() && st->cap_prm == c.cap_prm() &&
-         st->cap_eff == c.cap_eff() && st->cap_bnd == c.cap_bnd() &&
-         st->cap_amb == c.cap_amb() && c.securebits() == 0 && !c.no_new_privs();
+         st->cap_inh == c.cap_inh() && st->cap_prm == c.cap_prm() && st->cap_eff == c.cap_eff() &&
+         st->cap_bnd == c.cap_bnd() && st->cap_amb == c.cap_amb() && c.securebits() == 0 &&
+         !c.no_new_privs();
 }
 
 Status Capset(RestoredTask& t, RemoteThread& rt, uint64_t eff, uint64_t prm, uint64_t inh) {
   __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {
       {static_cast<__u32>(eff), static_cast<__u32>(prm), static_cast<__u32>(inh)},
-      {static_cast<__u32>(eff >> 32), static_cast<__u32>(prm >> 32), static_cast<__u32>(inh >> 32)}};
+      {static_cast<__u32>(eff >> 32), static_cast<__u32>(prm >> 32),
+       static_cast<__u32>(inh >> 32)}};
   LZ_TRY(WriteScratch(t, kArgOff, &hdr, sizeof hdr));
   LZ_TRY(WriteScratch(t, kArgOff + 64, data, sizeof data));
   LZ_TRY(rt.Syscall("capset", SYS_capset, t.scratch + kArgOff, t.scratch + kArgOff + 64));
@@ -206,7 +210,8 @@ Status RestoreCreds(RestoredTask& t, RemoteThread& rt) {
   LZ_TRY(Capset(t, rt, c.cap_eff(), c.cap_prm(), c.cap_inh()));
   for (int cap = 0; cap < 64; cap++) {
     if (c.cap_amb() >> cap & 1) {
-      LZ_TRY(rt.Syscall("prctl PR_CAP_AMBIENT", SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap));
+      LZ_TRY(
+          rt.Syscall("prctl PR_CAP_AMBIENT", SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap));
     }
   }
   if (c.no_new_privs()) {
@@ -242,7 +247,8 @@ Status RestoreTaskState(RestoredTask& t) {
   for (int i = 0; i < core.threads_size(); i++) {
     RemoteThread rt(core.threads(i).tid(), t.syscall_insn);
     LZ_TRY(SetSigmask(rt.tid(), ~uint64_t{0}));
-    LZ_TRY_CTX(RestoreThreadKernelState(t, rt, core.threads(i)), "thread " + std::to_string(rt.tid()));
+    LZ_TRY_CTX(RestoreThreadKernelState(t, rt, core.threads(i)),
+               "thread " + std::to_string(rt.tid()));
   }
   for (int i = 0; i < core.threads_size(); i++) {
     RemoteThread rt(core.threads(i).tid(), t.syscall_insn);

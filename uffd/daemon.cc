@@ -43,10 +43,16 @@ constexpr uint64_t P = img::kPageSize;
 // behind the background fill.
 constexpr size_t kSlots = 16;
 constexpr size_t kFaultReserve = 2;
-constexpr size_t kMaxMsgs = 32;         // uffd_msg read per read(2)
+constexpr size_t kMaxMsgs = 32;  // uffd_msg read per read(2)
 constexpr size_t kLatencyReserve = 1 << 20;
 
-enum Tag : uint64_t { kTagListen = 1, kTagControl = 2, kTagUffd = 3, kTagRead = 4, kTagDecoded = 5 };
+enum Tag : uint64_t {
+  kTagListen = 1,
+  kTagControl = 2,
+  kTagUffd = 3,
+  kTagRead = 4,
+  kTagDecoded = 5
+};
 
 uint64_t MakeTag(Tag kind, uint64_t index) { return (uint64_t{kind} << 56) | index; }
 Tag TagKind(uint64_t data) { return static_cast<Tag>(data >> 56); }
@@ -95,7 +101,8 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
 
 class LazyPagesDaemon {
  public:
-  LazyPagesDaemon(const LazyPagesOptions& opts, Guard guard) : opts_(opts), guard_(std::move(guard)) {
+  LazyPagesDaemon(const LazyPagesOptions& opts, Guard guard)
+      : opts_(opts), guard_(std::move(guard)) {
     latencies_.reserve(kLatencyReserve);
     slots_.resize(kSlots);
     for (ReadSlot& s : slots_) {
@@ -240,7 +247,8 @@ class LazyPagesDaemon {
 
   void Dispatch(uint64_t data, int res, unsigned flags) {
     uint64_t idx = TagIndex(data);
-    LZ_LOG(kTrace, "lazy-pages: cqe kind %lu index %lu res %d flags %u", data >> 56, idx, res, flags);
+    LZ_LOG(kTrace, "lazy-pages: cqe kind %lu index %lu res %d flags %u", data >> 56, idx, res,
+           flags);
     switch (TagKind(data)) {
       case kTagListen:
         OnListenReadable();
@@ -380,7 +388,8 @@ class LazyPagesDaemon {
     return Ok();
   }
 
-  void AddTarget(pid_t pid, UniqueFd uffd, std::shared_ptr<const TaskSource> src, RangeSet pending) {
+  void AddTarget(pid_t pid, UniqueFd uffd, std::shared_ptr<const TaskSource> src,
+                 RangeSet pending) {
     auto t = std::make_unique<Target>();
     t->id = static_cast<int>(targets_.size());
     t->pid = pid;
@@ -598,8 +607,8 @@ class LazyPagesDaemon {
   }
 
   size_t BusySlots() const {
-    return static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(),
-                                             [](const ReadSlot& s) { return s.busy; }));
+    return static_cast<size_t>(
+        std::count_if(slots_.begin(), slots_.end(), [](const ReadSlot& s) { return s.busy; }));
   }
 
   void IssueRead(ReadSlot& s, const std::shared_ptr<const TaskSource>& src, uint64_t chunk,
@@ -634,8 +643,12 @@ class LazyPagesDaemon {
     if (!s.for_fault && pool_ != nullptr) {
       // Background: decoded on the pool's threads; FinishChunk runs when it comes back.
       s.decoding = true;
-      s.job = DecodeJob{s.source->store.get(), s.chunk, std::span(s.buf.data(), e.stored_size),
-                        std::span(s.decoded), static_cast<int>(&s - slots_.data()), Ok()};
+      s.job = DecodeJob{s.source->store.get(),
+                        s.chunk,
+                        std::span(s.buf.data(), e.stored_size),
+                        std::span(s.decoded),
+                        static_cast<int>(&s - slots_.data()),
+                        Ok()};
       pool_->Submit(&s.job);
       return;
     }
@@ -710,7 +723,8 @@ class LazyPagesDaemon {
     while (off < len) {
       uint64_t copied = 0;
       int err = 0;
-      CopyOutcome o = UffdCopy(t.uffd.get(), piece.live_start() + off, src + off, len - off, &copied, &err);
+      CopyOutcome o =
+          UffdCopy(t.uffd.get(), piece.live_start() + off, src + off, len - off, &copied, &err);
       uint64_t done_pages = copied / P;
       (by_fault ? pages_by_fault_ : pages_by_fill_) += done_pages;
       switch (o) {

@@ -46,9 +46,9 @@ class DecodePool {
   UniqueFd efd_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<DecodeJob*> todo_;  // guarded by mu_
+  std::deque<DecodeJob*> todo_;   // guarded by mu_
   std::vector<DecodeJob*> done_;  // guarded by mu_
-  bool stop_ = false;            // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
   uint64_t start = Now();
   for (;;) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(s, (struct sockaddr*)&a, sizeof a) == 0 && write(s, cmd, strlen(cmd)) > 0) {
       char buf[128] = {0};
       ssize_t n = read(s, buf, sizeof buf - 1);

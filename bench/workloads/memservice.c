@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[1])),
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons(atoi(argv[1])),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (bind(s, (struct sockaddr*)&a, sizeof a) != 0 || listen(s, 64) != 0) return 4;
   FILE* r = fopen(argv[3], "w");

@@ -32,7 +32,8 @@ TEST(Cli, LeaveStoppedLeavesTheTreeStopped) {
   TempDir dir;
   pid_t pid;
   Proc w = StartCounter(dir, &pid);
-  RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img"), "-s"});
+  RunResult d =
+      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img"), "-s"});
   ASSERT_EQ(d.status, 0) << d.output;
   usleep(100000);
   EXPECT_EQ(StateOf(pid), 'T');
@@ -46,11 +47,13 @@ TEST(Cli, RestoreWithoutDetachWaitsAndReturnsTheRootStatus) {
   TempDir dir;
   pid_t pid;
   Proc w = StartCounter(dir, &pid);
-  ASSERT_EQ(RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")}).status, 0);
+  ASSERT_EQ(
+      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")}).status,
+      0);
   ASSERT_TRUE(w.ReapIfDead(5000));
-  Proc restore = Start({LazarusBinary(), "restore", "-D", dir.File("img"), "--pidfile",
-                        dir.File("pidfile")},
-                       dir.File("restore.log"));
+  Proc restore =
+      Start({LazarusBinary(), "restore", "-D", dir.File("img"), "--pidfile", dir.File("pidfile")},
+            dir.File("restore.log"));
   EXPECT_EQ(WaitForFile(dir.File("pidfile"), 10000), std::to_string(pid) + "\n");
   EXPECT_EQ(restore.Wait(300), -1) << "restore without -d must wait for the root";
   kill(pid, SIGUSR1);  // the workload checks itself and exits 0

@@ -194,8 +194,8 @@ RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::st
   if (mode == Mode::kLazy) {
     // The first 300 ms are served by faults alone, so that tests exercise the fault path
     // (and forks, remaps, removals during it) rather than a fill that wins the race.
-    std::vector<std::string> d = {LazarusBinary(), "lazy-pages", "-D", dir, "--display-stats",
-                                  "--fill-delay", "300"};
+    std::vector<std::string> d = {LazarusBinary(),   "lazy-pages",   "-D", dir,
+                                  "--display-stats", "--fill-delay", "300"};
     d.insert(d.end(), daemon_extra.begin(), daemon_extra.end());
     *daemon = Start(d, daemon_log);
     argv.push_back("--lazy-pages");

@@ -56,8 +56,8 @@ class MtCounter : public ::testing::TestWithParam<Mode> {
   std::string Images(const std::string& name = "img") { return dir_.File(name); }
 
   RunResult Dump(pid_t pid, const std::string& images, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {LazarusBinary(), "dump", "-t", std::to_string(pid), "-D",
-                                     images};
+    std::vector<std::string> argv = {LazarusBinary(),     "dump", "-t",
+                                     std::to_string(pid), "-D",   images};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return RunCmd(argv);
   }
@@ -214,9 +214,9 @@ TEST(BadInput, LazyRestoreWithoutDaemon) {
                  dir.File("log"));
   ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "");
   pid_t pid = w.pid();
-  ASSERT_EQ(RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")})
-                .status,
-            0);
+  ASSERT_EQ(
+      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")}).status,
+      0);
   ASSERT_TRUE(w.ReapIfDead(5000));
   RunResult r = RunCmd({LazarusBinary(), "restore", "-D", dir.File("img"), "-d", "--lazy-pages"});
   EXPECT_NE(r.status, 0);

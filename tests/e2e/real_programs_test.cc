@@ -19,7 +19,8 @@ class RealPrograms : public ::testing::TestWithParam<Mode> {
   // Dumps `w`, reaps it, restores in the test's mode; the restored root is adopted.
   Proc DumpAndRestore(Proc& w) {
     pid_t pid = w.pid();
-    RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir_.File("img")});
+    RunResult d =
+        RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir_.File("img")});
     EXPECT_EQ(d.status, 0) << d.output;
     EXPECT_TRUE(w.ReapIfDead(5000));
     // Lazy restores here also decode the background fill on a thread pool.
@@ -52,14 +53,14 @@ std::string Resp(std::initializer_list<std::string> args) {
 TEST_P(RealPrograms, RedisKeepsItsKeysAndAnswers) {
   RequireBinary("/usr/bin/redis-server");
   int port = FreePort();
-  Proc w = Start({"/usr/bin/redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
-                  "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
-                  "--dir", dir_.path()},
-                 dir_.File("redis.log"));
+  Proc w = Start(
+      {"/usr/bin/redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
+       "--appendonly", "no", "--enable-debug-command", "yes", "--dir", dir_.path()},
+      dir_.File("redis.log"));
   ASSERT_TRUE(WaitForService(port, Resp({"PING"}), "+PONG", 10000)) << "redis did not start";
-  ASSERT_NE(Talk(port, Resp({"DEBUG", "POPULATE", "200000", "key", "100"}), "+OK", 30000)
-                .find("+OK"),
-            std::string::npos);
+  ASSERT_NE(
+      Talk(port, Resp({"DEBUG", "POPULATE", "200000", "key", "100"}), "+OK", 30000).find("+OK"),
+      std::string::npos);
   ASSERT_NE(Talk(port, Resp({"SET", "lazarus", "alive"}), "+OK", 5000).find("+OK"),
             std::string::npos);
   Proc restored = DumpAndRestore(w);

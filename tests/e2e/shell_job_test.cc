@@ -47,8 +47,8 @@ pid_t StartOnPty(const std::vector<std::string>& argv, const Pty& pty) {
 
 std::string FdTarget(pid_t pid, int fd) {
   char buf[256];
-  ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd)).c_str(),
-                       buf, sizeof buf);
+  ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd)).c_str(), buf,
+                       sizeof buf);
   return n > 0 ? std::string(buf, n) : "";
 }
 
@@ -61,18 +61,21 @@ TEST(ShellJob, TerminalFdsNeedDashJAndMoveToTheRestoringTerminal) {
   pid_t pid = w.pid();
   ASSERT_EQ(FdTarget(pid, 1), first.slave_path);
 
-  RunResult refused = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
+  RunResult refused =
+      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
   EXPECT_NE(refused.status, 0);
   EXPECT_NE(refused.output.find("--shell-job"), std::string::npos) << refused.output;
   EXPECT_EQ(kill(pid, 0), 0) << "a refused dump leaves the task running";
 
-  RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img"), "-j"});
+  RunResult d =
+      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img"), "-j"});
   ASSERT_EQ(d.status, 0) << d.output;
   ASSERT_TRUE(w.ReapIfDead(5000));
 
   // Restore from another terminal: the task's terminal fds become that one.
   Pty second;
-  pid_t restorer = StartOnPty({LazarusBinary(), "restore", "-D", dir.File("img"), "-d", "-j"}, second);
+  pid_t restorer =
+      StartOnPty({LazarusBinary(), "restore", "-D", dir.File("img"), "-d", "-j"}, second);
   Proc(restorer).Wait(30000);
   Proc restored(pid);
   ASSERT_EQ(kill(pid, 0), 0) << "not restored";

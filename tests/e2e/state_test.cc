@@ -21,7 +21,9 @@ TEST_P(State, EveryKindOfStateComesBack) {
   TempDir dir;
   chmod(dir.path().c_str(), 0777);  // the workload may run as nobody
   // Its working directory and files live under a name that is not UTF-8, as Linux allows.
-  std::string work = dir.File("w\xff\xfe" "dir");
+  std::string work = dir.File(
+      "w\xff\xfe"
+      "dir");
   mkdir(work.c_str(), 0777);
   chmod(work.c_str(), 0777);
   std::vector<std::string> argv = {WorkloadBinary("state"), dir.File("ready"), dir.File("result"),

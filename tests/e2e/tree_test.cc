@@ -26,8 +26,7 @@ pid_t ParentOf(pid_t pid) {
 
 TEST_P(Tree, ChildrenComeBackUnderTheirParentAndAreReaped) {
   TempDir dir;
-  Proc w = Start({WorkloadBinary("tree"), dir.File("ready"), dir.File("result")},
-                 dir.File("log"));
+  Proc w = Start({WorkloadBinary("tree"), dir.File("ready"), dir.File("result")}, dir.File("log"));
   std::string ready = WaitForFile(dir.File("ready"), 10000);
   ASSERT_NE(ready, "");
   std::istringstream ids(ready);
@@ -71,7 +70,8 @@ TEST(TreeRefusals, PipeBetweenProcessesIsRefusedAndTheTreeRunsOn) {
   // A shell pipeline: the pipe joins two processes of one tree.
   Proc w = Start({"/bin/sh", "-c", "sleep 1000 | sleep 1000"}, dir.File("log"));
   usleep(300000);
-  RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(w.pid()), "-D", dir.File("img")});
+  RunResult d =
+      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(w.pid()), "-D", dir.File("img")});
   EXPECT_NE(d.status, 0);
   EXPECT_NE(d.output.find("shared with fd"), std::string::npos) << d.output;
   EXPECT_EQ(kill(w.pid(), 0), 0) << "the tree must be left running";

@@ -31,8 +31,23 @@
 #define SS_AUTODISARM (1U << 31)
 #endif
 
-enum { kFile = 10, kPipeR, kPipeW, kEvent, kTimer, kSigfd, kEpoll, kListen, kUdp, kDeleted,
-       kPairA, kPairB, kUnixListen, kFifoR, kFifoW };
+enum {
+  kFile = 10,
+  kPipeR,
+  kPipeW,
+  kEvent,
+  kTimer,
+  kSigfd,
+  kEpoll,
+  kListen,
+  kUdp,
+  kDeleted,
+  kPairA,
+  kPairB,
+  kUnixListen,
+  kFifoR,
+  kFifoW
+};
 
 static volatile sig_atomic_t got_usr1;
 static volatile int handler_info_ok;
@@ -206,7 +221,8 @@ int main(int argc, char** argv) {
   struct epoll_event got[4];
   int n = epoll_wait(kEpoll, got, 4, 0);
   int seen = 0;
-  for (int i = 0; i < n; i++) seen |= got[i].data.u64 == 0x1111 ? 1 : got[i].data.u64 == 0x2222 ? 2 : 4;
+  for (int i = 0; i < n; i++)
+    seen |= got[i].data.u64 == 0x1111 ? 1 : got[i].data.u64 == 0x2222 ? 2 : 4;
   if (seen != 3) Fail("epoll watch list");
   if (read(kPipeR, buf, sizeof buf) != 11 || strcmp(buf, "in the pipe") != 0) Fail("pipe bytes");
   if (!(fcntl(kPipeR, F_GETFL) & O_NONBLOCK)) Fail("pipe O_NONBLOCK");
@@ -240,8 +256,8 @@ int main(int argc, char** argv) {
     Fail("memory");
   if (sbrk(4096) == (void*)-1) Fail("brk does not grow");
   int c = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in to = {
+      .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (connect(c, (struct sockaddr*)&to, sizeof to) != 0) Fail("listening socket refuses");
   int acc = accept(kListen, NULL, NULL);
   if (acc < 0) Fail("accept");

@@ -16,7 +16,10 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t go;
-static void OnUsr1(int s) { (void)s; go = 1; }
+static void OnUsr1(int s) {
+  (void)s;
+  go = 1;
+}
 
 static uint64_t Fill(uint8_t* p, size_t n, uint64_t seed) {
   uint64_t h = 0;
@@ -92,7 +95,8 @@ int main(int argc, char** argv) {
     int status = -1;
     pid_t r = waitpid(kids[i], &status, 0);
     if (r != kids[i] || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      snprintf(result, sizeof result, "FAIL: child %d: waitpid %d status %#x\n", kids[i], r, status);
+      snprintf(result, sizeof result, "FAIL: child %d: waitpid %d status %#x\n", kids[i], r,
+               status);
       break;
     }
   }

@@ -18,7 +18,10 @@
 #define PAGES 4096  // 16 MiB
 
 static volatile sig_atomic_t go;
-static void OnUsr1(int s) { (void)s; go = 1; }
+static void OnUsr1(int s) {
+  (void)s;
+  go = 1;
+}
 static uint8_t* region;
 static volatile uint64_t thread_sums[4];
 
@@ -76,7 +79,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 4 && result[0] == 'P'; i++) {
     uint64_t s = 0;
     for (size_t p = 2048; p < 2048 + 16; p++) s += PageWord(p) ^ (uint64_t)(8 * i);
-    if (thread_sums[i] != s) snprintf(result, sizeof result, "FAIL: thread %d read wrong data\n", i);
+    if (thread_sums[i] != s)
+      snprintf(result, sizeof result, "FAIL: thread %d read wrong data\n", i);
   }
   f = fopen(argv[2], "w");
   fputs(result, f);
