@@ -280,6 +280,15 @@ Result<ProcFdinfo> ParseFdinfo(std::string_view text) {
   return fi;
 }
 
+std::string ProcPath(pid_t pid, const std::string& rest) {
+  return "/proc/" + std::to_string(pid) + "/" + rest;
+}
+
+Result<ProcStat> ReadProcStat(pid_t pid) {
+  LZ_ASSIGN_OR_RETURN(std::string text, ReadFileToString(ProcPath(pid, "stat")));
+  return ParseStat(text);
+}
+
 Result<std::vector<int>> ListNumericDir(const std::string& path) {
   DIR* d = ::opendir(path.c_str());
   if (d == nullptr) {

@@ -76,6 +76,11 @@ struct ProcFdinfo {
 };
 [[nodiscard]] Result<ProcFdinfo> ParseFdinfo(std::string_view text);
 
+/// "/proc/PID/REST".
+std::string ProcPath(pid_t pid, const std::string& rest);
+/// Reads and parses /proc/PID/stat.
+[[nodiscard]] Result<ProcStat> ReadProcStat(pid_t pid);
+
 /// Lists the numeric entries of a /proc directory (tasks, fds).
 [[nodiscard]] Result<std::vector<int>> ListNumericDir(const std::string& path);
 

@@ -10,14 +10,11 @@
 #include <cstring>
 
 #include "base/file_util.h"
+#include "base/proc.h"
 #include "dump/task_dump.h"
 
 namespace lz {
 namespace {
-
-std::string ProcPath(pid_t pid, const std::string& rest) {
-  return "/proc/" + std::to_string(pid) + "/" + rest;
-}
 
 // The kernel's struct sigaction for rt_sigaction on x86-64.
 struct KernelSigaction {
@@ -158,17 +155,20 @@ Result<std::string> ReadLink(const std::string& path) {
 
 }  // namespace
 
+void FillTreeLinks(pid_t pid, const ProcStat& st, pb::TaskCore* core) {
+  core->set_pid(pid);
+  core->set_ppid(st.ppid);
+  core->set_pgid(st.pgrp);
+  core->set_sid(st.session);
+  core->set_comm(st.comm);
+  core->set_exit_signal(st.exit_signal);
+}
+
 Result<pb::TaskCore> DumpCore(FrozenTask& task, ParasiteSession& p) {
   pb::TaskCore core;
   pid_t pid = task.pid;
-  core.set_pid(pid);
-  LZ_ASSIGN_OR_RETURN(std::string stat_text, ReadFileToString(ProcPath(pid, "stat")));
-  LZ_ASSIGN_OR_RETURN(ProcStat st, ParseStat(stat_text));
-  core.set_ppid(st.ppid);
-  core.set_pgid(st.pgrp);
-  core.set_sid(st.session);
-  core.set_comm(st.comm);
-  core.set_exit_signal(st.exit_signal);
+  LZ_ASSIGN_OR_RETURN(ProcStat st, ReadProcStat(pid));
+  FillTreeLinks(pid, st, &core);
   LZ_ASSIGN_OR_RETURN(std::string status_text, ReadFileToString(ProcPath(pid, "status")));
   LZ_ASSIGN_OR_RETURN(ProcStatus status, ParseStatus(status_text));
   LZ_TRY(DumpCreds(status, &core));

@@ -137,16 +137,9 @@ class TreeDumper {
 
  private:
   Status DumpZombie(const FrozenTask& t) {
-    LZ_ASSIGN_OR_RETURN(std::string stat_text,
-                        ReadFileToString("/proc/" + std::to_string(t.pid) + "/stat"));
-    LZ_ASSIGN_OR_RETURN(ProcStat st, ParseStat(stat_text));
+    LZ_ASSIGN_OR_RETURN(ProcStat st, ReadProcStat(t.pid));
     pb::TaskCore core;
-    core.set_pid(t.pid);
-    core.set_ppid(st.ppid);
-    core.set_pgid(st.pgrp);
-    core.set_sid(st.session);
-    core.set_comm(st.comm);
-    core.set_exit_signal(st.exit_signal);
+    FillTreeLinks(t.pid, st, &core);
     core.set_zombie(true);
     core.set_exit_code(st.exit_code);
     cores_.push_back(std::move(core));

@@ -60,13 +60,22 @@ Status DumpPipe(pid_t pid, int fd, const struct stat& st, pb::OpenFile* f) {
 
 namespace {
 
-// Backlog of a listening TCP socket, which only sock_diag tells.
-Result<uint32_t> ListenBacklog(int family, uint64_t ino) {
+// Opens a sock_diag netlink socket and sends `msg` (an nlmsghdr and its request) on it; the
+// answer is read by the caller.
+Result<UniqueFd> SendSockDiag(const void* msg, size_t len) {
   int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) {
     return FailErrno("socket NETLINK_SOCK_DIAG");
   }
   UniqueFd sock(nl);
+  if (::send(nl, msg, len, 0) != static_cast<ssize_t>(len)) {
+    return FailErrno("send sock_diag request");
+  }
+  return sock;
+}
+
+// Backlog of a listening TCP socket, which only sock_diag tells.
+Result<uint32_t> ListenBacklog(int family, uint64_t ino) {
   struct {
     nlmsghdr nh;
     inet_diag_req_v2 req;
@@ -77,9 +86,8 @@ Result<uint32_t> ListenBacklog(int family, uint64_t ino) {
   msg.req.sdiag_family = static_cast<uint8_t>(family);
   msg.req.sdiag_protocol = IPPROTO_TCP;
   msg.req.idiag_states = 1u << 10;  // TCP_LISTEN
-  if (::send(nl, &msg, sizeof msg, 0) != sizeof msg) {
-    return FailErrno("send sock_diag request");
-  }
+  LZ_ASSIGN_OR_RETURN(UniqueFd sock, SendSockDiag(&msg, sizeof msg));
+  int nl = sock.get();
   std::vector<char> buf(32768);
   for (;;) {
     ssize_t n = ::recv(nl, buf.data(), buf.size(), 0);
@@ -121,11 +129,6 @@ struct UnixDiag {
 
 // What only unix_diag tells about a unix socket: its peer and its queue lengths.
 Result<UnixDiag> QueryUnix(uint64_t ino) {
-  int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (nl < 0) {
-    return FailErrno("socket NETLINK_SOCK_DIAG");
-  }
-  UniqueFd sock(nl);
   struct {
     nlmsghdr nh;
     unix_diag_req req;
@@ -138,9 +141,8 @@ Result<UnixDiag> QueryUnix(uint64_t ino) {
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
   msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;
-  if (::send(nl, &msg, sizeof msg, 0) != sizeof msg) {
-    return FailErrno("send unix_diag request");
-  }
+  LZ_ASSIGN_OR_RETURN(UniqueFd sock, SendSockDiag(&msg, sizeof msg));
+  int nl = sock.get();
   std::vector<char> buf(8192);
   ssize_t n = ::recv(nl, buf.data(), buf.size(), 0);
   if (n <= 0) {

@@ -5,16 +5,13 @@
 #include <unistd.h>
 
 #include "base/file_util.h"
+#include "base/proc.h"
 #include "base/sys.h"
 #include "dump/fd_kinds.h"
 #include "dump/task_dump.h"
 
 namespace lz {
 namespace {
-
-std::string ProcPath(pid_t pid, const std::string& rest) {
-  return "/proc/" + std::to_string(pid) + "/" + rest;
-}
 
 constexpr const char* kDeletedSuffix = " (deleted)";
 

@@ -16,10 +16,6 @@ namespace {
 constexpr uint64_t kPfKthread = 0x00200000;  // PF_KTHREAD in /proc/PID/stat flags
 constexpr long kSeizeOptions = PTRACE_O_TRACESYSGOOD;
 
-std::string ProcPath(pid_t pid, const std::string& rest) {
-  return "/proc/" + std::to_string(pid) + "/" + rest;
-}
-
 // Whether `pid` is a zombie; refuses what cannot be dumped at all.
 Result<bool> CheckDumpable(pid_t pid, bool is_root) {
   auto stat_text = ReadFileToString(ProcPath(pid, "stat"));

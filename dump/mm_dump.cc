@@ -10,6 +10,7 @@
 #include "base/crc32c.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "dump/task_dump.h"
 #include "images/image_dir.h"
 
@@ -23,10 +24,6 @@ constexpr uint64_t kPmFile = 1ull << 61;  // file page, or shared anonymous
 // huge page's worth while keeping the buffer in L2.
 constexpr size_t kBatchPages = 512;
 constexpr uint64_t P = img::kPageSize;
-
-std::string ProcPath(pid_t pid, const std::string& rest) {
-  return "/proc/" + std::to_string(pid) + "/" + rest;
-}
 
 Result<pb::VmaKind> Classify(const ProcVma& v) {
   const std::string& p = v.path;
@@ -226,8 +223,7 @@ Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSessi
       out->set_file_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
     }
   }
-  LZ_ASSIGN_OR_RETURN(std::string stat_text, ReadFileToString(ProcPath(pid, "stat")));
-  LZ_ASSIGN_OR_RETURN(ProcStat st, ParseStat(stat_text));
+  LZ_ASSIGN_OR_RETURN(ProcStat st, ReadProcStat(pid));
   mm.set_start_code(st.start_code);
   mm.set_end_code(st.end_code);
   mm.set_start_data(st.start_data);

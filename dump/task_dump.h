@@ -27,6 +27,8 @@ struct MemoryStats {
   uint64_t bytes_out = 0;
 };
 
+/// The tree links and identity /proc/PID/stat gives (pid, ppid, pgid, sid, comm, exit signal).
+void FillTreeLinks(pid_t pid, const ProcStat& st, pb::TaskCore* core);
 /// Threads' registers and signal state, credentials, limits, tree links.
 [[nodiscard]] Result<pb::TaskCore> DumpCore(FrozenTask& task, ParasiteSession& parasite);
 /// VMAs (with their backing files' identities), mm fields, auxv, exe.
