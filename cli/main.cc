@@ -127,7 +127,7 @@ int RunLazyPagesCommand(const CliOptions& o) {
   l.dir = o.images_dir;
   l.trace_file = o.trace_file;
   l.fill_delay_ms = o.fill_delay_ms;
-  l.decode_threads = o.decode_threads;
+  l.fill_threads = o.fill_threads;
   auto stats = RunLazyPages(l);
   if (!stats) {
     return Report(stats.error());

@@ -27,7 +27,7 @@ enum LongOnly {
   kSummary,
   kTrace,
   kFillDelay,
-  kDecodeThreads,
+  kFillThreads,
 };
 
 const option kLongOptions[] = {
@@ -57,7 +57,7 @@ const option kLongOptions[] = {
     {"summary", no_argument, nullptr, kSummary},
     {"trace", required_argument, nullptr, kTrace},
     {"fill-delay", required_argument, nullptr, kFillDelay},
-    {"decode-threads", required_argument, nullptr, kDecodeThreads},
+    {"fill-threads", required_argument, nullptr, kFillThreads},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -162,8 +162,8 @@ Status Apply(int c, CliOptions& o) {
     case kTrace:
       o.trace_file = optarg;
       break;
-    case kDecodeThreads: {
-      LZ_ASSIGN_OR_RETURN(o.decode_threads, IntArg("--decode-threads", optarg, 0, 64));
+    case kFillThreads: {
+      LZ_ASSIGN_OR_RETURN(o.fill_threads, IntArg("--fill-threads", optarg, 0, 64));
       break;
     }
     case kFillDelay: {
@@ -294,12 +294,13 @@ bool PrintCommandHelp(const std::string& command) {
        "'lazarus lazy-pages -D DIR', which must be started first.\n"},
       {"lazy-pages",
        "Usage: lazarus lazy-pages -D DIR [-o FILE] [-v[N]] [--display-stats] [--trace FILE]\n"
-       "       [--fill-delay MS]\n"
+       "       [--fill-delay MS] [--fill-threads N]\n"
        "Serve the memory of a tree restored with 'restore --lazy-pages' through userfaultfd,\n"
        "faults first, the rest in the background; exit once every page is in place.\n"
        "  --trace FILE      write every fault (ns since start, pid, address) to FILE\n"
        "  --fill-delay MS   serve only faults for MS milliseconds before filling the rest\n"
-       "  --decode-threads N  threads decoding the background fill (default 0: the loop)\n"},
+       "  --fill-threads N  threads reading, decoding and copying in the background fill\n"
+       "                    (default 2; 0: the event loop does it between faults)\n"},
       {"page-server",
        "Usage: lazarus page-server -D DIR --address ADDR --port PORT [-d] [--pidfile F]\n"
        "       [--status-fd FD] [--auth-token-file F]\n(not implemented yet)\n"},

@@ -40,7 +40,7 @@ struct CliOptions {
   std::string feature;     // check --feature
   std::string trace_file;  // lazy-pages --trace FILE
   int fill_delay_ms = 0;   // lazy-pages --fill-delay MS
-  int decode_threads = 0;  // lazy-pages --decode-threads N
+  int fill_threads = 2;    // lazy-pages --fill-threads N
 };
 
 /// Parses argv. Errors are one line, naming the option.

@@ -10,15 +10,19 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "base/clock.h"
@@ -29,7 +33,6 @@
 #include "base/scm.h"
 #include "images/image_dir.h"
 #include "images/image_file.h"
-#include "uffd/decode_pool.h"
 #include "uffd/guard.h"
 #include "uffd/protocol.h"
 #include "uffd/target.h"
@@ -51,7 +54,7 @@ enum Tag : uint64_t {
   kTagControl = 2,
   kTagUffd = 3,
   kTagRead = 4,
-  kTagDecoded = 5
+  kTagFillIdle = 5
 };
 
 uint64_t MakeTag(Tag kind, uint64_t index) { return (uint64_t{kind} << 56) | index; }
@@ -66,14 +69,22 @@ struct Waiter {
 
 struct ReadSlot {
   bool busy = false;
-  bool decoding = false;  // handed to the decode pool; its buffers are the pool's until back
   std::vector<std::byte> decoded;
-  DecodeJob job;
   std::shared_ptr<const TaskSource> source;
   uint64_t chunk = 0;
   bool for_fault = false;
   std::vector<std::byte> buf;
   std::vector<Waiter> waiters;
+};
+
+// A chunk a fill thread is reading, decoding or copying.
+struct FillPick {
+  std::shared_ptr<const TaskSource> source;
+  uint64_t chunk = 0;
+};
+
+struct ZstdDCtxFree {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
 };
 
 // Children of every thread of `pid`, from /proc.
@@ -111,6 +122,7 @@ class LazyPagesDaemon {
     dctx_ = ZSTD_createDCtx();
   }
   ~LazyPagesDaemon() {
+    StopFillThreads();
     ZSTD_freeDCtx(dctx_);
     if (ring_ready_) {
       io_uring_queue_exit(&ring_);
@@ -121,54 +133,10 @@ class LazyPagesDaemon {
   }
 
   Status Run() {
-    LZ_TRY(Listen());
-    int r = io_uring_queue_init(256, &ring_, 0);
-    if (r < 0) {
-      return Fail(-r, "io_uring_queue_init");
-    }
-    ring_ready_ = true;
-    // Slot buffers are sized (and their pages touched) now, before any restore connects:
-    // faulting in 2 MiB of fresh memory inside AddTask cost the restore 6 ms here.
-    max_stored_ = static_cast<uint32_t>(ZSTD_compressBound(img::kDefaultChunkPages * P));
-    chunk_bytes_ = img::kDefaultChunkPages * P;
-    for (ReadSlot& s : slots_) {
-      s.buf.assign(max_stored_, std::byte{0});
-      s.decoded.assign(chunk_bytes_, std::byte{0});
-    }
-    if (opts_.decode_threads > 0) {
-      LZ_ASSIGN_OR_RETURN(pool_, DecodePool::Start(opts_.decode_threads));
-      PollMulti(pool_->event_fd(), MakeTag(kTagDecoded, 0));
-    }
-    if (!opts_.trace_file.empty()) {
-      trace_ = std::fopen(opts_.trace_file.c_str(), "we");
-      if (trace_ == nullptr) {
-        return FailErrno("open trace file", opts_.trace_file);
-      }
-    }
-    PollOnce(listen_.get(), MakeTag(kTagListen, 0));
-    start_ns_ = MonotonicNs();
-    while (!Finished()) {
-      io_uring_cqe* first = nullptr;
-      __kernel_timespec ts{};
-      bool timed = FillWaiting(&ts);
-      r = io_uring_submit_and_wait_timeout(&ring_, &first, 1, timed ? &ts : nullptr, nullptr);
-      if (r < 0 && r != -EINTR && r != -ETIME) {
-        return Fail(-r, "io_uring_submit_and_wait");
-      }
-      io_uring_cqe* cqe;
-      unsigned head;
-      unsigned n = 0;
-      io_uring_for_each_cqe(&ring_, head, cqe) {
-        Dispatch(cqe->user_data, cqe->res, cqe->flags);
-        n++;
-      }
-      io_uring_cq_advance(&ring_, n);
-      if (fatal_) {
-        return Unexpected{*fatal_};
-      }
-      ResolveForkedPids();
-      RetryDeferred();
-      FillBackground();
+    Status st = Serve();
+    StopFillThreads();
+    if (!st) {
+      return st;
     }
     done_ns_ = MonotonicNs();
     guard_.Done();
@@ -198,6 +166,66 @@ class LazyPagesDaemon {
   }
 
  private:
+  // The event loop. It holds mu_ except while it waits for the ring, so that the fill
+  // threads' copies and the loop's event handling never interleave (see FillThread).
+  Status Serve() {
+    LZ_TRY(Listen());
+    int r = io_uring_queue_init(256, &ring_, 0);
+    if (r < 0) {
+      return Fail(-r, "io_uring_queue_init");
+    }
+    ring_ready_ = true;
+    // Slot buffers are sized (and their pages touched) now, before any restore connects:
+    // faulting in 2 MiB of fresh memory inside AddTask cost the restore 6 ms here.
+    max_stored_ = static_cast<uint32_t>(ZSTD_compressBound(img::kDefaultChunkPages * P));
+    chunk_bytes_ = img::kDefaultChunkPages * P;
+    for (ReadSlot& s : slots_) {
+      s.buf.assign(max_stored_, std::byte{0});
+      s.decoded.assign(chunk_bytes_, std::byte{0});
+    }
+    int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0) {
+      return FailErrno("eventfd");
+    }
+    fill_idle_.reset(efd);
+    PollMulti(fill_idle_.get(), MakeTag(kTagFillIdle, 0));
+    if (!opts_.trace_file.empty()) {
+      trace_ = std::fopen(opts_.trace_file.c_str(), "we");
+      if (trace_ == nullptr) {
+        return FailErrno("open trace file", opts_.trace_file);
+      }
+    }
+    PollOnce(listen_.get(), MakeTag(kTagListen, 0));
+    start_ns_ = MonotonicNs();
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!Finished()) {
+      io_uring_cqe* first = nullptr;
+      __kernel_timespec ts{};
+      bool timed = FillWaiting(&ts);
+      lock.unlock();
+      r = io_uring_submit_and_wait_timeout(&ring_, &first, 1, timed ? &ts : nullptr, nullptr);
+      lock.lock();
+      if (r < 0 && r != -EINTR && r != -ETIME) {
+        return Fail(-r, "io_uring_submit_and_wait");
+      }
+      io_uring_cqe* cqe;
+      unsigned head;
+      unsigned n = 0;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        Dispatch(cqe->user_data, cqe->res, cqe->flags);
+        n++;
+      }
+      io_uring_cq_advance(&ring_, n);
+      if (fatal_) {
+        return Unexpected{*fatal_};
+      }
+      ResolveForkedPids();
+      RetryDeferred();
+      FillBackground();
+    }
+    return Ok();
+  }
+
   std::string SocketPath() const { return opts_.dir + "/" + kLazySocketName; }
 
   Status Listen() {
@@ -274,20 +302,14 @@ class LazyPagesDaemon {
       case kTagRead:
         OnReadDone(slots_[idx], res);
         break;
-      case kTagDecoded:
-        for (DecodeJob* job : pool_->TakeDone()) {
-          ReadSlot& s = slots_[job->tag];
-          s.decoding = false;
-          if (!job->result) {
-            Fatal(job->result.error());
-            continue;
-          }
-          FinishChunk(s);
-        }
+      case kTagFillIdle: {
+        uint64_t n;
+        (void)!::read(fill_idle_.get(), &n, sizeof n);  // only a wake-up: Finished() decides
         if (!(flags & IORING_CQE_F_MORE)) {
-          PollMulti(pool_->event_fd(), MakeTag(kTagDecoded, 0));
+          PollMulti(fill_idle_.get(), MakeTag(kTagFillIdle, 0));
         }
         break;
+      }
     }
   }
 
@@ -399,6 +421,7 @@ class LazyPagesDaemon {
     PollMulti(t->uffd.get(), MakeTag(kTagUffd, t->id));
     targets_.push_back(std::move(t));
     fill_cursor_.push_back(0);
+    fill_cv_.notify_all();  // a forked child brings pages to fill
   }
 
   // Reads every queued uffd event of `t`. Events that change the address space (remove,
@@ -640,18 +663,6 @@ class LazyPagesDaemon {
                   "chunk " + std::to_string(s.chunk)});
       return;
     }
-    if (!s.for_fault && pool_ != nullptr) {
-      // Background: decoded on the pool's threads; FinishChunk runs when it comes back.
-      s.decoding = true;
-      s.job = DecodeJob{s.source->store.get(),
-                        s.chunk,
-                        std::span(s.buf.data(), e.stored_size),
-                        std::span(s.decoded),
-                        static_cast<int>(&s - slots_.data()),
-                        Ok()};
-      pool_->Submit(&s.job);
-      return;
-    }
     Status st = s.source->store->DecodeChunk(s.chunk, std::span(s.buf.data(), e.stored_size),
                                              s.decoded, dctx_);
     if (!st) {
@@ -772,13 +783,11 @@ class LazyPagesDaemon {
     return true;
   }
 
-  void FillBackground() {
-    __kernel_timespec unused;
-    if (!all_sent_ || FillWaiting(&unused)) {
-      return;
-    }
+  // The next chunk the background fill should fetch, round robin over the tasks, skipping
+  // chunks that are being fetched already. Advances that task's cursor past it.
+  std::optional<FillPick> PickFillChunk() {
     size_t attempts = targets_.size() * 2;
-    while (BusySlots() + kFaultReserve < kSlots && attempts-- > 0) {
+    while (attempts-- > 0) {
       Target& t = *targets_[fill_next_ % targets_.size()];
       uint64_t& cursor = fill_cursor_[t.id];
       std::optional<PendingRange> next = t.gone ? std::nullopt : t.pending.NextFrom(cursor);
@@ -791,9 +800,6 @@ class LazyPagesDaemon {
       uint64_t index = run->page_index + (next->image_start - run->vaddr) / P;
       uint32_t cp = t.source->store->chunk_pages();
       uint64_t chunk = index / cp;
-      bool in_flight = std::any_of(slots_.begin(), slots_.end(), [&](const ReadSlot& s) {
-        return s.busy && s.source == t.source && s.chunk == chunk;
-      });
       // Next time, start after this chunk.
       size_t ri = pm.FirstPresentRunFromIndex((chunk + 1) * cp);
       if (ri < pm.runs().size()) {
@@ -803,17 +809,126 @@ class LazyPagesDaemon {
       } else {
         cursor = 0;
       }
-      if (in_flight) {
+      if (InFlight(t.source, chunk) || FilledNow(t.source, chunk)) {
         fill_next_++;
         continue;
       }
-      IssueRead(*FreeSlot(), t.source, chunk, false);
-      attempts = targets_.size() * 2;
+      return FillPick{t.source, chunk};
+    }
+    return std::nullopt;
+  }
+
+  bool FilledNow(const std::shared_ptr<const TaskSource>& src, uint64_t chunk) const {
+    return std::any_of(fill_now_.begin(), fill_now_.end(),
+                       [&](const FillPick& p) { return p.source == src && p.chunk == chunk; });
+  }
+
+  void FillBackground() {
+    __kernel_timespec unused;
+    if (!all_sent_ || FillWaiting(&unused)) {
+      return;
+    }
+    if (opts_.fill_threads > 0) {
+      StartFillThreads();
+      return;
+    }
+    while (BusySlots() + kFaultReserve < kSlots) {
+      std::optional<FillPick> pick = PickFillChunk();
+      if (!pick) {
+        return;
+      }
+      IssueRead(*FreeSlot(), pick->source, pick->chunk, false);
+    }
+  }
+
+  void StartFillThreads() {
+    if (!fill_threads_.empty()) {
+      return;
+    }
+    // Every task has been handed over: the buffer sizes are final (forked children share
+    // their parent's images).
+    for (int i = 0; i < opts_.fill_threads; i++) {
+      fill_threads_.emplace_back([this] { FillThread(); });
+    }
+  }
+
+  void StopFillThreads() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_fill_ = true;
+    }
+    fill_cv_.notify_all();
+    for (std::thread& th : fill_threads_) {
+      th.join();
+    }
+    fill_threads_.clear();
+  }
+
+  // A background fill thread: it reads and decodes chunks without the lock, so both cores
+  // decode, and copies them in with the lock held. The lock is what keeps a copy from using
+  // a stale view of what is missing: the loop holds it while it reads uffd events (a
+  // DONTNEED, an unmap, a remap) and applies them. A copy that starts before the loop has
+  // read such an event fails with EAGAIN (the kernel's mmap_changing) and is retried later.
+  void FillThread() {
+    // Chunks are taken a few at a time: on this VM a contended lock hand-off costs as much as
+    // decoding a chunk, and each batch takes the lock twice.
+    constexpr size_t kBatch = 4;
+    std::unique_ptr<ZSTD_DCtx, ZstdDCtxFree> dctx(ZSTD_createDCtx());
+    std::unique_lock<std::mutex> lock(mu_);
+    std::vector<std::byte> stored(max_stored_);
+    std::vector<std::vector<std::byte>> decoded(kBatch, std::vector<std::byte>(chunk_bytes_));
+    std::vector<FillPick> batch;
+    while (!stop_fill_ && !fatal_) {
+      batch.clear();
+      while (batch.size() < kBatch) {
+        std::optional<FillPick> pick = PickFillChunk();
+        if (!pick) {
+          break;
+        }
+        batch.push_back(*pick);
+        fill_now_.push_back(*pick);
+      }
+      if (batch.empty()) {
+        uint64_t one = 1;
+        (void)!::write(fill_idle_.get(), &one, sizeof one);  // the loop checks Finished()
+        fill_waiting_++;
+        fill_cv_.wait(lock);
+        fill_waiting_--;
+        continue;
+      }
+      lock.unlock();
+      Status st = Ok();
+      for (size_t i = 0; i < batch.size() && st; i++) {
+        st = batch[i].source->store->ReadChunk(batch[i].chunk, stored, decoded[i], dctx.get());
+      }
+      lock.lock();
+      std::erase_if(fill_now_, [&](const FillPick& p) {
+        return std::any_of(batch.begin(), batch.end(), [&](const FillPick& b) {
+          return p.source == b.source && p.chunk == b.chunk;
+        });
+      });
+      if (!st) {
+        Fatal(st.error());
+        uint64_t one = 1;
+        (void)!::write(fill_idle_.get(), &one, sizeof one);
+        break;
+      }
+      for (size_t i = 0; i < batch.size(); i++) {
+        uint32_t nr = batch[i].source->store->chunk(batch[i].chunk).nr_pages;
+        for (auto& t : targets_) {
+          if (!t->gone && t->source == batch[i].source) {
+            CopyChunk(*t, batch[i].chunk, nr, decoded[i], false);
+          }
+        }
+      }
+      if (fill_waiting_ > 0) {
+        fill_cv_.notify_all();  // an idle thread may find work left behind (a retried copy)
+      }
     }
   }
 
   bool Finished() const {
-    if (!all_sent_ || BusySlots() > 0 || !deferred_.empty()) {
+    if (!all_sent_ || BusySlots() > 0 || !deferred_.empty() || !fill_now_.empty()) {
       return false;
     }
     return std::all_of(targets_.begin(), targets_.end(), [](const std::unique_ptr<Target>& t) {
@@ -849,7 +964,15 @@ class LazyPagesDaemon {
   std::vector<ReadSlot> slots_;
   std::vector<Waiter> spare_waiters_;
   std::deque<Waiter> deferred_;
-  std::unique_ptr<DecodePool> pool_;
+  // Shared with the fill threads, guarded by mu_: targets_ (and each Target), fill_cursor_,
+  // fill_next_, fill_now_, the counters, fatal_.
+  std::mutex mu_;
+  std::condition_variable fill_cv_;
+  std::vector<std::thread> fill_threads_;
+  std::vector<FillPick> fill_now_;  // chunks the fill threads are working on
+  bool stop_fill_ = false;
+  int fill_waiting_ = 0;  // fill threads waiting on fill_cv_
+  UniqueFd fill_idle_;    // eventfd: a fill thread found nothing to do, or failed
   uint32_t max_stored_ = 0;
   size_t chunk_bytes_ = 0;
   ZSTD_DCtx* dctx_ = nullptr;

@@ -13,9 +13,9 @@ struct LazyPagesOptions {
   std::string dir;
   std::string trace_file;  // --trace: one line per fault
   int fill_delay_ms = 0;   // --fill-delay: serve faults only for this long before filling
-  // --decode-threads: background chunks decoded off the loop. 0 (on the loop) measured faster
-  // on this 2-core kind (docs/BENCHMARKS.md), so it is the default.
-  int decode_threads = 0;
+  // --fill-threads: threads that read, decode and copy the background fill, so that it uses
+  // both cores; 0: the event loop fills between faults.
+  int fill_threads = 2;
 };
 
 /// Listens on DIR/lazy-pages.socket, serves every task handed over by `restore --lazy-pages`

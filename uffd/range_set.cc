@@ -131,7 +131,9 @@ std::optional<PendingRange> RangeSet::NextFrom(uint64_t image_addr) const {
   if (it != ranges_.begin()) {
     auto prev = std::prev(it);
     if (image_addr < prev->second.image_end) {
-      return prev->second;
+      PendingRange from = prev->second;
+      from.image_start = image_addr;  // the rest of the piece that holds it
+      return from;
     }
   }
   if (it == ranges_.end()) {

@@ -36,7 +36,8 @@ class RangeSet {
 
   bool empty() const { return ranges_.empty(); }
   uint64_t bytes() const;
-  /// The first pending piece at or after dump-time `image_addr`, wrapping around.
+  /// The pending pages from dump-time `image_addr` on, up to the end of that piece; or else
+  /// the next piece after it, wrapping around.
   std::optional<PendingRange> NextFrom(uint64_t image_addr) const;
 
  private:

@@ -55,7 +55,8 @@ TEST(RangeSet, NextFromWraps) {
   s.Add(10 * P, 12 * P);
   s.Add(30 * P, 31 * P);
   EXPECT_EQ(s.NextFrom(0)->image_start, 10 * P);
-  EXPECT_EQ(s.NextFrom(11 * P)->image_start, 10 * P);
+  EXPECT_EQ(s.NextFrom(11 * P)->image_start, 11 * P);  // from there, to the piece's end
+  EXPECT_EQ(s.NextFrom(11 * P)->image_end, 12 * P);
   EXPECT_EQ(s.NextFrom(12 * P)->image_start, 30 * P);
   EXPECT_EQ(s.NextFrom(40 * P)->image_start, 10 * P);
   s.RemoveImage(0, 100 * P);

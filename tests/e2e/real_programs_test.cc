@@ -23,9 +23,9 @@ class RealPrograms : public ::testing::TestWithParam<Mode> {
         RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir_.File("img")});
     EXPECT_EQ(d.status, 0) << d.output;
     EXPECT_TRUE(w.ReapIfDead(5000));
-    // Lazy restores here also decode the background fill on a thread pool.
+    // Lazy restores here fill on the event loop (the other tests use the default threads).
     RunResult r = Restore(GetParam(), dir_.File("img"), &daemon_, dir_.File("lazy.log"), {},
-                          {"--decode-threads", "2"});
+                          {"--fill-threads", "0"});
     EXPECT_EQ(r.status, 0) << r.output;
     return Proc(pid);
   }
