@@ -14,6 +14,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/proc.h"
+#include "base/sys.h"
 #include "dump/freezer.h"
 #include "dump/parasite_session.h"
 #include "dump/task_dump.h"
@@ -30,32 +31,65 @@ Status CheckDeadline(const Deadline& d, const char* step) {
   return Ok();
 }
 
-// A pipe or socket that several processes of the tree hold would come back as separate
-// objects, silently cutting them apart: refuse it until shared files are restored.
-Status CheckNotSharedAcrossTasks(const std::vector<pb::TaskCore>& cores,
-                                 const std::vector<pb::FdTable>& fds) {
-  std::map<uint64_t, std::pair<pid_t, int>> owner;  // inode -> first holder (pid, fd)
+int FirstFdOf(const pb::FdTable& table, uint32_t file_id) {
+  for (const pb::Fd& fd : table.fds()) {
+    if (fd.file_id() == file_id) {
+      return fd.fd();
+    }
+  }
+  return -1;
+}
+
+// Gives every open file that several processes of the tree share (kcmp says it is the same
+// struct file) one tree-wide id, so that the restore opens it once and hands it down, instead
+// of giving each process its own copy with its own offset, or cutting a pipe in two.
+Status LinkSharedFiles(const std::vector<pb::TaskCore>& cores, std::vector<pb::FdTable>& fds) {
+  struct Seen {
+    size_t task;
+    pb::OpenFile* file;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<Seen>> by_inode;  // (dev, ino)
+  uint32_t next_id = 1;
   for (size_t i = 0; i < fds.size(); i++) {
-    for (const pb::Fd& fd : fds[i].fds()) {
-      const pb::OpenFile* f = nullptr;
-      for (const pb::OpenFile& of : fds[i].files()) {
-        if (of.id() == fd.file_id()) {
-          f = &of;
+    for (pb::OpenFile& f : *fds[i].mutable_files()) {
+      if (f.type() == pb::FILE_TTY) {
+        continue;  // every terminal fd becomes the restoring terminal anyway
+      }
+      std::vector<Seen>& seen = by_inode[{f.dev(), f.ino()}];
+      for (const Seen& s : seen) {
+        if (s.task == i) {
+          continue;  // within one process, dup'ed fds already share an entry
+        }
+        LZ_ASSIGN_OR_RETURN(bool same,
+                            SameOpenFile(cores[s.task].pid(), FirstFdOf(fds[s.task], s.file->id()),
+                                         cores[i].pid(), FirstFdOf(fds[i], f.id())));
+        if (same) {
+          if (s.file->tree_id() == 0) {
+            s.file->set_tree_id(next_id++);
+          }
+          f.set_tree_id(s.file->tree_id());
+          break;
         }
       }
-      if (f == nullptr || (f->type() != pb::FILE_PIPE && f->type() != pb::FILE_FIFO &&
-                           f->type() != pb::FILE_INET && f->type() != pb::FILE_UNIX)) {
-        continue;
+      seen.push_back({i, &f});
+    }
+  }
+  // A connected unix socket comes back as a socketpair: its peer must be in the tree.
+  std::map<uint64_t, bool> unix_inodes;
+  for (const pb::FdTable& t : fds) {
+    for (const pb::OpenFile& f : t.files()) {
+      if (f.type() == pb::FILE_UNIX) {
+        unix_inodes[f.ino()] = true;
       }
-      pid_t pid = cores[i].pid();
-      auto [it, fresh] = owner.emplace(f->ino(), std::make_pair(pid, fd.fd()));
-      if (!fresh && it->second.first != pid) {
-        return Invalid(
-            "fd " + std::to_string(fd.fd()) + " of " + std::to_string(pid) + ": " +
-            (f->type() == pb::FILE_PIPE || f->type() == pb::FILE_FIFO ? "pipe" : "socket") +
-            " shared with fd " + std::to_string(it->second.second) + " of " +
-            std::to_string(it->second.first) +
-            " is not supported yet (files shared between processes)");
+    }
+  }
+  for (size_t i = 0; i < fds.size(); i++) {
+    for (const pb::OpenFile& f : fds[i].files()) {
+      if (f.type() == pb::FILE_UNIX && f.unix_socket().peer_ino() != 0 &&
+          !unix_inodes.count(f.unix_socket().peer_ino())) {
+        return Invalid("fd " + std::to_string(FirstFdOf(fds[i], f.id())) + " of " +
+                       std::to_string(cores[i].pid()) +
+                       ": unix socket connected outside the dumped tree is not supported yet");
       }
     }
   }
@@ -100,7 +134,7 @@ class TreeDumper {
       LZ_TRY(CheckDeadline(deadline_, "collecting task state"));
     }
     LZ_TRY(CheckShellJob(cores_, fds_, opts_.shell_job));
-    LZ_TRY(CheckNotSharedAcrossTasks(cores_, fds_));
+    LZ_TRY(LinkSharedFiles(cores_, fds_));
     for (size_t i = 0; i < cores_.size(); i++) {
       pid_t pid = cores_[i].pid();
       LZ_TRY(

@@ -55,12 +55,9 @@ Result<int> MoveAbove(int fd, int floor) {
   return moved;
 }
 
-Status RestoreFds(const pb::FdTable& table, int* report_fd, const RestoreOptions& opts) {
-  int max_fd = 2;
-  for (const pb::Fd& fd : table.fds()) {
-    max_fd = std::max(max_fd, fd.fd());
-  }
-  LZ_ASSIGN_OR_RETURN(*report_fd, MoveAbove(*report_fd, max_fd + 100));
+Status RestoreFds(const pb::FdTable& table, int* report_fd, const RestoreOptions& opts,
+                  FileOpener& opener, int floor) {
+  LZ_ASSIGN_OR_RETURN(*report_fd, MoveAbove(*report_fd, floor));
   // -j: the dumped terminal fds become the terminal this restore runs on.
   std::map<uint32_t, int> tty_src;
   for (const pb::OpenFile& f : table.files()) {
@@ -80,10 +77,12 @@ Status RestoreFds(const pb::FdTable& table, int* report_fd, const RestoreOptions
     if (src < 0) {
       return Invalid("restore --shell-job needs a terminal on stdin, stdout or stderr");
     }
-    LZ_ASSIGN_OR_RETURN(tty_src[f.id()], MoveAbove(::dup(src), max_fd + 1));
+    LZ_ASSIGN_OR_RETURN(tty_src[f.id()], MoveAbove(::dup(src), floor));
   }
-  // Close what lazarus had open, except the report pipe and the terminal copies.
-  std::vector<int> keep{*report_fd};
+  // Close what lazarus had open, except the report pipe, the terminal copies and the objects
+  // the opener holds (some inherited from the parent).
+  std::vector<int> keep = opener.HeldFds();
+  keep.push_back(*report_fd);
   for (const auto& [id, fd] : tty_src) {
     keep.push_back(fd);
   }
@@ -93,8 +92,6 @@ Status RestoreFds(const pb::FdTable& table, int* report_fd, const RestoreOptions
       ::close(fd);
     }
   }
-  FileOpener opener(opts.dir, max_fd + 1);
-  opener.SetTable(&table);
   for (const pb::OpenFile& f : table.files()) {
     UniqueFd opened;
     if (f.type() == pb::FILE_TTY) {
@@ -107,7 +104,7 @@ Status RestoreFds(const pb::FdTable& table, int* report_fd, const RestoreOptions
       opened = std::move(*o);
     }
     // Keep the open file above the table while dup3 places it, so it never sits on a target.
-    LZ_ASSIGN_OR_RETURN(int high, MoveAbove(opened.release(), max_fd + 1));
+    LZ_ASSIGN_OR_RETURN(int high, MoveAbove(opened.release(), floor));
     opened.reset(high);
     for (const pb::Fd& fd : table.fds()) {
       if (fd.file_id() != f.id()) {
@@ -165,8 +162,8 @@ Status SetupSession(const img::Dump& dump, const pb::TaskCore& core, const Resto
   _exit(WEXITSTATUS(code));
 }
 
-Status ForkChildren(const img::Dump& dump, size_t index, int report_fd,
-                    const RestoreOptions& opts) {
+Status ForkChildren(const img::Dump& dump, size_t index, int report_fd, const RestoreOptions& opts,
+                    FileOpener& opener, int floor) {
   pid_t me = dump.tasks[index].core.pid();
   for (size_t i = 0; i < dump.tasks.size(); i++) {
     const pb::TaskCore& c = dump.tasks[i].core;
@@ -178,17 +175,20 @@ Status ForkChildren(const img::Dump& dump, size_t index, int report_fd,
       BecomeZombie(dump, c, report_fd, opts);
     }
     if (child == 0) {
-      RunTaskChild(dump, i, report_fd, opts);
+      RunTaskChild(dump, i, report_fd, opts, opener, floor);
     }
   }
   return Ok();
 }
 
-Status SetupTask(const img::Dump& dump, size_t index, int* report_fd, const RestoreOptions& opts) {
+Status SetupTask(const img::Dump& dump, size_t index, int* report_fd, const RestoreOptions& opts,
+                 FileOpener& opener, int floor) {
   const img::TaskImages& t = dump.tasks[index];
   LZ_TRY(SetupSession(dump, t.core, opts));
-  LZ_TRY(ForkChildren(dump, index, *report_fd, opts));
-  LZ_TRY(RestoreFds(t.fds, report_fd, opts));
+  // Objects shared by tasks below this one are made now, so that the children inherit them.
+  LZ_TRY(opener.OpenSharedFor(t.core.pid()));
+  LZ_TRY(ForkChildren(dump, index, *report_fd, opts, opener, floor));
+  LZ_TRY(RestoreFds(t.fds, report_fd, opts, opener, floor));
   if (t.core.root() != "/" && ::chroot(t.core.root().c_str()) != 0) {
     return FailErrno("chroot", t.core.root());
   }
@@ -201,11 +201,12 @@ Status SetupTask(const img::Dump& dump, size_t index, int* report_fd, const Rest
 
 }  // namespace
 
-void RunTaskChild(const img::Dump& dump, size_t index, int report_fd, const RestoreOptions& opts) {
+void RunTaskChild(const img::Dump& dump, size_t index, int report_fd, const RestoreOptions& opts,
+                  FileOpener& opener, int floor) {
   // Until the front-end seizes us, dying with our parent keeps a failed restore from leaving
   // half-built tasks behind. The dumped pdeath signal is put back later.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  Status st = SetupTask(dump, index, &report_fd, opts);
+  Status st = SetupTask(dump, index, &report_fd, opts, opener, floor);
   if (!st) {
     ReportAndExit(report_fd, st.error());
   }

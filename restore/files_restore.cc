@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/file_util.h"
@@ -210,45 +211,173 @@ Result<UniqueFd> OpenSimpleAnon(const pb::OpenFile& f) {
 
 }  // namespace
 
-Result<UniqueFd> FileOpener::OpenPipeEnd(const pb::OpenFile& f) {
-  uint64_t ino = f.pipe().ino();
-  auto it = pipes_.find(ino);
-  if (it == pipes_.end()) {
-    int p[2];
-    if (f.type() == pb::FILE_FIFO) {
-      // A named pipe: one read-write open of the path never blocks and keeps a reader there,
-      // so that the ends reopened below (write-only ones too) open at once.
-      LZ_ASSIGN_OR_RETURN(UniqueFd holder, OpenFile(f.path(), O_RDWR | O_NONBLOCK));
-      struct stat st;
-      if (::fstat(holder.get(), &st) != 0 || !S_ISFIFO(st.st_mode)) {
-        return Invalid(f.path() + " is no longer a FIFO");
-      }
-      p[0] = holder.release();
-      p[1] = ::dup(p[0]);
-    } else if (::pipe2(p, O_CLOEXEC) != 0) {
-      return FailErrno("pipe2");
-    }
-    PipeEnds ends{UniqueFd(::fcntl(p[0], F_DUPFD_CLOEXEC, floor_)),
-                  UniqueFd(::fcntl(p[1], F_DUPFD_CLOEXEC, floor_))};
-    ::close(p[0]);
-    ::close(p[1]);
-    if (!ends.rd.valid() || !ends.wr.valid()) {
-      return FailErrno("fcntl F_DUPFD");
-    }
-    p[0] = ends.rd.get();
-    p[1] = ends.wr.get();
-    if (f.pipe().capacity() > 0 && ::fcntl(p[1], F_SETPIPE_SZ, f.pipe().capacity()) < 0) {
-      return FailErrno("F_SETPIPE_SZ");
-    }
-    for (const pb::OpenFile& other : table_->files()) {
-      if ((other.type() == pb::FILE_PIPE || other.type() == pb::FILE_FIFO) &&
-          other.pipe().ino() == ino && !other.pipe().data().empty()) {
-        LZ_TRY(WriteAll(p[1], other.pipe().data()));
-      }
-    }
-    it = pipes_.emplace(ino, std::move(ends)).first;
+FileOpener::FileOpener(std::string images_dir, int floor, const img::Dump& dump)
+    : dir_(std::move(images_dir)), floor_(floor), dump_(dump) {
+  Plan();
+}
+
+// Finds every object that more than one task holds and the task that must create it.
+void FileOpener::Plan() {
+  for (const img::TaskImages& t : dump_.tasks) {
+    parent_[t.core.pid()] = t.core.ppid();
   }
-  int end = (f.flags() & O_ACCMODE) == O_RDONLY ? it->second.rd.get() : it->second.wr.get();
+  struct Holders {
+    const pb::OpenFile* file = nullptr;
+    std::vector<pid_t> pids;
+  };
+  std::map<uint64_t, Holders> pipes, pairs;
+  std::map<uint32_t, Holders> files;
+  for (const img::TaskImages& t : dump_.tasks) {
+    pid_t pid = t.core.pid();
+    auto add = [&](Holders& h, const pb::OpenFile& f) {
+      if (h.file == nullptr) {
+        h.file = &f;
+      }
+      if (h.pids.empty() || h.pids.back() != pid) {
+        h.pids.push_back(pid);
+      }
+    };
+    for (const pb::OpenFile& f : t.fds.files()) {
+      if (f.type() == pb::FILE_PIPE || f.type() == pb::FILE_FIFO) {
+        add(pipes[f.pipe().ino()], f);
+      }
+      if (f.type() == pb::FILE_UNIX && f.unix_socket().peer_ino() != 0) {
+        add(pairs[std::min(f.ino(), f.unix_socket().peer_ino())], f);
+      }
+      if (f.tree_id() != 0) {
+        add(files[f.tree_id()], f);
+      }
+    }
+  }
+  // Pipes and socketpairs first: a shared open file may be one end of them.
+  auto plan = [&](const auto& objects, Kind kind) {
+    for (const auto& [key, h] : objects) {
+      if (h.pids.size() > 1) {
+        created_[Creator(h.pids)].push_back({kind, h.file});
+      }
+    }
+  };
+  plan(pipes, Kind::kPipe);
+  plan(pairs, Kind::kUnixPair);
+  plan(files, Kind::kFile);
+}
+
+bool FileOpener::IsAncestorOrSelf(pid_t a, pid_t b) const {
+  for (;;) {
+    if (a == b) {
+      return true;
+    }
+    auto it = parent_.find(b);
+    if (it == parent_.end()) {
+      return false;
+    }
+    b = it->second;
+  }
+}
+
+// The nearest task above (or among) every holder: the first ancestor of one holder that is
+// an ancestor of all of them.
+pid_t FileOpener::Creator(const std::vector<pid_t>& holders) const {
+  for (pid_t c = holders.front();;) {
+    if (std::all_of(holders.begin(), holders.end(),
+                    [&](pid_t h) { return IsAncestorOrSelf(c, h); })) {
+      return c;
+    }
+    auto it = parent_.find(c);
+    if (it == parent_.end()) {
+      return dump_.tasks.front().core.pid();
+    }
+    c = it->second;
+  }
+}
+
+Status FileOpener::OpenSharedFor(pid_t pid) {
+  auto it = created_.find(pid);
+  if (it == created_.end()) {
+    return Ok();
+  }
+  for (const Shared& s : it->second) {
+    switch (s.kind) {
+      case Kind::kPipe:
+        if (!pipes_.count(s.file->pipe().ino())) {
+          LZ_TRY(CreatePipe(*s.file));
+        }
+        break;
+      case Kind::kUnixPair:
+        if (!unix_ends_.count(s.file->ino())) {
+          LZ_TRY(CreateSocketPair(*s.file));
+        }
+        break;
+      case Kind::kFile: {
+        auto o = OpenUnshared(*s.file);
+        if (!o) {
+          return Unexpected{o.error().Wrap("shared file " + std::to_string(s.file->tree_id()))};
+        }
+        LZ_ASSIGN_OR_RETURN(tree_files_[s.file->tree_id()], Above(o->release()));
+        break;
+      }
+    }
+  }
+  return Ok();
+}
+
+std::vector<int> FileOpener::HeldFds() const {
+  std::vector<int> out;
+  for (const auto& [ino, ends] : pipes_) {
+    out.push_back(ends.rd.get());
+    out.push_back(ends.wr.get());
+  }
+  for (const auto& [ino, fd] : unix_ends_) {
+    out.push_back(fd.get());
+  }
+  for (const auto& [id, fd] : tree_files_) {
+    out.push_back(fd.get());
+  }
+  return out;
+}
+
+Status FileOpener::CreatePipe(const pb::OpenFile& f) {
+  uint64_t ino = f.pipe().ino();
+  int p[2];
+  if (f.type() == pb::FILE_FIFO) {
+    // A named pipe: one read-write open of the path never blocks and keeps a reader there,
+    // so that the ends reopened below (write-only ones too) open at once.
+    LZ_ASSIGN_OR_RETURN(UniqueFd holder, OpenFile(f.path(), O_RDWR | O_NONBLOCK));
+    struct stat st;
+    if (::fstat(holder.get(), &st) != 0 || !S_ISFIFO(st.st_mode)) {
+      return Invalid(f.path() + " is no longer a FIFO");
+    }
+    p[0] = holder.release();
+    p[1] = ::dup(p[0]);
+  } else if (::pipe2(p, O_CLOEXEC) != 0) {
+    return FailErrno("pipe2");
+  }
+  LZ_ASSIGN_OR_RETURN(UniqueFd rd, Above(p[0]));
+  LZ_ASSIGN_OR_RETURN(UniqueFd wr, Above(p[1]));
+  if (f.pipe().capacity() > 0 && ::fcntl(wr.get(), F_SETPIPE_SZ, f.pipe().capacity()) < 0) {
+    return FailErrno("F_SETPIPE_SZ");
+  }
+  // Every read end recorded the same buffered bytes: write them once.
+  for (const img::TaskImages& t : dump_.tasks) {
+    for (const pb::OpenFile& o : t.fds.files()) {
+      if ((o.type() == pb::FILE_PIPE || o.type() == pb::FILE_FIFO) && o.pipe().ino() == ino &&
+          !o.pipe().data().empty()) {
+        LZ_TRY(WriteAll(wr.get(), o.pipe().data()));
+        pipes_.emplace(ino, PipeEnds{std::move(rd), std::move(wr)});
+        return Ok();
+      }
+    }
+  }
+  pipes_.emplace(ino, PipeEnds{std::move(rd), std::move(wr)});
+  return Ok();
+}
+
+Result<UniqueFd> FileOpener::OpenPipeEnd(const pb::OpenFile& f) {
+  if (!pipes_.count(f.pipe().ino())) {
+    LZ_TRY(CreatePipe(f));
+  }
+  const PipeEnds& ends = pipes_.at(f.pipe().ino());
+  int end = (f.flags() & O_ACCMODE) == O_RDONLY ? ends.rd.get() : ends.wr.get();
   // Each open file of the pipe gets its own status flags: reopen the end through /proc.
   LZ_ASSIGN_OR_RETURN(UniqueFd mine, OpenFile("/proc/self/fd/" + std::to_string(end),
                                               (f.flags() & O_ACCMODE) | O_NONBLOCK));
@@ -268,29 +397,39 @@ Result<UniqueFd> FileOpener::Above(int fd) {
   return UniqueFd(high);
 }
 
+// Both ends of a connected pair, with the stream bytes each end had queued to read.
+Status FileOpener::CreateSocketPair(const pb::OpenFile& f) {
+  const pb::UnixInfo& u = f.unix_socket();
+  int sv[2];
+  if (::socketpair(AF_UNIX, u.type() | SOCK_CLOEXEC, 0, sv) != 0) {
+    return FailErrno("socketpair");
+  }
+  LZ_ASSIGN_OR_RETURN(UniqueFd mine, Above(sv[0]));
+  LZ_ASSIGN_OR_RETURN(UniqueFd peer, Above(sv[1]));
+  // Bytes queued for an end to read are written into the other end, once per end.
+  for (uint64_t end : {f.ino(), u.peer_ino()}) {
+    int into = end == f.ino() ? peer.get() : mine.get();
+    bool written = false;
+    for (const img::TaskImages& t : dump_.tasks) {
+      for (const pb::OpenFile& o : t.fds.files()) {
+        if (!written && o.type() == pb::FILE_UNIX && o.ino() == end &&
+            !o.unix_socket().data().empty()) {
+          LZ_TRY(WriteAll(into, o.unix_socket().data()));
+          written = true;
+        }
+      }
+    }
+  }
+  unix_ends_[f.ino()] = std::move(mine);
+  unix_ends_[u.peer_ino()] = std::move(peer);
+  return Ok();
+}
+
 Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
   const pb::UnixInfo& u = f.unix_socket();
   if (u.peer_ino() != 0) {
-    // One end of a pair this process holds both ends of: a socketpair, made once.
-    if (unix_ends_.find(f.ino()) == unix_ends_.end()) {
-      int sv[2];
-      if (::socketpair(AF_UNIX, u.type() | SOCK_CLOEXEC, 0, sv) != 0) {
-        return FailErrno("socketpair");
-      }
-      LZ_ASSIGN_OR_RETURN(UniqueFd mine, Above(sv[0]));
-      LZ_ASSIGN_OR_RETURN(UniqueFd peer, Above(sv[1]));
-      // Bytes queued for an end to read are written into the other end.
-      for (const pb::OpenFile& o : table_->files()) {
-        if (o.type() != pb::FILE_UNIX || o.unix_socket().data().empty()) {
-          continue;
-        }
-        int into = o.ino() == f.ino() ? peer.get() : o.ino() == u.peer_ino() ? mine.get() : -1;
-        if (into >= 0) {
-          LZ_TRY(WriteAll(into, o.unix_socket().data()));
-        }
-      }
-      unix_ends_[f.ino()] = std::move(mine);
-      unix_ends_[u.peer_ino()] = std::move(peer);
+    if (!unix_ends_.count(f.ino())) {
+      LZ_TRY(CreateSocketPair(f));
     }
     int end = ::fcntl(unix_ends_[f.ino()].get(), F_DUPFD_CLOEXEC, floor_);
     if (end < 0) {
@@ -337,6 +476,14 @@ Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
 }
 
 Result<UniqueFd> FileOpener::Open(const pb::OpenFile& f) {
+  auto it = f.tree_id() != 0 ? tree_files_.find(f.tree_id()) : tree_files_.end();
+  if (it != tree_files_.end()) {
+    return Above(::dup(it->second.get()));  // the one open file, made by an ancestor
+  }
+  return OpenUnshared(f);
+}
+
+Result<UniqueFd> FileOpener::OpenUnshared(const pb::OpenFile& f) {
   switch (f.type()) {
     case pb::FILE_REG:
       return OpenRegular(f, dir_);
@@ -379,13 +526,15 @@ Status FileOpener::FinishEpoll(const pb::FdTable& table) {
       epoll_event ev{};
       ev.events = w.events();
       ev.data.u64 = w.data();
-      if (::epoll_ctl(epfd, EPOLL_CTL_ADD, w.fd(), &ev) != 0) {
+      // EEXIST: an epoll shared with another task of the tree got the watch from there.
+      if (::epoll_ctl(epfd, EPOLL_CTL_ADD, w.fd(), &ev) != 0 && errno != EEXIST) {
         return FailErrno("epoll_ctl", "watch of fd " + std::to_string(w.fd()));
       }
     }
   }
   pipes_.clear();  // ends no descriptor took are closed
   unix_ends_.clear();
+  tree_files_.clear();
   return Ok();
 }
 

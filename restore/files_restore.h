@@ -1,41 +1,69 @@
-// Child side: open every file of a task's descriptor table, of every kind lazarus dumps.
+// Child side: open every file of a task's descriptor table, of every kind lazarus dumps, and
+// the objects that several tasks of the tree share.
 #pragma once
+
+#include <sys/types.h>
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
-#include "images/files.pb.h"
+#include "images/image_dir.h"
 
 namespace lz {
 
-/// Creates the objects behind one task's fds. Pipes are created once per pipe and hand out the
-/// end each file wants. Not thread-safe; lives in the restoring child.
+/// Creates the objects behind the tree's fds. An object held by several tasks (one open file
+/// with a tree id, or a pipe or socketpair whose ends sit in different tasks) is created once,
+/// by the nearest task that is an ancestor of every holder, before it forks its children: they
+/// inherit it through fork, along with this object (the whole opener is copied by fork).
+/// Everything the opener keeps lives at or above `floor`, above every descriptor number of
+/// every task, so that placing a descriptor never closes one of them. Not thread-safe.
 class FileOpener {
  public:
-  /// Objects the opener keeps across calls (pipe ends) live at or above `floor`, clear of every
-  /// descriptor number the table uses, so that placing a descriptor never closes one of them.
-  FileOpener(std::string images_dir, int floor) : dir_(std::move(images_dir)), floor_(floor) {}
-  /// The table, so that a pipe's data can be found on whichever end carries it.
-  void SetTable(const pb::FdTable* table) { table_ = table; }
+  FileOpener(std::string images_dir, int floor, const img::Dump& dump);
+  FileOpener(const FileOpener&) = delete;
+  FileOpener& operator=(const FileOpener&) = delete;
+
+  /// Creates what task `pid` must create for the tasks below it. Call before forking them.
+  [[nodiscard]] Status OpenSharedFor(pid_t pid);
+  /// An open file of the calling task (a copy of the shared one if it has a tree id).
   [[nodiscard]] Result<UniqueFd> Open(const pb::OpenFile& f);
-  /// After every fd is in place: epoll watch lists refer to other fds by number.
+  /// After every fd is in place: epoll watch lists refer to other fds by number. Then closes
+  /// every object the opener still holds.
   [[nodiscard]] Status FinishEpoll(const pb::FdTable& table);
+  /// Descriptors the opener holds (to keep open while the task closes lazarus's own).
+  std::vector<int> HeldFds() const;
 
  private:
+  enum class Kind { kPipe, kUnixPair, kFile };
+  struct Shared {
+    Kind kind;
+    const pb::OpenFile* file;  // one holder's entry
+  };
+  void Plan();
+  pid_t Creator(const std::vector<pid_t>& holders) const;
+  bool IsAncestorOrSelf(pid_t a, pid_t b) const;
+  Result<UniqueFd> OpenUnshared(const pb::OpenFile& f);
+  Status CreatePipe(const pb::OpenFile& f);
+  Status CreateSocketPair(const pb::OpenFile& f);
   Result<UniqueFd> OpenPipeEnd(const pb::OpenFile& f);
   Result<UniqueFd> OpenUnixSocket(const pb::OpenFile& f);
   Result<UniqueFd> Above(int fd);
+
   std::string dir_;
   int floor_;
-  const pb::FdTable* table_ = nullptr;
+  const img::Dump& dump_;
+  std::map<pid_t, pid_t> parent_;                 // within the tree
+  std::map<pid_t, std::vector<Shared>> created_;  // what each task creates for its subtree
   struct PipeEnds {
     UniqueFd rd;
     UniqueFd wr;
   };
-  std::map<uint64_t, PipeEnds> pipes_;
-  std::map<uint64_t, UniqueFd> unix_ends_;  // connected unix sockets by inode, until handed out
+  std::map<uint64_t, PipeEnds> pipes_;       // by pipe inode
+  std::map<uint64_t, UniqueFd> unix_ends_;   // connected unix sockets by inode
+  std::map<uint32_t, UniqueFd> tree_files_;  // open files shared by tasks, by tree id
 };
 
 }  // namespace lz

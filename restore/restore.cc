@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -20,6 +21,7 @@
 #include "base/scm.h"
 #include "base/sys.h"
 #include "images/image_file.h"
+#include "restore/files_restore.h"
 #include "restore/restore_internal.h"
 
 namespace lz {
@@ -172,6 +174,32 @@ Status FinishHandOver(int sock, size_t tasks) {
   return Ok();
 }
 
+Result<int> PrepareFdFloor(const img::Dump& dump) {
+  int max_fd = 2;
+  size_t files = 0;
+  for (const img::TaskImages& t : dump.tasks) {
+    for (const pb::Fd& fd : t.fds.fds()) {
+      max_fd = std::max(max_fd, fd.fd());
+    }
+    files += static_cast<size_t>(t.fds.files_size());
+  }
+  // Room above the floor for every object the restore may hold at once, and some slack.
+  rlim_t need = static_cast<rlim_t>(max_fd) + 1 + files + 64;
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return FailErrno("getrlimit RLIMIT_NOFILE");
+  }
+  if (rl.rlim_cur < need) {
+    rl.rlim_cur = std::min(rl.rlim_max, need);
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need) {
+      return Invalid("the dumped tree uses fd " + std::to_string(max_fd) +
+                     ", beyond what RLIMIT_NOFILE (hard " + std::to_string(rl.rlim_max) +
+                     ") lets the restore open");
+    }
+  }
+  return max_fd + 1;
+}
+
 Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   uint64_t start = MonotonicNs();
   LZ_ASSIGN_OR_RETURN(img::Dump dump, img::LoadDump(opts.dir));
@@ -189,12 +217,15 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   UniqueFd report_w(pipefd[1]);
   std::fflush(nullptr);  // the children must not flush our buffered output again
 
+  LZ_ASSIGN_OR_RETURN(int floor, PrepareFdFloor(dump));
+  FileOpener opener(opts.dir, floor, dump);
+
   TreeGuard guard(dump);
   const pb::TaskCore& root = dump.tasks[0].core;
   LZ_ASSIGN_OR_RETURN(pid_t child, CloneWithTid(root.pid(), 0, SIGCHLD));
   if (child == 0) {
     report_r.reset();
-    RunTaskChild(dump, 0, report_w.get(), opts);
+    RunTaskChild(dump, 0, report_w.get(), opts, opener, floor);
   }
   guard.set_root(child);
   report_w.reset();

@@ -30,10 +30,17 @@ struct RestoredTask {
 
 constexpr size_t kScratchSize = 4 * 4096;
 
+class FileOpener;
+
 // Child side (runs in the forked task, on a copy of lazarus): sessions, fds, cwd, children.
-// Never returns: the task reports "ready" on `report_fd` and waits to be seized.
+// Never returns: the task reports "ready" on `report_fd` and waits to be seized. `opener`
+// carries the objects shared with other tasks down the tree (fork copies it); everything
+// lazarus keeps open meanwhile sits at or above `floor`, above every dumped fd number.
 [[noreturn]] void RunTaskChild(const img::Dump& dump, size_t index, int report_fd,
-                               const RestoreOptions& opts);
+                               const RestoreOptions& opts, FileOpener& opener, int floor);
+/// The lowest descriptor number no task of the dump uses; raises RLIMIT_NOFILE so that the
+/// restore can keep its objects above it.
+[[nodiscard]] Result<int> PrepareFdFloor(const img::Dump& dump);
 
 /// Address space, from outside: replaces lazarus's mappings by the dumped ones and fills or
 /// registers (lazy) the memory.

@@ -15,11 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t go;
-static void OnUsr1(int s) {
-  (void)s;
-  go = 1;
-}
+#include "go.h"
 
 static uint64_t Fill(uint8_t* p, size_t n, uint64_t seed) {
   uint64_t h = 0;
@@ -41,12 +37,6 @@ static uint64_t Sum(const uint8_t* p, size_t n) {
   return h;
 }
 
-static void WaitForGo(void) {
-  sigset_t none;
-  sigemptyset(&none);
-  while (!go) sigsuspend(&none);
-}
-
 static int Child(uint64_t seed) {
   size_t n = 8 << 20;
   uint8_t* m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -59,14 +49,7 @@ static int Child(uint64_t seed) {
 
 int main(int argc, char** argv) {
   if (argc != 3) return 2;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = OnUsr1;
-  sigaction(SIGUSR1, &sa, NULL);
-  sigset_t block;
-  sigemptyset(&block);
-  sigaddset(&block, SIGUSR1);
-  sigprocmask(SIG_BLOCK, &block, NULL);
+  SetUpGo();
   pid_t kids[2];
   for (int i = 0; i < 2; i++) {
     kids[i] = fork();

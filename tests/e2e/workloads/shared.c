@@ -1,0 +1,146 @@
+// Files shared between the processes of a tree, the way servers and pipelines share them:
+//  - a pipe from the parent to child 1, with bytes buffered in it at dump time;
+//  - a socketpair between the parent and child 1, bytes queued both ways;
+//  - a regular file opened once by the parent: the offset is shared by all three;
+//  - a listening TCP socket bound once, inherited by child 2, which answers on it;
+//  - a pipe between the two children that the parent closed (made by their common parent).
+// After SIGUSR1 (to the parent, after restore) every process checks what it reads and the
+// parent checks the shared offset. Writes PASS or FAIL: ... to RESULT_FILE.
+//
+// usage: shared READY_FILE RESULT_FILE DATA_FILE PORT
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "go.h"
+
+// Reads exactly strlen(want) bytes and compares them.
+static int Expect(int fd, const char* want) {
+  char buf[256];
+  size_t n = strlen(want), got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, buf + got, n - got);
+    if (r <= 0) return 0;
+    got += (size_t)r;
+  }
+  return memcmp(buf, want, n) == 0;
+}
+
+static int WriteStr(int fd, const char* s) { return write(fd, s, strlen(s)) == (ssize_t)strlen(s); }
+
+static int Child1(int pipe_rd, int sock, int file, int sib_wr) {
+  WaitForGo();
+  if (!Expect(pipe_rd, "before-dump\n")) return 10;
+  if (!Expect(pipe_rd, "after\n")) return 11;
+  if (!Expect(sock, "to-child")) return 12;
+  if (!WriteStr(sock, "ok")) return 13;
+  if (!WriteStr(sib_wr, "after-sibling\n")) return 14;
+  if (!WriteStr(file, "0123456789")) return 15;  // at the shared offset
+  return 0;
+}
+
+static int Child2(int listener, int sib_rd) {
+  sigset_t open_mask;
+  sigprocmask(SIG_SETMASK, NULL, &open_mask);
+  sigdelset(&open_mask, SIGUSR1);
+  int answered = 0;
+  while (!go) {
+    struct pollfd p = {listener, POLLIN, 0};
+    if (ppoll(&p, 1, NULL, &open_mask) <= 0) continue;  // EINTR: SIGUSR1
+    int c = accept(listener, NULL, NULL);
+    if (c < 0) continue;
+    char msg[64];
+    snprintf(msg, sizeof msg, "child2 %d answer %d\n", getpid(), ++answered);
+    WriteStr(c, msg);
+    close(c);
+  }
+  if (!Expect(sib_rd, "sibling\n")) return 20;
+  if (!Expect(sib_rd, "after-sibling\n")) return 21;
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 5) return 2;
+  SetUpGo();
+
+  int pipe_a[2], sib[2], sv[2];
+  if (pipe(pipe_a) || pipe(sib) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 3;
+  int file = open(argv[3], O_RDWR | O_CREAT | O_TRUNC, 0600);
+  char hundred[100];
+  memset(hundred, 'p', sizeof hundred);
+  if (file < 0 || write(file, hundred, sizeof hundred) != 100) return 4;
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)atoi(argv[4]));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(listener, (struct sockaddr*)&a, sizeof a) || listen(listener, 16)) return 5;
+
+  pid_t kid1 = fork();
+  if (kid1 == 0) {
+    close(pipe_a[1]);
+    close(sv[0]);
+    close(sib[0]);
+    close(listener);
+    WriteStr(sv[1], "to-parent");
+    WriteStr(sib[1], "sibling\n");
+    _exit(Child1(pipe_a[0], sv[1], file, sib[1]));
+  }
+  pid_t kid2 = fork();
+  if (kid2 == 0) {
+    close(pipe_a[0]);
+    close(pipe_a[1]);
+    close(sv[0]);
+    close(sv[1]);
+    close(sib[1]);
+    _exit(Child2(listener, sib[0]));
+  }
+  close(pipe_a[0]);
+  close(sv[1]);
+  close(sib[0]);
+  close(sib[1]);
+  WriteStr(pipe_a[1], "before-dump\n");
+  WriteStr(sv[0], "to-child");
+  usleep(100000);  // let child 1 queue its bytes before we say we are ready
+
+  char ready[64];
+  snprintf(ready, sizeof ready, "%d %d %d\n", getpid(), kid1, kid2);
+  FILE* f = fopen(argv[1], "w");
+  fputs(ready, f);
+  fclose(f);
+  WaitForGo();
+
+  char result[256] = "PASS\n";
+  kill(kid1, SIGUSR1);
+  kill(kid2, SIGUSR1);
+  int status = -1;
+  if (!WriteStr(pipe_a[1], "after\n")) {
+    snprintf(result, sizeof result, "FAIL: write to child 1's pipe: %s\n", strerror(errno));
+  } else if (!Expect(sv[0], "to-parent")) {
+    snprintf(result, sizeof result, "FAIL: socketpair bytes from child 1 lost\n");
+  } else if (waitpid(kid1, &status, 0) != kid1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    snprintf(result, sizeof result, "FAIL: child 1 status %#x\n", status);
+  } else if (!Expect(sv[0], "ok")) {
+    snprintf(result, sizeof result, "FAIL: child 1's answer on the socketpair\n");
+  } else if (lseek(file, 0, SEEK_CUR) != 110) {
+    snprintf(result, sizeof result, "FAIL: shared offset is %ld, not 110\n",
+             (long)lseek(file, 0, SEEK_CUR));
+  } else if (waitpid(kid2, &status, 0) != kid2 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    snprintf(result, sizeof result, "FAIL: child 2 status %#x\n", status);
+  }
+  f = fopen(argv[2], "w");
+  fputs(result, f);
+  fclose(f);
+  return 0;
+}
