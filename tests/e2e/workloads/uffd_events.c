@@ -4,7 +4,11 @@
 // at once. Then it checks: the moved pages kept their content at the new address, the dropped
 // pages read as zero (never the old content), everything else is intact.
 //
-// usage: uffd_events READY_FILE RESULT_FILE
+// With "race", the region is 256 MiB and the background fill runs meanwhile: from the top down
+// (the fill goes bottom up), every 64-page block has 8 pages dropped and read back at once,
+// which must read as zero even when a fill thread was about to copy their old content.
+//
+// usage: uffd_events READY_FILE RESULT_FILE [race]
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -39,21 +43,70 @@ static void* Reader(void* arg) {
   return NULL;
 }
 
-int main(int argc, char** argv) {
-  if (argc != 3) return 2;
-  region = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  for (size_t p = 0; p < PAGES; p++) {
+static void Fill(size_t pages) {
+  for (size_t p = 0; p < pages; p++) {
     for (size_t o = 0; o < PAGE; o += 8) {
       uint64_t w = PageWord(p) ^ o;
       memcpy(region + p * PAGE + o, &w, 8);
     }
   }
+}
+
+static int Dropped(size_t p) { return p % 64 >= 8 && p % 64 < 16; }
+
+// Checks every page of `pages`: dropped ones zero, the others their own words.
+static void CheckAll(size_t pages, char* result, size_t len) {
+  for (size_t p = 0; p < pages && result[0] == 'P'; p++) {
+    for (size_t o = 0; o < PAGE; o += 8) {
+      uint64_t w, want = Dropped(p) ? 0 : (PageWord(p) ^ o);
+      memcpy(&w, region + p * PAGE + o, 8);
+      if (w != want) {
+        snprintf(result, len, "FAIL: page %zu offset %zu: %#lx, want %#lx\n", p, o,
+                 (unsigned long)w, (unsigned long)want);
+        break;
+      }
+    }
+  }
+}
+
+static void Race(char* result, size_t len) {
+  const size_t pages = 65536;
+  for (size_t blk = pages / 64; blk-- > 0 && result[0] == 'P';) {
+    uint8_t* at = region + (blk * 64 + 8) * PAGE;
+    madvise(at, 8 * PAGE, MADV_DONTNEED);
+    for (size_t o = 0; o < 8 * PAGE; o += 8) {
+      uint64_t w;
+      memcpy(&w, at + o, 8);
+      if (w != 0) {
+        snprintf(result, len, "FAIL: dropped page %zu read %#lx\n", blk * 64 + 8 + o / PAGE,
+                 (unsigned long)w);
+        return;
+      }
+    }
+  }
+  CheckAll(pages, result, len);
+}
+
+int main(int argc, char** argv) {
+  if (argc != 3 && !(argc == 4 && strcmp(argv[3], "race") == 0)) return 2;
+  int race = argc == 4;
+  size_t pages = race ? 65536 : PAGES;
+  region = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  Fill(pages);
   signal(SIGUSR1, OnUsr1);
   FILE* f = fopen(argv[1], "w");
   fprintf(f, "%d\n", getpid());
   fclose(f);
   while (!go) pause();
 
+  char result[256] = "PASS\n";
+  if (race) {
+    Race(result, sizeof result);
+    f = fopen(argv[2], "w");
+    fputs(result, f);
+    fclose(f);
+    return 0;
+  }
   // Pages 100..163 move away; 200..231 are dropped; 300..315 are unmapped.
   uint8_t* moved = mremap(region + 100 * PAGE, 64 * PAGE, 64 * PAGE, MREMAP_MAYMOVE);
   madvise(region + 200 * PAGE, 32 * PAGE, MADV_DONTNEED);
@@ -62,7 +115,6 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, Reader, (void*)(intptr_t)i);
   for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
 
-  char result[256] = "PASS\n";
   for (size_t p = 0; p < PAGES && result[0] == 'P'; p++) {
     if (p >= 300 && p < 316) continue;
     const uint8_t* at = (p >= 100 && p < 164) ? moved + (p - 100) * PAGE : region + p * PAGE;
