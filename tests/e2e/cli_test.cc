@@ -32,8 +32,7 @@ TEST(Cli, LeaveStoppedLeavesTheTreeStopped) {
   TempDir dir;
   pid_t pid;
   Proc w = StartCounter(dir, &pid);
-  RunResult d =
-      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img"), "-s"});
+  RunResult d = Dump(pid, dir.File("img"), {"-s"});
   ASSERT_EQ(d.status, 0) << d.output;
   usleep(100000);
   EXPECT_EQ(StateOf(pid), 'T');
@@ -47,9 +46,7 @@ TEST(Cli, RestoreWithoutDetachWaitsAndReturnsTheRootStatus) {
   TempDir dir;
   pid_t pid;
   Proc w = StartCounter(dir, &pid);
-  ASSERT_EQ(
-      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")}).status,
-      0);
+  ASSERT_EQ(Dump(pid, dir.File("img")).status, 0);
   ASSERT_TRUE(w.ReapIfDead(5000));
   Proc restore =
       Start({LazarusBinary(), "restore", "-D", dir.File("img"), "--pidfile", dir.File("pidfile")},

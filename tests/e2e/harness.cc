@@ -185,6 +185,13 @@ std::string WaitForFile(const std::string& path, int timeout_ms) {
   return "";
 }
 
+RunResult Dump(pid_t pid, const std::string& images, const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {LazarusBinary(),     "dump", "-t",
+                                   std::to_string(pid), "-D",   images};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return RunCmd(argv);
+}
+
 const char* ModeName(Mode m) { return m == Mode::kEager ? "eager" : "lazy"; }
 
 RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::string& daemon_log,

@@ -60,6 +60,8 @@ struct RunResult {
 };
 /// Runs a command to completion (bounded by `timeout_ms`), capturing its output.
 RunResult RunCmd(const std::vector<std::string>& argv, int timeout_ms = 60000);
+/// `lazarus dump -t PID -D IMAGES EXTRA...`.
+RunResult Dump(pid_t pid, const std::string& images, const std::vector<std::string>& extra = {});
 
 /// Waits until `path` exists and is non-empty; returns its content ("" on timeout).
 std::string WaitForFile(const std::string& path, int timeout_ms);

@@ -55,13 +55,6 @@ class MtCounter : public ::testing::TestWithParam<Mode> {
 
   std::string Images(const std::string& name = "img") { return dir_.File(name); }
 
-  RunResult Dump(pid_t pid, const std::string& images, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {LazarusBinary(),     "dump", "-t",
-                                     std::to_string(pid), "-D",   images};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return RunCmd(argv);
-  }
-
   // Restores `images` in the test's mode and adopts the restored root.
   Proc RestoreAndAdopt(pid_t pid, const std::string& images) {
     RunResult r = Restore(GetParam(), images, &daemon_, dir_.File("lazy.log"));
@@ -214,9 +207,7 @@ TEST(BadInput, LazyRestoreWithoutDaemon) {
                  dir.File("log"));
   ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "");
   pid_t pid = w.pid();
-  ASSERT_EQ(
-      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")}).status,
-      0);
+  ASSERT_EQ(Dump(pid, dir.File("img")).status, 0);
   ASSERT_TRUE(w.ReapIfDead(5000));
   RunResult r = RunCmd({LazarusBinary(), "restore", "-D", dir.File("img"), "-d", "--lazy-pages"});
   EXPECT_NE(r.status, 0);
@@ -231,7 +222,7 @@ TEST(BadInput, CorruptImageNamesFileAndOffset) {
   ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "");
   std::string img = dir.File("img");
   pid_t pid = w.pid();
-  ASSERT_EQ(RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", img}).status, 0);
+  ASSERT_EQ(Dump(pid, img).status, 0);
   ASSERT_TRUE(w.ReapIfDead(5000));
   std::string core = img + "/core-" + std::to_string(pid) + ".img";
   {

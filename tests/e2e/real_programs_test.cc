@@ -19,8 +19,7 @@ class RealPrograms : public ::testing::TestWithParam<Mode> {
   // Dumps `w`, reaps it, restores in the test's mode; the restored root is adopted.
   Proc DumpAndRestore(Proc& w) {
     pid_t pid = w.pid();
-    RunResult d =
-        RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir_.File("img")});
+    RunResult d = Dump(pid, dir_.File("img"));
     EXPECT_EQ(d.status, 0) << d.output;
     EXPECT_TRUE(w.ReapIfDead(5000));
     // Lazy restores here fill on the event loop (the other tests use the default threads).

@@ -61,14 +61,12 @@ TEST(ShellJob, TerminalFdsNeedDashJAndMoveToTheRestoringTerminal) {
   pid_t pid = w.pid();
   ASSERT_EQ(FdTarget(pid, 1), first.slave_path);
 
-  RunResult refused =
-      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
+  RunResult refused = Dump(pid, dir.File("img"));
   EXPECT_NE(refused.status, 0);
   EXPECT_NE(refused.output.find("--shell-job"), std::string::npos) << refused.output;
   EXPECT_EQ(kill(pid, 0), 0) << "a refused dump leaves the task running";
 
-  RunResult d =
-      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img"), "-j"});
+  RunResult d = Dump(pid, dir.File("img"), {"-j"});
   ASSERT_EQ(d.status, 0) << d.output;
   ASSERT_TRUE(w.ReapIfDead(5000));
 

@@ -35,7 +35,7 @@ TEST_P(State, EveryKindOfStateComesBack) {
   std::string ready = WaitForFile(dir.File("ready"), 10000);
   ASSERT_NE(ready, "") << "workload did not start";
   pid_t pid = w.pid();
-  RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
+  RunResult d = Dump(pid, dir.File("img"));
   ASSERT_EQ(d.status, 0) << d.output;
   ASSERT_TRUE(w.ReapIfDead(5000));
   Proc daemon;

@@ -36,7 +36,7 @@ TEST_P(Tree, ChildrenComeBackUnderTheirParentAndAreReaped) {
   std::istringstream ids(ready);
   pid_t pid, kid1, kid2, zombie;
   ids >> pid >> kid1 >> kid2 >> zombie;
-  RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
+  RunResult d = Dump(pid, dir.File("img"));
   ASSERT_EQ(d.status, 0) << d.output;
   ASSERT_TRUE(w.ReapIfDead(5000));
   // The children were killed with the tree and reparented to us (the subreaper): reap them.
@@ -110,7 +110,7 @@ TEST_P(Tree, FilesSharedBetweenProcessesStayShared) {
   ids >> pid >> kid1 >> kid2;
   std::string before = Talk(port, "x", "\n", 5000);
   ASSERT_EQ(before, "child2 " + std::to_string(kid2) + " answer 1\n");
-  RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
+  RunResult d = Dump(pid, dir.File("img"));
   ASSERT_EQ(d.status, 0) << d.output;
   ASSERT_TRUE(w.ReapIfDead(5000));
   ReapDumped({kid1, kid2});
@@ -137,8 +137,7 @@ TEST_P(Tree, ShellPipelineFlowsOnWithoutLosingALine) {
   for (int i = 0; i < 500 && CountLines(out) < 10; i++) {
     usleep(10000);
   }
-  RunResult d =
-      RunCmd({LazarusBinary(), "dump", "-t", std::to_string(w.pid()), "-D", dir.File("img")});
+  RunResult d = Dump(w.pid(), dir.File("img"));
   ASSERT_EQ(d.status, 0) << d.output;
   pid_t pid = w.pid();
   ASSERT_TRUE(w.ReapIfDead(5000));

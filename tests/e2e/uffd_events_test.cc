@@ -1,5 +1,6 @@
 // mremap, madvise(DONTNEED), munmap and threads faulting one chunk, all while a lazy restore's
-// memory is still arriving (the background fill is held back for the whole check).
+// memory is still arriving: once with the background fill held back for the whole check, once
+// with the fill threads copying at full speed meanwhile.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,47 +10,46 @@
 namespace lz::e2e {
 namespace {
 
-TEST(UffdEvents, AddressSpaceChangesDuringTheFillAreHonoured) {
+// Starts the workload, dumps it, restores it lazily with `daemon_extra`, sends it SIGUSR1 and
+// returns its verdict (the daemon must also exit cleanly).
+std::string RunWorkload(const std::vector<std::string>& args,
+                        const std::vector<std::string>& daemon_extra, int verdict_ms) {
   TempDir dir;
-  Proc w = Start({WorkloadBinary("uffd_events"), dir.File("ready"), dir.File("result")},
-                 dir.File("log"));
-  ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "");
+  std::vector<std::string> argv = {WorkloadBinary("uffd_events"), dir.File("ready"),
+                                   dir.File("result")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Proc w = Start(argv, dir.File("log"));
+  if (WaitForFile(dir.File("ready"), 20000).empty()) {
+    return "workload did not start";
+  }
   pid_t pid = w.pid();
-  RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
-  ASSERT_EQ(d.status, 0) << d.output;
-  ASSERT_TRUE(w.ReapIfDead(5000));
+  RunResult d = Dump(pid, dir.File("img"));
+  if (d.status != 0 || !w.ReapIfDead(5000)) {
+    return "dump failed: " + d.output;
+  }
   Proc daemon;
-  RunResult r = Restore(Mode::kLazy, dir.File("img"), &daemon, dir.File("lazy.log"), {},
-                        {"--fill-delay", "5000"});
-  ASSERT_EQ(r.status, 0) << r.output;
+  RunResult r =
+      Restore(Mode::kLazy, dir.File("img"), &daemon, dir.File("lazy.log"), {}, daemon_extra);
+  if (r.status != 0) {
+    return "restore failed: " + r.output;
+  }
   Proc restored(pid);
   kill(pid, SIGUSR1);
-  EXPECT_EQ(WaitForFile(dir.File("result"), 4000), "PASS\n")
-      << "(the check must finish while the fill is still held back)";
+  std::string verdict = WaitForFile(dir.File("result"), verdict_ms);
   int status = daemon.Wait(20000);
   EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  return verdict;
 }
 
-// The same kind of change while the fill threads copy at full speed: a page dropped with
-// madvise(DONTNEED) must read as zero, never as the content a fill thread had decoded for it.
+TEST(UffdEvents, AddressSpaceChangesDuringTheFillAreHonoured) {
+  EXPECT_EQ(RunWorkload({}, {"--fill-delay", "5000"}, 4000), "PASS\n")
+      << "(the check must finish while the fill is still held back)";
+}
+
+// A page dropped with madvise(DONTNEED) must read as zero, never as the content a fill thread
+// had decoded for it.
 TEST(UffdEvents, DroppedPagesNeverGetOldContentWhileTheFillRuns) {
-  TempDir dir;
-  Proc w = Start({WorkloadBinary("uffd_events"), dir.File("ready"), dir.File("result"), "race"},
-                 dir.File("log"));
-  ASSERT_NE(WaitForFile(dir.File("ready"), 20000), "");
-  pid_t pid = w.pid();
-  RunResult d = RunCmd({LazarusBinary(), "dump", "-t", std::to_string(pid), "-D", dir.File("img")});
-  ASSERT_EQ(d.status, 0) << d.output;
-  ASSERT_TRUE(w.ReapIfDead(5000));
-  Proc daemon;
-  RunResult r = Restore(Mode::kLazy, dir.File("img"), &daemon, dir.File("lazy.log"), {},
-                        {"--fill-delay", "0"});
-  ASSERT_EQ(r.status, 0) << r.output;
-  Proc restored(pid);
-  kill(pid, SIGUSR1);
-  EXPECT_EQ(WaitForFile(dir.File("result"), 20000), "PASS\n");
-  int status = daemon.Wait(20000);
-  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(RunWorkload({"race"}, {"--fill-delay", "0"}, 20000), "PASS\n");
 }
 
 }  // namespace
