@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -231,6 +232,17 @@ Feature ProbeSoftDirty() {
   return f;
 }
 
+Feature ProbeTimerRestoreIds() {
+  // Asking for the current setting changes nothing; EINVAL means the kernel lacks it (< 6.15).
+  Feature f{"timer_restore_ids", false, false, ""};
+  long r = prctl(kPrTimerCreateRestoreIds, kPrTimerCreateRestoreIdsGet, 0, 0, 0);
+  f.present = r >= 0;
+  f.detail = f.present ? ""
+                       : "prctl PR_TIMER_CREATE_RESTORE_IDS: " + Errno(errno) +
+                             "; POSIX timers cannot be restored with their ids";
+  return f;
+}
+
 }  // namespace
 
 KernelFeatures KernelFeatures::Probe() {
@@ -250,6 +262,7 @@ KernelFeatures KernelFeatures::Probe() {
   k.features_.push_back(ProbeIoUring());
   k.features_.push_back(ProbePagemapScan());
   k.features_.push_back(ProbeSoftDirty());
+  k.features_.push_back(ProbeTimerRestoreIds());
   return k;
 }
 

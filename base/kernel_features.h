@@ -9,6 +9,12 @@
 
 namespace lz {
 
+// prctl for restoring timer_create ids (Linux 6.15); glibc 2.36 headers predate it.
+constexpr int kPrTimerCreateRestoreIds = 77;
+constexpr int kPrTimerCreateRestoreIdsOff = 0;
+constexpr int kPrTimerCreateRestoreIdsOn = 1;
+constexpr int kPrTimerCreateRestoreIdsGet = 2;
+
 struct Feature {
   std::string name;
   bool present = false;

@@ -1,6 +1,7 @@
 #include "base/proc.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -338,6 +339,75 @@ Result<std::vector<EpollEntry>> ParseEpollFdinfo(std::string_view text) {
       return Invalid("parse epoll fdinfo", "bad data in '" + std::string(line) + "'");
     }
     out.push_back(e);
+  }
+  return out;
+}
+
+// Four lines per timer: "ID: 0", "signal: 36/0000000000001234", "notify: signal/pid.25710"
+// (or none/..., or .../tid.N for SIGEV_THREAD_ID), "ClockID: 1".
+Result<std::vector<ProcPosixTimer>> ParsePosixTimers(std::string_view text) {
+  std::vector<ProcPosixTimer> out;
+  auto bad = [](std::string_view line) {
+    return Invalid("parse /proc/PID/timers", "bad line '" + std::string(line) + "'");
+  };
+  for (std::string_view line : SplitString(text, '\n')) {
+    auto colon = line.find(':');
+    if (line.empty()) {
+      continue;
+    }
+    if (colon == std::string_view::npos) {
+      return bad(line);
+    }
+    std::string_view key = line.substr(0, colon);
+    std::string_view value = TrimSpace(line.substr(colon + 1));
+    uint64_t v = 0;
+    if (key == "ID") {
+      if (!ParseU64(value, &v) || v > INT32_MAX) {
+        return bad(line);
+      }
+      out.emplace_back().id = static_cast<int>(v);
+      continue;
+    }
+    if (out.empty()) {
+      return bad(line);
+    }
+    ProcPosixTimer& t = out.back();
+    auto slash = value.find('/');
+    if (key == "signal") {
+      if (slash == std::string_view::npos || !ParseU64(value.substr(0, slash), &v) || v > 64 ||
+          !ParseU64(value.substr(slash + 1), &t.sigval, 16)) {
+        return bad(line);
+      }
+      t.signo = static_cast<int>(v);
+    } else if (key == "notify") {
+      auto dot = value.find('.');
+      if (slash == std::string_view::npos || dot == std::string_view::npos || dot < slash ||
+          !ParseU64(value.substr(dot + 1), &v) || v > INT32_MAX) {
+        return bad(line);
+      }
+      std::string_view kind = value.substr(0, slash);
+      std::string_view who = value.substr(slash + 1, dot - slash - 1);
+      if (kind == "signal") {
+        t.notify = SIGEV_SIGNAL;
+      } else if (kind == "none") {
+        t.notify = SIGEV_NONE;
+      } else {
+        return bad(line);
+      }
+      if (who == "tid") {
+        t.notify |= SIGEV_THREAD_ID;
+      } else if (who != "pid") {
+        return bad(line);
+      }
+      t.notify_pid = static_cast<pid_t>(v);
+    } else if (key == "ClockID") {
+      if (!ParseU64(value, &v) || v > INT32_MAX) {
+        return bad(line);
+      }
+      t.clockid = static_cast<int>(v);
+    } else {
+      return bad(line);
+    }
   }
   return out;
 }

@@ -100,6 +100,18 @@ struct EpollEntry {
 /// values as written; missing keys are absent.
 std::vector<std::pair<std::string, std::string>> ParseFdinfoKeys(std::string_view text);
 
+/// One timer of /proc/PID/timers (timer_create). `notify` is the sigev_notify value:
+/// SIGEV_SIGNAL, SIGEV_NONE, or SIGEV_THREAD_ID | SIGEV_SIGNAL with `notify_pid` the thread.
+struct ProcPosixTimer {
+  int id = 0;
+  int signo = 0;
+  uint64_t sigval = 0;
+  int notify = 0;
+  pid_t notify_pid = 0;
+  int clockid = 0;
+};
+[[nodiscard]] Result<std::vector<ProcPosixTimer>> ParsePosixTimers(std::string_view text);
+
 /// "(sec, nsec)" as in timerfd fdinfo, to nanoseconds.
 bool ParseTimespecPair(std::string_view text, uint64_t* ns);
 

@@ -5,6 +5,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/file_util.h"
@@ -155,6 +157,44 @@ TEST(Proc, FdinfoKeysAndTimespec) {
   EXPECT_EQ(ns, 2000000500u);
   EXPECT_FALSE(ParseTimespecPair("(2 500)", &ns));
   EXPECT_FALSE(ParseTimespecPair("2, 500", &ns));
+}
+
+TEST(Proc, PosixTimersOfThisProcess) {
+  timer_t a, b;
+  sigevent se{};
+  se.sigev_notify = SIGEV_SIGNAL;
+  se.sigev_signo = SIGRTMIN + 2;
+  se.sigev_value.sival_ptr = reinterpret_cast<void*>(0x1234);
+  ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &se, &a), 0);
+  se.sigev_notify = SIGEV_THREAD_ID;
+  se._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
+  ASSERT_EQ(timer_create(CLOCK_BOOTTIME, &se, &b), 0);
+  auto text = ReadFileToString("/proc/self/timers");
+  ASSERT_TRUE(text);
+  auto timers = ParsePosixTimers(*text);
+  ASSERT_TRUE(timers) << timers.error().Message();
+  int seen = 0;
+  for (const ProcPosixTimer& t : *timers) {
+    if (t.id == static_cast<int>(reinterpret_cast<intptr_t>(a))) {
+      EXPECT_EQ(t.notify, SIGEV_SIGNAL);
+      EXPECT_EQ(t.clockid, CLOCK_MONOTONIC);
+      seen++;
+    }
+    if (t.id == static_cast<int>(reinterpret_cast<intptr_t>(b))) {
+      EXPECT_EQ(t.notify, SIGEV_THREAD_ID | SIGEV_SIGNAL);
+      EXPECT_EQ(t.notify_pid, static_cast<pid_t>(syscall(SYS_gettid)));
+      EXPECT_EQ(t.clockid, CLOCK_BOOTTIME);
+      seen++;
+    }
+    EXPECT_EQ(t.signo, SIGRTMIN + 2);
+    EXPECT_EQ(t.sigval, 0x1234u);
+  }
+  EXPECT_EQ(seen, 2);
+  timer_delete(a);
+  timer_delete(b);
+  EXPECT_FALSE(ParsePosixTimers("signal: 1/0\n"));  // no ID line first
+  EXPECT_FALSE(ParsePosixTimers("ID: 1\nnotify: loud/pid.3\n"));
+  EXPECT_FALSE(ParsePosixTimers("ID: 1\nsignal: 99/0\n"));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -76,6 +77,32 @@ Status DumpProcessMisc(ParasiteSession& p, pb::TaskCore* core) {
   core->mutable_creds()->set_securebits(static_cast<uint32_t>(securebits));
   LZ_ASSIGN_OR_RETURN(long persona, p.leader().Syscall("personality", SYS_personality, 0xffffffff));
   core->set_personality(static_cast<uint32_t>(persona));
+  return Ok();
+}
+
+uint64_t TimespecNs(const timespec& ts) {
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// timer_create timers: what they notify from /proc, the time left from the task itself.
+Status DumpPosixTimers(ParasiteSession& p, pid_t pid, pb::TaskCore* core) {
+  LZ_ASSIGN_OR_RETURN(std::string text, ReadFileToString(ProcPath(pid, "timers")));
+  LZ_ASSIGN_OR_RETURN(std::vector<ProcPosixTimer> timers, ParsePosixTimers(text));
+  for (const ProcPosixTimer& pt : timers) {
+    LZ_TRY(p.leader().Syscall("timer_gettime", SYS_timer_gettime, pt.id, p.scratch()));
+    LZ_ASSIGN_OR_RETURN(itimerspec its, ReadScratchAs<itimerspec>(p));
+    pb::PosixTimer* t = core->add_posix_timers();
+    t->set_id(pt.id);
+    t->set_clockid(pt.clockid);
+    t->set_notify(pt.notify);
+    t->set_signo(pt.signo);
+    t->set_sigval(pt.sigval);
+    if (pt.notify & SIGEV_THREAD_ID) {
+      t->set_notify_tid(pt.notify_pid);
+    }
+    t->set_value_ns(TimespecNs(its.it_value));
+    t->set_interval_ns(TimespecNs(its.it_interval));
+  }
   return Ok();
 }
 
@@ -186,6 +213,7 @@ Result<pb::TaskCore> DumpCore(FrozenTask& task, ParasiteSession& p) {
   core.set_root(root);
   LZ_TRY(DumpSigactions(p, &core));
   LZ_TRY(DumpProcessMisc(p, &core));
+  LZ_TRY(DumpPosixTimers(p, pid, &core));
   for (size_t i = 0; i < task.threads.size(); i++) {
     LZ_TRY(DumpThread(p, i, pid, core.add_threads()));
   }

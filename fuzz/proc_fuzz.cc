@@ -10,7 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 7) {
+  switch (data[0] % 8) {
     case 0:
       (void)lz::ParseSmaps(text);
       break;
@@ -34,6 +34,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)lz::ParseTimespecPair(text, &ns);
       break;
     }
+    case 7:
+      (void)lz::ParsePosixTimers(text);
+      break;
   }
   return 0;
 }

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "base/file_util.h"
+#include "base/kernel_features.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "restore/restore_internal.h"
@@ -126,6 +127,51 @@ Status RestoreSignals(RestoredTask& t, RemoteThread& main) {
     LZ_TRY(main.Syscall("rt_sigqueueinfo", SYS_rt_sigqueueinfo, t.pid, info.si_signo,
                         t.scratch + kArgOff));
   }
+  return Ok();
+}
+
+// timer_create timers with their ids: with PR_TIMER_CREATE_RESTORE_IDS on, the kernel takes
+// the id from *timerid instead of choosing one. Re-armed relative to now with the time left.
+Status RestorePosixTimers(RestoredTask& t, RemoteThread& main) {
+  const auto& timers = t.img->core.posix_timers();
+  if (timers.empty()) {
+    return Ok();
+  }
+  LZ_ASSIGN_OR_RETURN(
+      long on, main.RawSyscall(SYS_prctl, kPrTimerCreateRestoreIds, kPrTimerCreateRestoreIdsOn));
+  if (on < 0) {
+    return Fail(static_cast<int>(-on), "restore POSIX timers",
+                "this kernel cannot create a timer with a given id (PR_TIMER_CREATE_RESTORE_IDS, "
+                "Linux 6.15)");
+  }
+  constexpr size_t kIdOff = kArgOff + sizeof(sigevent);
+  constexpr size_t kSpecOff = kIdOff + 8;
+  for (const pb::PosixTimer& pt : timers) {
+    sigevent se{};
+    se.sigev_notify = pt.notify();
+    se.sigev_signo = pt.signo();
+    se.sigev_value.sival_ptr = reinterpret_cast<void*>(pt.sigval());
+    se._sigev_un._tid = pt.notify_tid();
+    int id = pt.id();
+    itimerspec its{};
+    its.it_value.tv_sec = static_cast<time_t>(pt.value_ns() / 1000000000);
+    its.it_value.tv_nsec = static_cast<long>(pt.value_ns() % 1000000000);
+    its.it_interval.tv_sec = static_cast<time_t>(pt.interval_ns() / 1000000000);
+    its.it_interval.tv_nsec = static_cast<long>(pt.interval_ns() % 1000000000);
+    LZ_TRY(WriteScratch(t, kArgOff, &se, sizeof se));
+    LZ_TRY(WriteScratch(t, kIdOff, &id, sizeof id));
+    LZ_TRY(WriteScratch(t, kSpecOff, &its, sizeof its));
+    std::string what = "timer " + std::to_string(id);
+    LZ_TRY_CTX(main.Syscall("timer_create", SYS_timer_create, pt.clockid(), t.scratch + kArgOff,
+                            t.scratch + kIdOff),
+               what);
+    if (pt.value_ns() != 0) {
+      LZ_TRY_CTX(main.Syscall("timer_settime", SYS_timer_settime, id, 0, t.scratch + kSpecOff, 0),
+                 what);
+    }
+  }
+  LZ_TRY(main.Syscall("prctl PR_TIMER_CREATE_RESTORE_IDS", SYS_prctl, kPrTimerCreateRestoreIds,
+                      kPrTimerCreateRestoreIdsOff));
   return Ok();
 }
 
@@ -244,6 +290,7 @@ Status RestoreTaskState(RestoredTask& t) {
   LZ_TRY(CreateThreads(t, main));
   LZ_TRY(RestoreSignals(t, main));
   LZ_TRY(RestoreProcessMisc(t, main));
+  LZ_TRY(RestorePosixTimers(t, main));
   for (int i = 0; i < core.threads_size(); i++) {
     RemoteThread rt(core.threads(i).tid(), t.syscall_insn);
     LZ_TRY(SetSigmask(rt.tid(), ~uint64_t{0}));

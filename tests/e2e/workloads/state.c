@@ -25,6 +25,7 @@
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SS_AUTODISARM
@@ -63,6 +64,14 @@ static void OnUsr1(int sig, siginfo_t* si, void* uc) {
   (void)uc;
   handler_info_ok = sig == SIGUSR1 && si->si_signo == SIGUSR1;
   got_usr1 = 1;
+}
+
+// The ticking POSIX timer: counts expiries that carry the value it was created with.
+static volatile int ticks;
+static void OnTick(int sig, siginfo_t* si, void* uc) {
+  (void)sig;
+  (void)uc;
+  if (si->si_code == SI_TIMER && si->si_value.sival_int == 777) ticks++;
 }
 
 static void Place(int fd, int at) {
@@ -182,6 +191,29 @@ int main(int argc, char** argv) {
   setitimer(ITIMER_REAL, &it, NULL);
   signal(SIGALRM, SIG_IGN);
 
+  // POSIX timers: one ticking every 20 ms with a value, one silent for an hour, one disarmed
+  // that would signal the main thread.
+  struct sigaction tick_sa;
+  memset(&tick_sa, 0, sizeof tick_sa);
+  tick_sa.sa_sigaction = OnTick;
+  tick_sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigaction(SIGRTMIN + 3, &tick_sa, NULL);
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_SIGNAL;
+  sev.sigev_signo = SIGRTMIN + 3;
+  sev.sigev_value.sival_int = 777;
+  timer_t tick, silent, disarmed;
+  struct itimerspec every20ms = {{0, 20000000}, {0, 20000000}}, hour = {{0, 0}, {3600, 0}};
+  if (timer_create(CLOCK_MONOTONIC, &sev, &tick) || timer_settime(tick, 0, &every20ms, NULL))
+    return 3;
+  sev.sigev_notify = SIGEV_NONE;
+  if (timer_create(CLOCK_REALTIME, &sev, &silent) || timer_settime(silent, 0, &hour, NULL))
+    return 3;
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev._sigev_un._tid = getpid();
+  if (timer_create(CLOCK_BOOTTIME, &sev, &disarmed)) return 3;
+
   // Memory: a private file mapping changed in place, a heap buffer, a moved brk.
   char* heap = malloc(1 << 20);
   memset(heap, 0x5a, 1 << 20);
@@ -212,6 +244,18 @@ int main(int argc, char** argv) {
 
   // ---- checks after restore ----
   if (!handler_info_ok) Fail("SIGUSR1 handler did not get its siginfo");
+  int ticks_at_go = ticks;
+  struct timespec nap = {0, 200000000};
+  while (nanosleep(&nap, &nap) != 0) {
+  }
+  if (ticks - ticks_at_go < 3) Fail("POSIX timer does not tick with its value");
+  struct itimerspec off = {{0, 0}, {0, 0}}, left;
+  timer_settime(tick, 0, &off, NULL);  // quiet for the checks below
+  if (timer_gettime(silent, &left) != 0 || left.it_value.tv_sec < 3000 ||
+      left.it_value.tv_sec > 3600)
+    Fail("silent POSIX timer");
+  if (timer_gettime(disarmed, &left) != 0 || left.it_value.tv_sec != 0)
+    Fail("disarmed POSIX timer");
   char buf[64] = {0};
   if (pread(kFile, buf, 4, 0) != 4 || memcmp(buf, "0123", 4) != 0) Fail("data file content");
   if (lseek(kFile, 0, SEEK_CUR) != 7) Fail("data file position");
