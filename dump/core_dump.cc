@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "base/file_util.h"
+#include "base/log.h"
 #include "base/proc.h"
 #include "dump/task_dump.h"
 
@@ -110,12 +111,20 @@ Status DumpThread(ParasiteSession& p, size_t i, pid_t pid, pb::ThreadCore* t) {
   RemoteThread& rt = p.thread(i);
   pid_t tid = rt.tid();
   t->set_tid(tid);
-  const Regs& regs = p.saved_regs(i);
+  Regs regs = p.saved_regs(i);
+  LZ_ASSIGN_OR_RETURN(RseqConfig rseq, GetRseqConfig(tid));
+  // Stopped inside a restartable sequence: the image resumes it at its abort handler, as the
+  // kernel would have on the way back to user space, since it will run on another CPU.
+  LZ_ASSIGN_OR_RETURN(std::optional<uint64_t> abort_ip, RseqAbortTargetOf(tid, rseq, regs.rip));
+  if (abort_ip) {
+    LZ_INFO("tid %d: inside an rseq critical section at %#llx, resumes at its abort handler %#lx",
+            tid, regs.rip, *abort_ip);
+    regs.rip = *abort_ip;
+  }
   t->set_gpregs(std::string(reinterpret_cast<const char*>(&regs), sizeof regs));
   LZ_ASSIGN_OR_RETURN(std::string xsave, GetXstate(tid));
   t->set_xsave(std::move(xsave));
   t->set_blocked(p.saved_sigmask(i));
-  LZ_ASSIGN_OR_RETURN(RseqConfig rseq, GetRseqConfig(tid));
   t->set_rseq_addr(rseq.addr);
   t->set_rseq_len(rseq.len);
   t->set_rseq_sig(rseq.sig);

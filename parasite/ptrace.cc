@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "parasite/remote.h"
+
 namespace lz {
 namespace {
 
@@ -118,6 +120,31 @@ Status SetSigmask(pid_t tid, uint64_t mask) {
     return FailErrno("ptrace setsigmask", Tid(tid));
   }
   return Ok();
+}
+
+std::optional<uint64_t> RseqAbortTarget(uint64_t ip, const RseqCs& cs) {
+  // As the kernel does on preemption: inside [start_ip, start_ip + post_commit_offset), the
+  // sequence restarts from its abort handler. Version 0 is the only one defined.
+  if (cs.version != 0 || ip < cs.start_ip || ip - cs.start_ip >= cs.post_commit_offset) {
+    return std::nullopt;
+  }
+  return cs.abort_ip;
+}
+
+Result<std::optional<uint64_t>> RseqAbortTargetOf(pid_t tid, const RseqConfig& rseq, uint64_t ip) {
+  if (rseq.addr == 0) {
+    return std::optional<uint64_t>();
+  }
+  constexpr uint64_t kRseqCsOffset = 8;  // struct rseq: cpu_id_start, cpu_id, rseq_cs, ...
+  uint64_t cs_addr = 0;
+  LZ_TRY(
+      ReadRemote(tid, rseq.addr + kRseqCsOffset, std::as_writable_bytes(std::span(&cs_addr, 1))));
+  if (cs_addr == 0) {
+    return std::optional<uint64_t>();
+  }
+  RseqCs cs;
+  LZ_TRY(ReadRemote(tid, cs_addr, std::as_writable_bytes(std::span(&cs, 1))));
+  return RseqAbortTarget(ip, cs);
 }
 
 Result<RseqConfig> GetRseqConfig(pid_t tid) {

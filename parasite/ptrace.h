@@ -5,6 +5,7 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,25 @@ struct RseqConfig {
   uint32_t sig = 0;
 };
 [[nodiscard]] Result<RseqConfig> GetRseqConfig(pid_t tid);
+
+/// struct rseq_cs: a restartable sequence's bounds, as the task describes it in its memory.
+struct RseqCs {
+  uint32_t version = 0;
+  uint32_t flags = 0;
+  uint64_t start_ip = 0;
+  uint64_t post_commit_offset = 0;
+  uint64_t abort_ip = 0;
+};
+static_assert(sizeof(RseqCs) == 32);
+
+/// Where a thread stopped at `ip` must go on: the sequence's abort handler when `ip` is inside
+/// it (it may have read a CPU number that will be wrong on resume), else nowhere else.
+std::optional<uint64_t> RseqAbortTarget(uint64_t ip, const RseqCs& cs);
+
+/// The same for a stopped thread: reads the rseq_cs pointer of its registered struct rseq
+/// (offset 8) and the descriptor it points to, from the task's memory.
+[[nodiscard]] Result<std::optional<uint64_t>> RseqAbortTargetOf(pid_t tid, const RseqConfig& rseq,
+                                                                uint64_t ip);
 
 /// Pending signals without dequeuing them: the thread's own queue or the shared one.
 [[nodiscard]] Result<std::vector<std::string>> PeekPendingSignals(pid_t tid, bool shared);

@@ -132,5 +132,71 @@ TEST(Remote, InterruptedSyscallKeepsItsKernelSemantics) {
   munmap(shared, 4096);
 }
 
+TEST(Rseq, AbortTargetOnlyInsideTheSequence) {
+  RseqCs cs{0, 0, 0x1000, 0x20, 0x2000};
+  EXPECT_EQ(RseqAbortTarget(0x1000, cs), 0x2000u);
+  EXPECT_EQ(RseqAbortTarget(0x101f, cs), 0x2000u);
+  EXPECT_FALSE(RseqAbortTarget(0x1020, cs)) << "the commit instruction is past the sequence";
+  EXPECT_FALSE(RseqAbortTarget(0xfff, cs));
+  cs.version = 1;
+  EXPECT_FALSE(RseqAbortTarget(0x1000, cs)) << "unknown descriptor versions are left alone";
+}
+
+// glibc registers rseq for every thread; the area sits at the thread pointer + __rseq_offset.
+extern "C" const ptrdiff_t __rseq_offset;
+
+// Spins forever inside a restartable sequence of its own. A preemption sends it to the abort
+// handler, which re-arms the sequence and goes back in.
+[[noreturn]] void SpinInsideRseq() {
+  static RseqCs cs;
+  char* area = static_cast<char*>(__builtin_thread_pointer()) + __rseq_offset;
+  asm volatile(
+      "leaq 1f(%%rip), %%rax\n\t"
+      "movq %%rax, 8(%[cs])\n\t"
+      "leaq 2f(%%rip), %%rcx\n\t"
+      "subq %%rax, %%rcx\n\t"
+      "movq %%rcx, 16(%[cs])\n\t"
+      "leaq 4f(%%rip), %%rax\n\t"
+      "movq %%rax, 24(%[cs])\n\t"
+      "3: movq %[cs], 8(%[area])\n\t"
+      "1: jmp 1b\n\t"
+      "2: jmp 2b\n\t"
+      ".long 0x53053053\n\t"  // glibc's rseq signature on x86, checked by the kernel
+      "4: jmp 3b\n\t"
+      :
+      : [cs] "r"(&cs), [area] "r"(area)
+      : "rax", "rcx", "memory");
+  __builtin_unreachable();
+}
+
+TEST(Rseq, AThreadStoppedInsideItsSequenceResumesAtTheAbortHandler) {
+  pid_t child = fork();
+  if (child == 0) {
+    SpinInsideRseq();
+  }
+  usleep(50000);
+  int found = 0;
+  for (int attempt = 0; attempt < 20 && found == 0; attempt++) {
+    auto att = SeizeAndStop(child, 0);
+    ASSERT_TRUE(att) << att.error().Message();
+    auto regs = GetRegs(child);
+    auto rseq = GetRseqConfig(child);
+    ASSERT_TRUE(regs && rseq);
+    ASSERT_NE(rseq->addr, 0u) << "glibc did not register rseq";
+    auto target = RseqAbortTargetOf(child, *rseq, regs->rip);
+    ASSERT_TRUE(target) << target.error().Message();
+    if (*target) {
+      EXPECT_NE(**target, regs->rip);
+      uint32_t sig = 0;
+      ASSERT_TRUE(ReadRemote(child, **target - 4, std::as_writable_bytes(std::span(&sig, 1))));
+      EXPECT_EQ(sig, rseq->sig) << "the target must be the registered abort handler";
+      found++;
+    }
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_GT(found, 0) << "never stopped inside the sequence";
+}
+
 }  // namespace
 }  // namespace lz
