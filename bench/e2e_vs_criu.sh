@@ -2,7 +2,8 @@
 # End-to-end benchmark, lazarus and the reference CRIU side by side in one run, images in the
 # page cache:
 #  1. dump of anonymous memory by kind (random, text-like, half zero pages): total and frozen
-#     time, image size, beside the raw page-copy limit (bench/workloads/copylimit);
+#     time, image size, beside the raw limits (bench/workloads/copylimit): reading the memory
+#     alone, and reading it into a file as it is;
 #  2. on bench/workloads/memservice (half text-like, a quarter random, a quarter zero): eager
 #     restore to first answer, lazy restore to first answer and to full residency;
 #  3. redis-server with KEYS keys: its own cold start from RDB, lazarus and CRIU lazy restore
@@ -123,12 +124,13 @@ restore_lazy() {  # $1 = tool, $2 = dir; prints "first_answer_s full_residency_s
 
 echo "## 1. Dump by kind of memory"
 echo
-echo "| kind | size | copy limit s | lazarus s | lazarus frozen ms | lazarus MiB | CRIU s | CRIU frozen ms | CRIU MiB |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| kind | size | read limit s | read+write limit s | lazarus s | lazarus frozen ms | lazarus MiB | CRIU s | CRIU frozen ms | CRIU MiB |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for kind in random text halfzero; do
   for mb in $DUMP_SIZES; do
     start_service "$mb" "$kind"
     kill -STOP $PID
+    read_limit=$($COPY $PID /dev/null)
     limit=$($COPY $PID "$WORK/raw")
     kill -CONT $PID
     rm -f "$WORK/raw"
@@ -137,7 +139,7 @@ for kind in random text halfzero; do
     read -r cr_s cr_f cr_mib < <(dump criu "$WORK/criu")
     PID=
     rm -rf "$WORK/lz" "$WORK/criu"
-    echo "| $kind | $mb MiB | $limit | $lz_s | $lz_f | $lz_mib | $cr_s | $cr_f | $cr_mib |"
+    echo "| $kind | $mb MiB | $read_limit | $limit | $lz_s | $lz_f | $lz_mib | $cr_s | $cr_f | $cr_mib |"
   done
 done
 

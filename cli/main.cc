@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "dump/dump.h"
+#include "images/page_server.h"
 #include "images/page_store.h"
 #include "restore/restore.h"
 #include "uffd/daemon.h"
@@ -30,6 +31,21 @@ void PrintDumpStats(const pb::DumpStats& s) {
       s.pages_present(), s.pages_zero(), s.pages_written(), s.bytes_in(), s.bytes_out());
 }
 
+// The shared secret of --auth-token-file, or "" when none was given.
+Result<std::string> Token(const CliOptions& o) {
+  if (o.auth_token_file.empty()) {
+    return std::string();
+  }
+  return ReadTokenFile(o.auth_token_file);
+}
+
+Status NeedAddress(const CliOptions& o, const char* what) {
+  if (o.address.empty() || o.port == 0) {
+    return Invalid(what, "needs --address and --port");
+  }
+  return Ok();
+}
+
 int RunDumpCommand(const CliOptions& o) {
   if (o.tree == 0) {
     std::fprintf(stderr, "Error: dump needs -t PID\n");
@@ -39,11 +55,34 @@ int RunDumpCommand(const CliOptions& o) {
     std::fprintf(stderr, "Error: --leave-running and --leave-stopped exclude each other\n");
     return 1;
   }
-  if (o.page_server || o.lazy_pages) {
-    std::fprintf(stderr, "Error: dump --page-server/--lazy-pages is not implemented yet\n");
-    return 1;
+  auto token = Token(o);
+  if (!token) {
+    return Report(token.error());
   }
   DumpOptions d;
+  if (o.page_server) {
+    if (Status st = NeedAddress(o, "dump --page-server"); !st) {
+      return Report(st.error());
+    }
+    d.to_page_server = true;
+    d.ps_address = o.address;
+    d.ps_port = o.port;
+    d.ps_token = *token;
+  }
+  // --lazy-pages (post-copy migration): the page stores stay here and are served from here
+  // until the lazy-pages daemon of the restored copy has taken every page. The port is taken
+  // before the freeze, so that a port in use costs the tree nothing.
+  UniqueFd listener;
+  if (o.lazy_pages) {
+    if (Status st = NeedAddress(o, "dump --lazy-pages"); !st) {
+      return Report(st.error());
+    }
+    auto l = ListenPageServer(o.address, o.port);
+    if (!l) {
+      return Report(l.error());
+    }
+    listener = std::move(*l);
+  }
   d.pid = o.tree;
   d.dir = o.images_dir;
   d.after = o.leave_running   ? DumpOptions::After::kLeaveRunning
@@ -65,6 +104,38 @@ int RunDumpCommand(const CliOptions& o) {
   }
   if (o.display_stats) {
     PrintDumpStats(*stats);
+    std::fflush(stdout);
+  }
+  if (listener.valid()) {
+    LZ_INFO("dump: serving the pages of %s on %s:%d until they are all taken", o.images_dir.c_str(),
+            o.address.c_str(), o.port);
+    Status st = ServePages(listener.get(), o.images_dir, *token);
+    if (!st) {
+      return Report(st.error());
+    }
+  }
+  return 0;
+}
+
+int RunPageServerCommand(const CliOptions& o) {
+  if (Status st = NeedAddress(o, "page-server"); !st) {
+    return Report(st.error());
+  }
+  auto token = Token(o);
+  if (!token) {
+    return Report(token.error());
+  }
+  PageServerOptions p;
+  p.dir = o.images_dir;
+  p.address = o.address;
+  p.port = o.port;
+  p.token = *token;
+  p.daemonize = o.daemon;
+  p.pidfile = o.pidfile;
+  p.status_fd = o.status_fd;
+  Status st = RunPageServer(p);
+  if (!st) {
+    return Report(st.error());
   }
   return 0;
 }
@@ -119,11 +190,19 @@ void PrintLazyStats(const pb::LazyStats& s) {
 }
 
 int RunLazyPagesCommand(const CliOptions& o) {
-  if (o.page_server) {
-    std::fprintf(stderr, "Error: lazy-pages --page-server is not implemented yet\n");
-    return 1;
-  }
   LazyPagesOptions l;
+  if (o.page_server) {
+    if (Status st = NeedAddress(o, "lazy-pages --page-server"); !st) {
+      return Report(st.error());
+    }
+    auto token = Token(o);
+    if (!token) {
+      return Report(token.error());
+    }
+    l.ps_address = o.address;
+    l.ps_port = o.port;
+    l.ps_token = *token;
+  }
   l.dir = o.images_dir;
   l.trace_file = o.trace_file;
   l.fill_delay_ms = o.fill_delay_ms;
@@ -149,7 +228,7 @@ int Dispatch(const CliOptions& o) {
   if (c == "check") return RunCheckCommand(o);
   if (c == "show") return RunShowCommand(o);
   if (c == "pre-dump") return NotYet("pre-dump");
-  if (c == "page-server") return NotYet("page-server");
+  if (c == "page-server") return RunPageServerCommand(o);
   if (c == "restore") return RunRestoreCommand(o);
   if (c == "lazy-pages") return RunLazyPagesCommand(o);
   std::fprintf(stderr, "Error: unknown command '%s'; see 'lazarus --help'\n", c.c_str());

@@ -283,8 +283,12 @@ bool PrintCommandHelp(const std::string& command) {
        "Usage: lazarus dump -t PID -D DIR [-R|--leave-running] [-s|--leave-stopped]\n"
        "       [-j|--shell-job] [-o FILE] [-v[N]] [--display-stats]\n"
        "       [--compress zstd[:LEVEL]|none] [--chunk-pages N] [--timeout SEC]\n"
+       "       [--page-server|--lazy-pages --address ADDR --port PORT [--auth-token-file F]]\n"
        "Checkpoint the process tree rooted at PID into DIR. By default the tree is killed\n"
-       "after a successful dump; on any failure it is resumed as it was.\n"},
+       "after a successful dump; on any failure it is resumed as it was.\n"
+       "  --page-server  send the page stores to 'lazarus page-server' at ADDR:PORT\n"
+       "  --lazy-pages   keep the page stores here and serve them on ADDR:PORT until a\n"
+       "                 remote 'lazy-pages --page-server' has taken every page (post-copy)\n"},
       {"pre-dump", "Usage: lazarus pre-dump -t PID -D DIR\n(not implemented yet)\n"},
       {"restore",
        "Usage: lazarus restore -D DIR [-d|--restore-detached] [--pidfile FILE]\n"
@@ -295,15 +299,24 @@ bool PrintCommandHelp(const std::string& command) {
       {"lazy-pages",
        "Usage: lazarus lazy-pages -D DIR [-o FILE] [-v[N]] [--display-stats] [--trace FILE]\n"
        "       [--fill-delay MS] [--fill-threads N]\n"
+       "       [--page-server --address ADDR --port PORT [--auth-token-file F]]\n"
        "Serve the memory of a tree restored with 'restore --lazy-pages' through userfaultfd,\n"
        "faults first, the rest in the background; exit once every page is in place.\n"
        "  --trace FILE      write every fault (ns since start, pid, address) to FILE\n"
        "  --fill-delay MS   serve only faults for MS milliseconds before filling the rest\n"
        "  --fill-threads N  threads reading, decoding and copying in the background fill\n"
-       "                    (default 2; 0: the event loop does it between faults)\n"},
+       "                    (default 2; 0: the event loop does it between faults)\n"
+       "  --page-server     read the page stores from a page server at ADDR:PORT\n"
+       "                    (the other images are local; the loop fills, one connection)\n"},
       {"page-server",
        "Usage: lazarus page-server -D DIR --address ADDR --port PORT [-d] [--pidfile F]\n"
-       "       [--status-fd FD] [--auth-token-file F]\n(not implemented yet)\n"},
+       "       [--status-fd FD] [--auth-token-file F]\n"
+       "Serve the page stores of DIR to a remote 'lazy-pages --page-server', or receive\n"
+       "them from 'dump --page-server'. One client at a time; exits when it is done.\n"
+       "  --address ADDR         the only address listened on (required)\n"
+       "  -d, --daemon           run in the background once listening\n"
+       "  --status-fd FD         write one byte to FD once listening\n"
+       "  --auth-token-file F    clients must present the secret in F\n"},
       {"check",
        "Usage: lazarus check [--feature NAME]\n"
        "Probe the kernel features lazarus relies on; exit 0 when the required ones are there.\n"},

@@ -20,6 +20,8 @@
 #include "dump/task_dump.h"
 #include "images/image_dir.h"
 #include "images/image_file.h"
+#include "images/page_server_client.h"
+#include "images/page_server_protocol.h"
 
 namespace lz {
 namespace {
@@ -125,8 +127,9 @@ Status CheckShellJob(const std::vector<pb::TaskCore>& cores, const std::vector<p
 
 class TreeDumper {
  public:
-  TreeDumper(const DumpOptions& opts, FrozenTree& tree, const Deadline& deadline)
-      : opts_(opts), tree_(tree), deadline_(deadline) {}
+  TreeDumper(const DumpOptions& opts, FrozenTree& tree, const Deadline& deadline,
+             PageServerClient* page_server)
+      : opts_(opts), tree_(tree), deadline_(deadline), page_server_(page_server) {}
 
   Status DumpAll(pb::DumpStats* stats) {
     for (FrozenTask& t : tree_.tasks()) {
@@ -151,9 +154,8 @@ class TreeDumper {
       if (cores_[i].zombie()) {
         continue;
       }
-      LZ_ASSIGN_OR_RETURN(MemoryStats m,
-                          DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store, &progress));
-      LZ_TRY(CheckDeadline(deadline_, "dumping memory"));
+      LZ_ASSIGN_OR_RETURN(MemoryStats m, DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store,
+                                                   &progress, page_server_));
       stats->set_pages_scanned(stats->pages_scanned() + m.pages_scanned);
       stats->set_pages_present(stats->pages_present() + m.pages_present);
       stats->set_pages_zero(stats->pages_zero() + m.pages_zero);
@@ -209,6 +211,7 @@ class TreeDumper {
   const DumpOptions& opts_;
   FrozenTree& tree_;
   const Deadline& deadline_;
+  PageServerClient* page_server_;  // --page-server: where page stores go; null: the directory
   std::vector<pb::TaskCore> cores_;
   std::vector<pb::Mm> mms_;
   std::vector<pb::FdTable> fds_;
@@ -259,17 +262,26 @@ Result<pb::DumpStats> RunDump(const DumpOptions& opts) {
   }
   LZ_TRY(img::MarkIncomplete(opts.dir));
   ::unlink((opts.dir + "/" + img::kInventoryFile).c_str());
+  // Connected before anything is frozen: a missing page server costs the tree nothing.
+  std::unique_ptr<PageServerClient> page_server;
+  if (opts.to_page_server) {
+    LZ_ASSIGN_OR_RETURN(page_server, PageServerClient::Connect(opts.ps_address, opts.ps_port,
+                                                               ps::kRoleWrite, opts.ps_token));
+  }
 
   Deadline deadline(opts.timeout_sec * 1000000000ull);
   uint64_t freeze_start = MonotonicNs();
   LZ_ASSIGN_OR_RETURN(std::unique_ptr<FrozenTree> tree, FrozenTree::Freeze(opts.pid));
   // From here on an early return destroys `tree`, which resumes every task.
   pb::DumpStats stats;
-  TreeDumper dumper(opts, *tree, deadline);
+  TreeDumper dumper(opts, *tree, deadline, page_server.get());
   LZ_TRY(dumper.DumpAll(&stats));
   uint64_t frozen_ns = MonotonicNs() - freeze_start;
   LZ_TRY(img::WriteSingleMessage(opts.dir + "/" + img::kInventoryFile, img::ImageKind::kInventory,
                                  MakeInventory(opts, dumper.cores(), frozen_ns)));
+  if (page_server) {
+    LZ_TRY(page_server->Bye());
+  }
   LZ_TRY(img::ClearIncomplete(opts.dir));
   switch (opts.after) {
     case DumpOptions::After::kKill:

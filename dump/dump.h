@@ -18,8 +18,16 @@ struct DumpOptions {
   enum class After { kKill, kLeaveRunning, kLeaveStopped } after = After::kKill;
   bool shell_job = false;
   img::PageStoreOptions store;
-  int timeout_sec = 10;  // CRIU's --timeout: limit on how long the tree may stay frozen
+  // CRIU's --timeout: a limit on collecting the tasks (freezing them and reading their state);
+  // the memory dump that follows takes as long as the memory needs.
+  int timeout_sec = 10;
   std::vector<std::string> command_line;
+  // --page-server: page stores go to the page server at address:port instead of the image
+  // directory (the other images stay local).
+  bool to_page_server = false;
+  std::string ps_address;
+  int ps_port = 0;
+  std::string ps_token;
 };
 
 /// Dumps the tree rooted at opts.pid. On any failure every task is resumed as it was and the

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <deque>
@@ -122,7 +123,17 @@ void FrozenTree::Kill() {
   for (FrozenTask& t : tasks_) {
     ::kill(t.pid, SIGKILL);
   }
-  Resume();
+  // A killed tracee cannot be detached: it is gone for good only once its tracer has seen
+  // every thread exit (until then its parent cannot reap it). Other threads before the leader,
+  // whose exit the kernel reports last.
+  for (FrozenTask& t : tasks_) {
+    for (auto a = t.threads.rbegin(); a != t.threads.rend(); ++a) {
+      while (::waitpid(a->tid(), nullptr, __WALL) < 0 && errno == EINTR) {
+      }
+      a->Release();
+    }
+  }
+  tasks_.clear();
 }
 
 void FrozenTree::LeaveStopped() {

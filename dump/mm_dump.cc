@@ -13,6 +13,7 @@
 #include "base/proc.h"
 #include "dump/task_dump.h"
 #include "images/image_dir.h"
+#include "images/page_server_client.h"
 
 namespace lz {
 namespace {
@@ -253,11 +254,16 @@ Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSessi
 }
 
 Result<MemoryStats> DumpPages(pid_t pid, const pb::Mm& mm, const std::string& dir,
-                              const img::PageStoreOptions& opts, Progress* progress) {
+                              const img::PageStoreOptions& opts, Progress* progress,
+                              PageServerClient* page_server) {
   LZ_ASSIGN_OR_RETURN(UniqueFd pagemap_fd, OpenFile(ProcPath(pid, "pagemap"), O_RDONLY));
   LZ_ASSIGN_OR_RETURN(UniqueFd mem_fd, OpenFile(ProcPath(pid, "mem"), O_RDONLY));
-  LZ_ASSIGN_OR_RETURN(auto store,
-                      img::PageStoreWriter::Create(dir + "/" + img::PagesName(pid), opts));
+  std::string name = img::PagesName(pid);
+  LZ_ASSIGN_OR_RETURN(
+      auto store, page_server != nullptr
+                      ? img::PageStoreWriter::CreateWith(MakeRemoteSink(*page_server, pid),
+                                                         page_server->where() + ":" + name, opts)
+                      : img::PageStoreWriter::Create(dir + "/" + name, opts));
   img::PagemapFile pm;
   pm.pages_file = img::PagesName(pid);
   pm.chunk_pages = opts.chunk_pages;

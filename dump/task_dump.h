@@ -18,6 +18,8 @@
 
 namespace lz {
 
+class PageServerClient;
+
 struct MemoryStats {
   uint64_t pages_scanned = 0;
   uint64_t pages_present = 0;
@@ -39,9 +41,11 @@ void FillTreeLinks(pid_t pid, const ProcStat& st, pb::TaskCore* core);
 [[nodiscard]] Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir);
 /// Pages of `mm`'s VMAs that hold data into the page store and pagemap of `pid` in `dir`.
 /// `progress` (may be null) hears of every batch read.
+/// With `page_server`, the page store goes there instead of into `dir`.
 [[nodiscard]] Result<MemoryStats> DumpPages(pid_t pid, const pb::Mm& mm, const std::string& dir,
                                             const img::PageStoreOptions& opts,
-                                            Progress* progress = nullptr);
+                                            Progress* progress = nullptr,
+                                            PageServerClient* page_server = nullptr);
 
 /// Which VMAs' pages are dumped, and which may come back lazily.
 bool VmaHasPrivatePages(const pb::Vma& vma);

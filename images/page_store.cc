@@ -21,7 +21,29 @@ constexpr size_t kBatchChunksPerThread = 32;
 // Chunk data starts on a page boundary, so with --compress none every chunk is page-aligned.
 constexpr uint64_t kDataStart = kPageSize;
 
-using ReadAt = std::function<Status(uint64_t off, void* buf, size_t len)>;
+using ReadAt = PageStoreReader::ReadAt;
+
+// The store's bytes go to path.tmp; Commit renames it into place.
+class LocalFileSink : public ByteSink {
+ public:
+  LocalFileSink(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  Status Write(std::span<const std::byte> bytes) override {
+    LZ_TRY_CTX(WriteAll(fd_.get(), bytes), path_);
+    return Ok();
+  }
+  Status Commit() override {
+    LZ_TRY_CTX(std::move(fd_).Close(), path_);
+    std::string tmp = path_ + ".tmp";
+    if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+      return FailErrno("rename", tmp);
+    }
+    return Ok();
+  }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+};
 
 struct Layout {
   PageStoreFooter footer{};
@@ -116,8 +138,9 @@ Result<PageStoreOptions> ParseCompression(const std::string& spec, PageStoreOpti
   return Invalid("--compress", "expected zstd, zstd:LEVEL or none, got '" + spec + "'");
 }
 
-PageStoreWriter::PageStoreWriter(std::string path, UniqueFd fd, const PageStoreOptions& opts)
-    : path_(std::move(path)), fd_(std::move(fd)), opts_(opts) {
+PageStoreWriter::PageStoreWriter(std::string path, std::unique_ptr<ByteSink> sink,
+                                 const PageStoreOptions& opts)
+    : path_(std::move(path)), sink_(std::move(sink)), opts_(opts) {
   opts_.threads = std::max(1, opts_.threads);
   for (int i = 0; i < opts_.threads; i++) {
     cctx_.push_back(ZSTD_createCCtx());
@@ -133,15 +156,21 @@ PageStoreWriter::~PageStoreWriter() {
 
 Result<std::unique_ptr<PageStoreWriter>> PageStoreWriter::Create(const std::string& path,
                                                                  const PageStoreOptions& opts) {
+  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC));
+  return CreateWith(std::make_unique<LocalFileSink>(path, std::move(fd)), path, opts);
+}
+
+Result<std::unique_ptr<PageStoreWriter>> PageStoreWriter::CreateWith(std::unique_ptr<ByteSink> sink,
+                                                                     const std::string& name,
+                                                                     const PageStoreOptions& opts) {
   if (opts.chunk_pages == 0 || opts.chunk_pages > kMaxChunkPages) {
     return Invalid("--chunk-pages", "must be 1.." + std::to_string(kMaxChunkPages));
   }
-  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC));
   std::vector<std::byte> head(kDataStart);
   FileHeader h = MakeHeader(ImageKind::kPages);
   std::memcpy(head.data(), &h, sizeof h);
-  LZ_TRY_CTX(WriteAll(fd.get(), head), path);
-  auto w = std::unique_ptr<PageStoreWriter>(new PageStoreWriter(path, std::move(fd), opts));
+  LZ_TRY(sink->Write(head));
+  auto w = std::unique_ptr<PageStoreWriter>(new PageStoreWriter(name, std::move(sink), opts));
   w->file_off_ = kDataStart;
   return w;
 }
@@ -210,7 +239,7 @@ Status PageStoreWriter::FlushBatch(bool final) {
             : std::span<const std::byte>(out_[k]);
     ChunkIndexEntry e{file_off_, static_cast<uint32_t>(bytes.size()), Crc32c(bytes),
                       static_cast<uint32_t>(len / kPageSize), raw ? kChunkRaw : 0};
-    LZ_TRY_CTX(WriteAll(fd_.get(), bytes), path_);
+    LZ_TRY(sink_->Write(bytes));
     index_.push_back(e);
     file_off_ += bytes.size();
     stats_.chunks++;
@@ -235,13 +264,9 @@ Result<PageStoreStats> PageStoreWriter::Finish() {
   f.index_crc = Crc32c(index_.data(), index_.size() * sizeof(ChunkIndexEntry));
   f.magic = kFooterMagic;
   f.footer_crc = Crc32c(&f, offsetof(PageStoreFooter, footer_crc));
-  LZ_TRY_CTX(WriteAll(fd_.get(), std::as_bytes(std::span(index_))), path_);
-  LZ_TRY_CTX(WriteAll(fd_.get(), std::as_bytes(std::span(&f, 1))), path_);
-  LZ_TRY_CTX(std::move(fd_).Close(), path_);
-  std::string tmp = path_ + ".tmp";
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
-    return FailErrno("rename", tmp);
-  }
+  LZ_TRY(sink_->Write(std::as_bytes(std::span(index_))));
+  LZ_TRY(sink_->Write(std::as_bytes(std::span(&f, 1))));
+  LZ_TRY(sink_->Commit());
   return stats_;
 }
 
@@ -266,6 +291,19 @@ Result<std::unique_ptr<PageStoreReader>> PageStoreReader::Open(const std::string
     return Ok();
   };
   LZ_ASSIGN_OR_RETURN(Layout l, ParseLayout(path, r->file_size_, read_at));
+  r->footer_ = l.footer;
+  r->index_ = std::move(l.index);
+  r->max_stored_ = l.max_stored;
+  return r;
+}
+
+Result<std::unique_ptr<PageStoreReader>> PageStoreReader::OpenRemote(const std::string& name,
+                                                                     uint64_t file_size,
+                                                                     const ReadAt& read_at) {
+  auto r = std::unique_ptr<PageStoreReader>(new PageStoreReader());
+  r->path_ = name;
+  r->file_size_ = file_size;
+  LZ_ASSIGN_OR_RETURN(Layout l, ParseLayout(name, file_size, read_at));
   r->footer_ = l.footer;
   r->index_ = std::move(l.index);
   r->max_stored_ = l.max_stored;

@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -34,12 +35,25 @@ struct PageStoreStats {
   uint64_t bytes_out = 0;  // chunk bytes on disk
 };
 
+/// Where a page store's bytes go, in order: a local file, or a page server.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  [[nodiscard]] virtual Status Write(std::span<const std::byte> bytes) = 0;
+  /// Every byte is written: make them the store (rename into place, tell the server).
+  [[nodiscard]] virtual Status Commit() = 0;
+};
+
 /// Streams pages into a new page store with bounded memory: pages are buffered up to one batch
 /// of chunks, compressed on `threads` threads, and written in order. Not thread-safe itself.
 class PageStoreWriter {
  public:
+  /// A local file at `path` (written as path.tmp, renamed by Finish).
   [[nodiscard]] static Result<std::unique_ptr<PageStoreWriter>> Create(
       const std::string& path, const PageStoreOptions& opts);
+  /// Into `sink`; `name` is for messages.
+  [[nodiscard]] static Result<std::unique_ptr<PageStoreWriter>> CreateWith(
+      std::unique_ptr<ByteSink> sink, const std::string& name, const PageStoreOptions& opts);
   ~PageStoreWriter();
 
   /// Appends whole pages (size a multiple of kPageSize); they get the next page indexes.
@@ -49,12 +63,12 @@ class PageStoreWriter {
   [[nodiscard]] Result<PageStoreStats> Finish();
 
  private:
-  PageStoreWriter(std::string path, UniqueFd fd, const PageStoreOptions& opts);
+  PageStoreWriter(std::string path, std::unique_ptr<ByteSink> sink, const PageStoreOptions& opts);
   Status FlushBatch(bool final);
   Status CompressBatch(size_t nr_chunks);
 
   std::string path_;
-  UniqueFd fd_;
+  std::unique_ptr<ByteSink> sink_;
   PageStoreOptions opts_;
   std::vector<std::byte> batch_;             // raw pages waiting for compression
   std::vector<std::vector<std::byte>> out_;  // compressed chunk buffers of the batch
@@ -70,6 +84,13 @@ class PageStoreWriter {
 class PageStoreReader {
  public:
   [[nodiscard]] static Result<std::unique_ptr<PageStoreReader>> Open(const std::string& path);
+  /// A store read elsewhere (a page server): its header, footer and index come through
+  /// `read_at`; chunks are read by the caller, which then calls DecodeChunk. ReadChunk and
+  /// fd() are not available.
+  using ReadAt = std::function<Status(uint64_t off, void* buf, size_t len)>;
+  [[nodiscard]] static Result<std::unique_ptr<PageStoreReader>> OpenRemote(const std::string& name,
+                                                                           uint64_t file_size,
+                                                                           const ReadAt& read_at);
 
   uint32_t chunk_pages() const { return footer_.chunk_pages; }
   uint64_t chunk_count() const { return index_.size(); }

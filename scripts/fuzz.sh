@@ -10,8 +10,8 @@ cmake -S . -B build-fuzz -DLAZARUS_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_CXX_FLAGS="$SAN -fsanitize=fuzzer-no-link" -DCMAKE_C_FLAGS="$SAN" \
   -DCMAKE_EXE_LINKER_FLAGS="$SAN" >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target image_fuzz proc_fuzz range_set_fuzz
-for t in image_fuzz proc_fuzz range_set_fuzz; do
+cmake --build build-fuzz -j"$(nproc)" --target image_fuzz proc_fuzz range_set_fuzz page_server_fuzz
+for t in image_fuzz proc_fuzz range_set_fuzz page_server_fuzz; do
   corpus=$(mktemp -d)
   [ -d "fuzz/corpus/$t" ] && cp -r "fuzz/corpus/$t/." "$corpus/"
   echo "fuzz: $t for ${SECS}s"

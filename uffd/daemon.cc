@@ -33,8 +33,11 @@
 #include "base/scm.h"
 #include "images/image_dir.h"
 #include "images/image_file.h"
+#include "images/page_server_client.h"
+#include "images/page_server_protocol.h"
 #include "uffd/guard.h"
 #include "uffd/protocol.h"
+#include "uffd/remote_images.h"
 #include "uffd/target.h"
 #include "uffd/uffd_ops.h"
 
@@ -48,13 +51,16 @@ constexpr size_t kSlots = 16;
 constexpr size_t kFaultReserve = 2;
 constexpr size_t kMaxMsgs = 32;  // uffd_msg read per read(2)
 constexpr size_t kLatencyReserve = 1 << 20;
+// A lost page server is retried with growing pauses for this long before the tasks are killed.
+constexpr uint64_t kReconnectWindowNs = 5'000'000'000;
 
 enum Tag : uint64_t {
   kTagListen = 1,
   kTagControl = 2,
   kTagUffd = 3,
   kTagRead = 4,
-  kTagFillIdle = 5
+  kTagFillIdle = 5,
+  kTagRemote = 6,  // the page-server connection; index = connection generation
 };
 
 uint64_t MakeTag(Tag kind, uint64_t index) { return (uint64_t{kind} << 56) | index; }
@@ -112,8 +118,12 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
 
 class LazyPagesDaemon {
  public:
-  LazyPagesDaemon(const LazyPagesOptions& opts, Guard guard)
-      : opts_(opts), guard_(std::move(guard)) {
+  LazyPagesDaemon(const LazyPagesOptions& opts, Guard guard,
+                  std::unique_ptr<PageServerClient> remote, RemoteImages remote_images)
+      : opts_(opts),
+        guard_(std::move(guard)),
+        remote_(std::move(remote)),
+        remote_images_(std::move(remote_images)) {
     latencies_.reserve(kLatencyReserve);
     slots_.resize(kSlots);
     for (ReadSlot& s : slots_) {
@@ -135,8 +145,17 @@ class LazyPagesDaemon {
   Status Run() {
     Status st = Serve();
     StopFillThreads();
+    for (const std::string& f : remote_images_.partial_files) {
+      ::unlink(f.c_str());  // only the restore needed them
+    }
     if (!st) {
       return st;
+    }
+    if (remote_) {
+      Status bye = remote_->Bye();
+      if (!bye) {
+        LZ_WARN("lazy-pages: %s", bye.error().Message().c_str());
+      }
     }
     done_ns_ = MonotonicNs();
     guard_.Done();
@@ -196,6 +215,9 @@ class LazyPagesDaemon {
       }
     }
     PollOnce(listen_.get(), MakeTag(kTagListen, 0));
+    if (remote_) {
+      PollMulti(remote_->fd(), MakeTag(kTagRemote, remote_gen_));
+    }
     start_ns_ = MonotonicNs();
     std::unique_lock<std::mutex> lock(mu_);
     while (!Finished()) {
@@ -302,6 +324,11 @@ class LazyPagesDaemon {
       case kTagRead:
         OnReadDone(slots_[idx], res);
         break;
+      case kTagRemote:
+        if (idx == remote_gen_) {
+          OnRemoteReadable(flags);
+        }
+        break;
       case kTagFillIdle: {
         uint64_t n;
         (void)!::read(fill_idle_.get(), &n, sizeof n);  // only a wake-up: Finished() decides
@@ -381,8 +408,16 @@ class LazyPagesDaemon {
     auto src = std::make_shared<TaskSource>();
     src->pid = pid;
     LZ_ASSIGN_OR_RETURN(src->pagemap, img::ReadPagemap(img::PagemapPath(opts_.dir, pid)));
-    LZ_ASSIGN_OR_RETURN(src->store,
-                        img::PageStoreReader::Open(opts_.dir + "/" + src->pagemap.pages_file));
+    if (remote_) {
+      auto it = remote_images_.stores.find(pid);
+      if (it == remote_images_.stores.end() || it->second == nullptr) {
+        return Invalid("lazy-pages", "pid " + std::to_string(pid) + " is not in the dump");
+      }
+      src->store = std::move(it->second);
+    } else {
+      LZ_ASSIGN_OR_RETURN(src->store,
+                          img::PageStoreReader::Open(opts_.dir + "/" + src->pagemap.pages_file));
+    }
     if (src->store->total_pages() != src->pagemap.pagemap.stored_pages() ||
         src->store->chunk_pages() != src->pagemap.chunk_pages) {
       return Invalid(src->pagemap.pages_file + " does not match its pagemap");
@@ -647,13 +682,87 @@ class LazyPagesDaemon {
     s.chunk = chunk;
     s.for_fault = for_fault;
     s.waiters.clear();
+    chunks_read_++;
+    if (remote_) {
+      SendRemoteRead(s);
+      return;
+    }
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_read(sqe, src->store->fd(), s.buf.data(), e.stored_size, e.offset);
     io_uring_sqe_set_data64(sqe, MakeTag(kTagRead, static_cast<uint64_t>(&s - slots_.data())));
     if (for_fault) {
       io_uring_submit(&ring_);  // no batching delay on the fault path
     }
-    chunks_read_++;
+  }
+
+  // --page-server: a chunk read is a request on the connection (id = read slot); the answer
+  // arrives through OnRemoteReadable. A send that fails is taken care of by the reconnection.
+  void SendRemoteRead(const ReadSlot& s) {
+    const img::ChunkIndexEntry& e = s.source->store->chunk(s.chunk);
+    uint32_t id = static_cast<uint32_t>(&s - slots_.data());
+    Status st = remote_->SendRead(id, s.source->pid, e.offset, e.stored_size, s.for_fault);
+    if (!st) {
+      LZ_WARN("lazy-pages: %s", st.error().Message().c_str());
+    }
+  }
+
+  void OnRemoteReadable(unsigned flags) {
+    Status st = remote_->Receive([this](uint32_t id, int status, std::span<const std::byte> data) {
+      if (id >= slots_.size() || !slots_[id].busy) {
+        return;  // an answer to a request sent again after a reconnection
+      }
+      ReadSlot& s = slots_[id];
+      if (status != 0 || data.size() > s.buf.size()) {
+        Fatal(
+            Error{status ? status : EIO, remote_->where(),
+                  "chunk " + std::to_string(s.chunk) + " of pid " + std::to_string(s.source->pid)});
+        return;
+      }
+      std::memcpy(s.buf.data(), data.data(), data.size());
+      OnReadDone(s, static_cast<int>(data.size()));
+    });
+    if (!st) {
+      Reconnect(st.error());
+      return;
+    }
+    if (!(flags & IORING_CQE_F_MORE)) {
+      PollMulti(remote_->fd(), MakeTag(kTagRemote, remote_gen_));
+    }
+  }
+
+  // The page server went away: try again with growing pauses for a bounded time, then give
+  // up the way a failed read does (the tasks are killed). Reads in flight are asked again.
+  void Reconnect(const Error& why) {
+    LZ_WARN("lazy-pages: %s; reconnecting", why.Message().c_str());
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_poll_remove(sqe, MakeTag(kTagRemote, remote_gen_));
+    io_uring_sqe_set_data64(sqe, 0);
+    io_uring_submit(&ring_);
+    remote_gen_++;
+    uint64_t give_up = MonotonicNs() + kReconnectWindowNs;
+    uint64_t pause_ms = 50;
+    Error last = why;
+    while (MonotonicNs() < give_up) {
+      ::usleep(static_cast<useconds_t>(pause_ms * 1000));
+      pause_ms = std::min<uint64_t>(pause_ms * 2, 1000);
+      auto c =
+          PageServerClient::Connect(opts_.ps_address, opts_.ps_port, ps::kRoleRead, opts_.ps_token);
+      if (!c) {
+        last = c.error();
+        continue;
+      }
+      remote_ = std::move(*c);
+      PollMulti(remote_->fd(), MakeTag(kTagRemote, remote_gen_));
+      for (ReadSlot& s : slots_) {
+        if (s.busy) {
+          SendRemoteRead(s);
+        }
+      }
+      LZ_INFO("lazy-pages: reconnected to %s", remote_->where().c_str());
+      return;
+    }
+    Fatal(last.Wrap("page server lost for " + std::to_string(kReconnectWindowNs / 1000000000) +
+                    " s"));
   }
 
   void OnReadDone(ReadSlot& s, int res) {
@@ -964,6 +1073,9 @@ class LazyPagesDaemon {
   std::vector<ReadSlot> slots_;
   std::vector<Waiter> spare_waiters_;
   std::deque<Waiter> deferred_;
+  std::unique_ptr<PageServerClient> remote_;  // --page-server: where chunks come from
+  RemoteImages remote_images_;
+  uint64_t remote_gen_ = 1;  // tags of the current connection's poll
   // Shared with the fill threads, guarded by mu_: targets_ (and each Target), fill_cursor_,
   // fill_next_, fill_now_, the counters, fatal_.
   std::mutex mu_;
@@ -995,8 +1107,17 @@ Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
                           "uffd_event_unmap", "io_uring"}));
   LZ_ASSIGN_OR_RETURN(pb::Inventory inventory, img::ReadInventory(opts.dir));
   (void)inventory;  // only to refuse an incomplete or foreign directory up front
+  std::unique_ptr<PageServerClient> remote;
+  RemoteImages remote_images;
+  LazyPagesOptions o = opts;
+  if (!opts.ps_address.empty()) {
+    LZ_ASSIGN_OR_RETURN(remote, PageServerClient::Connect(opts.ps_address, opts.ps_port,
+                                                          ps::kRoleRead, opts.ps_token));
+    LZ_ASSIGN_OR_RETURN(remote_images, FetchRemoteImages(*remote, opts.dir));
+    o.fill_threads = 0;  // one connection, driven by the event loop
+  }
   LZ_ASSIGN_OR_RETURN(Guard guard, Guard::Start());
-  LazyPagesDaemon d(opts, std::move(guard));
+  LazyPagesDaemon d(o, std::move(guard), std::move(remote), std::move(remote_images));
   LZ_TRY(d.Run());
   pb::LazyStats stats = d.Stats();
   (void)img::WriteSingleMessage(opts.dir + "/stats-lazy", img::ImageKind::kStats, stats);

@@ -16,6 +16,10 @@ struct LazyPagesOptions {
   // --fill-threads: threads that read, decode and copy the background fill, so that it uses
   // both cores; 0: the event loop fills between faults.
   int fill_threads = 2;
+  // --page-server: the page stores are read from a page server (ps_address non-empty).
+  std::string ps_address;
+  int ps_port = 0;
+  std::string ps_token;
 };
 
 /// Listens on DIR/lazy-pages.socket, serves every task handed over by `restore --lazy-pages`

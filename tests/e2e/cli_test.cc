@@ -73,9 +73,13 @@ TEST(Cli, HelpAndMistakes) {
   RunResult bad = RunCmd({LazarusBinary(), "dump", "--no-such-option"});
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.output.find("--no-such-option"), std::string::npos) << bad.output;
-  RunResult not_yet = RunCmd({LazarusBinary(), "page-server", "-D", "/tmp"});
+  RunResult not_yet = RunCmd({LazarusBinary(), "pre-dump", "-t", "1", "-D", "/tmp"});
   EXPECT_NE(not_yet.status, 0);
   EXPECT_NE(not_yet.output.find("not implemented yet"), std::string::npos);
+  // The page server never picks an interface by itself.
+  RunResult no_address = RunCmd({LazarusBinary(), "page-server", "-D", "/tmp", "--port", "1"});
+  EXPECT_NE(no_address.status, 0);
+  EXPECT_EQ(no_address.output, "Error: page-server needs --address and --port\n");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "tests/e2e/harness.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -273,6 +275,54 @@ bool WaitForService(int port, const std::string& data, const std::string& until,
       return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+void RequireBinary(const char* path) {
+  ASSERT_EQ(access(path, X_OK), 0) << path << " is missing: run scripts/setup.sh";
+}
+
+std::string Resp(std::initializer_list<std::string> args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (const std::string& a : args) {
+    out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  }
+  return out;
+}
+
+Proc StartRedis(int port, int keys, const TempDir& dir) {
+  RequireBinary("/usr/bin/redis-server");
+  Proc w = Start(
+      {"/usr/bin/redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
+       "--appendonly", "no", "--enable-debug-command", "yes", "--dir", dir.path()},
+      dir.File("redis.log"));
+  bool ok =
+      WaitForService(port, Resp({"PING"}), "+PONG", 10000) &&
+      Talk(port, Resp({"DEBUG", "POPULATE", std::to_string(keys), "key", "100"}), "+OK", 30000)
+              .find("+OK") != std::string::npos &&
+      Talk(port, Resp({"SET", "lazarus", "alive"}), "+OK", 5000).find("+OK") != std::string::npos;
+  EXPECT_TRUE(ok) << "redis did not start with its keys";
+  return ok ? std::move(w) : Proc();
+}
+
+void CopyImagesButPages(const std::string& from, const std::string& to) {
+  std::filesystem::create_directories(to);
+  for (const auto& e : std::filesystem::directory_iterator(from)) {
+    std::string name = e.path().filename();
+    if (name.rfind("pages-", 0) != 0 && e.is_regular_file()) {
+      std::filesystem::copy_file(e.path(), to + "/" + name,
+                                 std::filesystem::copy_options::overwrite_existing);
+    }
+  }
+}
+
+bool WaitForPath(const std::string& path, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    if (access(path.c_str(), F_OK) == 0) {
+      return true;
+    }
+    usleep(10000);
   }
   return false;
 }

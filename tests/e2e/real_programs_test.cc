@@ -10,10 +10,6 @@
 namespace lz::e2e {
 namespace {
 
-void RequireBinary(const char* path) {
-  ASSERT_EQ(access(path, X_OK), 0) << path << " is missing: run scripts/setup.sh";
-}
-
 class RealPrograms : public ::testing::TestWithParam<Mode> {
  protected:
   // Dumps `w`, reaps it, restores in the test's mode; the restored root is adopted.
@@ -41,27 +37,10 @@ class RealPrograms : public ::testing::TestWithParam<Mode> {
   Proc daemon_;
 };
 
-std::string Resp(std::initializer_list<std::string> args) {
-  std::string out = "*" + std::to_string(args.size()) + "\r\n";
-  for (const std::string& a : args) {
-    out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
-  }
-  return out;
-}
-
 TEST_P(RealPrograms, RedisKeepsItsKeysAndAnswers) {
-  RequireBinary("/usr/bin/redis-server");
   int port = FreePort();
-  Proc w = Start(
-      {"/usr/bin/redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
-       "--appendonly", "no", "--enable-debug-command", "yes", "--dir", dir_.path()},
-      dir_.File("redis.log"));
-  ASSERT_TRUE(WaitForService(port, Resp({"PING"}), "+PONG", 10000)) << "redis did not start";
-  ASSERT_NE(
-      Talk(port, Resp({"DEBUG", "POPULATE", "200000", "key", "100"}), "+OK", 30000).find("+OK"),
-      std::string::npos);
-  ASSERT_NE(Talk(port, Resp({"SET", "lazarus", "alive"}), "+OK", 5000).find("+OK"),
-            std::string::npos);
+  Proc w = StartRedis(port, 200000, dir_);
+  ASSERT_GT(w.pid(), 0);
   Proc restored = DumpAndRestore(w);
   // The first request is answered while memory may still be arriving.
   EXPECT_NE(Talk(port, Resp({"GET", "lazarus"}), "alive", 5000).find("$5\r\nalive"),

@@ -1,0 +1,103 @@
+#include "uffd/remote_images.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "images/format.h"
+#include "images/image_dir.h"
+#include "images/pagemap.h"
+
+namespace lz {
+namespace {
+
+// Chunks holding pages the restore writes itself (present and not lazy).
+std::set<uint64_t> EagerChunks(const img::PagemapFile& pm) {
+  std::set<uint64_t> out;
+  for (const img::PageRun& r : pm.pagemap.runs()) {
+    if (!r.present() || (r.flags & img::kPageLazy) || r.nr_pages == 0) {
+      continue;
+    }
+    for (uint64_t k = r.page_index / pm.chunk_pages;
+         k <= (r.page_index + r.nr_pages - 1) / pm.chunk_pages; k++) {
+      out.insert(k);
+    }
+  }
+  return out;
+}
+
+Status CopyRange(PageServerClient& c, pid_t pid, int fd, uint64_t off, uint64_t len) {
+  std::vector<std::byte> buf(len);
+  LZ_TRY(c.ReadAt(pid, off, buf));
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pwrite(fd, buf.data() + done, buf.size() - done, off + done);
+    if (n <= 0) {
+      return FailErrno("write partial page store");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Ok();
+}
+
+// Same size and layout as the remote store; only the header, the index and the footer and
+// the eager chunks are filled in (the rest is a hole the restore never reads).
+Status WritePartialStore(PageServerClient& c, pid_t pid, const img::PageStoreReader& store,
+                         const img::PagemapFile& pm, const std::string& path) {
+  std::string tmp = path + ".tmp";
+  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  if (::ftruncate(fd.get(), static_cast<off_t>(store.file_size())) != 0) {
+    return FailErrno("ftruncate", tmp);
+  }
+  LZ_TRY(CopyRange(c, pid, fd.get(), 0, sizeof(img::FileHeader)));
+  uint64_t index_off = store.file_size() - sizeof(img::PageStoreFooter) -
+                       store.chunk_count() * sizeof(img::ChunkIndexEntry);
+  LZ_TRY(CopyRange(c, pid, fd.get(), index_off, store.file_size() - index_off));
+  for (uint64_t k : EagerChunks(pm)) {
+    if (k >= store.chunk_count()) {
+      return Invalid(path, "pagemap refers to chunk " + std::to_string(k) + " beyond the store");
+    }
+    const img::ChunkIndexEntry& e = store.chunk(k);
+    LZ_TRY(CopyRange(c, pid, fd.get(), e.offset, e.stored_size));
+  }
+  LZ_TRY(std::move(fd).Close());
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return FailErrno("rename", tmp);
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<RemoteImages> FetchRemoteImages(PageServerClient& client, const std::string& dir) {
+  LZ_ASSIGN_OR_RETURN(pb::Inventory inventory, img::ReadInventory(dir));
+  RemoteImages out;
+  for (int32_t pid : inventory.pids()) {
+    std::string pagemap_path = img::PagemapPath(dir, pid);
+    if (::access(pagemap_path.c_str(), F_OK) != 0) {
+      continue;  // a zombie: no memory
+    }
+    LZ_ASSIGN_OR_RETURN(img::PagemapFile pm, img::ReadPagemap(pagemap_path));
+    LZ_ASSIGN_OR_RETURN(uint64_t size, client.Stat(pid));
+    std::string name = client.where() + ":" + pm.pages_file;
+    auto read_at = [&](uint64_t off, void* buf, size_t len) -> Status {
+      return client.ReadAt(pid, off, std::span(static_cast<std::byte*>(buf), len));
+    };
+    LZ_ASSIGN_OR_RETURN(auto store, img::PageStoreReader::OpenRemote(name, size, read_at));
+    std::string local = dir + "/" + pm.pages_file;
+    if (::access(local.c_str(), F_OK) != 0) {
+      LZ_TRY(WritePartialStore(client, pid, *store, pm, local));
+      out.partial_files.push_back(local);
+    }
+    LZ_INFO("lazy-pages: pid %d: %lu chunks on %s", pid, store->chunk_count(),
+            client.where().c_str());
+    out.stores[pid] = std::move(store);
+  }
+  return out;
+}
+
+}  // namespace lz
