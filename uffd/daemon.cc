@@ -9,6 +9,7 @@
 #include <liburing.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -22,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -91,6 +93,41 @@ struct FillPick {
 
 struct ZstdDCtxFree {
   void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+
+// A readers-writer lock that prefers its writer: the event loop (the writer) must not starve
+// behind the fill threads' copies (the readers), or faults would wait for the whole fill.
+class RwLock {
+ public:
+  RwLock() {
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&l_, &a);
+    pthread_rwlockattr_destroy(&a);
+  }
+  ~RwLock() { pthread_rwlock_destroy(&l_); }
+  RwLock(const RwLock&) = delete;
+  RwLock& operator=(const RwLock&) = delete;
+  void lock() { pthread_rwlock_wrlock(&l_); }
+  void unlock() { pthread_rwlock_unlock(&l_); }
+  void lock_shared() { pthread_rwlock_rdlock(&l_); }
+  void unlock_shared() { pthread_rwlock_unlock(&l_); }
+
+ private:
+  pthread_rwlock_t l_;
+};
+
+// One piece of a chunk a fill thread copies in: planned and settled under fill_mu_, copied
+// with only the shared lock held.
+struct PieceCopy {
+  Target* target = nullptr;
+  PendingRange piece{};
+  const std::byte* src = nullptr;
+  uint64_t done = 0;   // bytes from the piece's start that are in place now
+  uint64_t pages = 0;  // pages this copy put there
+  CopyOutcome outcome = CopyOutcome::kCopied;
+  int err = 0;
 };
 
 // Children of every thread of `pid`, from /proc.
@@ -219,7 +256,7 @@ class LazyPagesDaemon {
       PollMulti(remote_->fd(), MakeTag(kTagRemote, remote_gen_));
     }
     start_ns_ = MonotonicNs();
-    std::unique_lock<std::mutex> lock(mu_);
+    std::unique_lock<RwLock> lock(mu_);
     while (!Finished()) {
       io_uring_cqe* first = nullptr;
       __kernel_timespec ts{};
@@ -456,7 +493,8 @@ class LazyPagesDaemon {
     PollMulti(t->uffd.get(), MakeTag(kTagUffd, t->id));
     targets_.push_back(std::move(t));
     fill_cursor_.push_back(0);
-    fill_cv_.notify_all();  // a forked child brings pages to fill
+    { std::lock_guard<std::mutex> f(fill_mu_); }  // a fill thread about to wait sees it
+    fill_cv_.notify_all();                        // a forked child brings pages to fill
   }
 
   // Reads every queued uffd event of `t`. Events that change the address space (remove,
@@ -963,7 +1001,7 @@ class LazyPagesDaemon {
 
   void StopFillThreads() {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      std::lock_guard<std::mutex> f(fill_mu_);
       stop_fill_ = true;
     }
     fill_cv_.notify_all();
@@ -973,66 +1011,162 @@ class LazyPagesDaemon {
     fill_threads_.clear();
   }
 
-  // A background fill thread: it reads and decodes chunks without the lock, so both cores
-  // decode, and copies them in with the lock held. The lock is what keeps a copy from using
-  // a stale view of what is missing: the loop holds it while it reads uffd events (a
-  // DONTNEED, an unmap, a remap) and applies them. A copy that starts before the loop has
-  // read such an event fails with EAGAIN (the kernel's mmap_changing) and is retried later.
+  // A background fill thread. It takes a few chunks (shared lock + fill_mu_), reads and
+  // decodes them holding no lock, so both cores decode, then copies them in holding the lock
+  // shared, so both cores copy too; fill_mu_ is taken only to read and update what is
+  // missing. The lock is what keeps a copy from using a stale view of what is missing: the
+  // loop holds it exclusively while it reads uffd events (a DONTNEED, an unmap, a remap) and
+  // applies them, and while it serves faults. A copy that starts before the loop has read
+  // such an event fails with EAGAIN (the kernel's mmap_changing) and is retried later.
   void FillThread() {
     // Chunks are taken a few at a time: on this VM a contended lock hand-off costs as much as
-    // decoding a chunk, and each batch takes the lock twice.
+    // decoding a chunk.
     constexpr size_t kBatch = 4;
     std::unique_ptr<ZSTD_DCtx, ZstdDCtxFree> dctx(ZSTD_createDCtx());
-    std::unique_lock<std::mutex> lock(mu_);
-    std::vector<std::byte> stored(max_stored_);
-    std::vector<std::vector<std::byte>> decoded(kBatch, std::vector<std::byte>(chunk_bytes_));
+    std::vector<std::byte> stored;
+    std::vector<std::vector<std::byte>> decoded(kBatch);
+    {
+      std::shared_lock<RwLock> rd(mu_);
+      stored.resize(max_stored_);
+      for (auto& d : decoded) {
+        d.resize(chunk_bytes_);
+      }
+    }
     std::vector<FillPick> batch;
-    while (!stop_fill_ && !fatal_) {
+    std::vector<PieceCopy> copies;
+    for (;;) {
       batch.clear();
-      while (batch.size() < kBatch) {
-        std::optional<FillPick> pick = PickFillChunk();
-        if (!pick) {
-          break;
+      {
+        std::shared_lock<RwLock> rd(mu_);
+        std::unique_lock<std::mutex> f(fill_mu_);
+        if (stop_fill_ || fatal_) {
+          return;
         }
-        batch.push_back(*pick);
-        fill_now_.push_back(*pick);
+        while (batch.size() < kBatch) {
+          std::optional<FillPick> pick = PickFillChunk();
+          if (!pick) {
+            break;
+          }
+          batch.push_back(*pick);
+          fill_now_.push_back(*pick);
+        }
+        if (batch.empty()) {
+          uint64_t one = 1;
+          (void)!::write(fill_idle_.get(), &one, sizeof one);  // the loop checks Finished()
+          rd.unlock();
+          fill_waiting_++;
+          fill_cv_.wait(f);
+          fill_waiting_--;
+          continue;
+        }
       }
-      if (batch.empty()) {
-        uint64_t one = 1;
-        (void)!::write(fill_idle_.get(), &one, sizeof one);  // the loop checks Finished()
-        fill_waiting_++;
-        fill_cv_.wait(lock);
-        fill_waiting_--;
-        continue;
-      }
-      lock.unlock();
       Status st = Ok();
       for (size_t i = 0; i < batch.size() && st; i++) {
         st = batch[i].source->store->ReadChunk(batch[i].chunk, stored, decoded[i], dctx.get());
       }
-      lock.lock();
+      std::shared_lock<RwLock> rd(mu_);
+      copies.clear();
+      {
+        std::lock_guard<std::mutex> f(fill_mu_);
+        if (!st) {
+          Fatal(st.error());
+          uint64_t one = 1;
+          (void)!::write(fill_idle_.get(), &one, sizeof one);
+          return;
+        }
+        for (size_t i = 0; i < batch.size(); i++) {
+          uint32_t nr = batch[i].source->store->chunk(batch[i].chunk).nr_pages;
+          for (auto& t : targets_) {
+            if (!t->gone && t->source == batch[i].source) {
+              PlanCopies(*t, batch[i].chunk, nr, decoded[i], &copies);
+            }
+          }
+        }
+      }
+      for (PieceCopy& c : copies) {
+        RunCopy(c);
+      }
+      std::lock_guard<std::mutex> f(fill_mu_);
+      for (const PieceCopy& c : copies) {
+        SettleCopy(c);
+      }
       std::erase_if(fill_now_, [&](const FillPick& p) {
         return std::any_of(batch.begin(), batch.end(), [&](const FillPick& b) {
           return p.source == b.source && p.chunk == b.chunk;
         });
       });
-      if (!st) {
-        Fatal(st.error());
-        uint64_t one = 1;
-        (void)!::write(fill_idle_.get(), &one, sizeof one);
-        break;
-      }
-      for (size_t i = 0; i < batch.size(); i++) {
-        uint32_t nr = batch[i].source->store->chunk(batch[i].chunk).nr_pages;
-        for (auto& t : targets_) {
-          if (!t->gone && t->source == batch[i].source) {
-            CopyChunk(*t, batch[i].chunk, nr, decoded[i], false);
-          }
-        }
-      }
       if (fill_waiting_ > 0) {
         fill_cv_.notify_all();  // an idle thread may find work left behind (a retried copy)
       }
+    }
+  }
+
+  // The still-missing pieces of chunk `k` in `t`, with where their bytes are in `decoded`.
+  void PlanCopies(Target& t, uint64_t k, uint32_t nr_pages, std::span<const std::byte> decoded,
+                  std::vector<PieceCopy>* out) {
+    const img::Pagemap& pm = t.source->pagemap.pagemap;
+    uint64_t first = k * t.source->store->chunk_pages();
+    uint64_t last = first + nr_pages;
+    for (size_t ri = pm.FirstPresentRunFromIndex(first); ri < pm.runs().size(); ri++) {
+      const img::PageRun& r = pm.runs()[ri];
+      if (!r.present()) {
+        continue;
+      }
+      if (r.page_index >= last) {
+        break;
+      }
+      uint64_t s = std::max(first, r.page_index);
+      uint64_t e = std::min(last, r.page_index + r.nr_pages);
+      uint64_t img_s = r.vaddr + (s - r.page_index) * P;
+      for (const PendingRange& piece : t.pending.Intersect(img_s, img_s + (e - s) * P)) {
+        PieceCopy c;
+        c.target = &t;
+        c.piece = piece;
+        c.src = decoded.data() + (s - first) * P + (piece.image_start - img_s);
+        out->push_back(c);
+      }
+    }
+  }
+
+  // The ioctls of one piece; touches nothing shared.
+  static void RunCopy(PieceCopy& c) {
+    uint64_t len = c.piece.image_end - c.piece.image_start;
+    int fd = c.target->uffd.get();
+    while (c.done < len) {
+      uint64_t copied = 0;
+      c.outcome = UffdCopy(fd, c.piece.live_start() + c.done, c.src + c.done, len - c.done, &copied,
+                           &c.err);
+      c.pages += copied / P;
+      if (c.outcome == CopyOutcome::kCopied) {
+        c.done = len;
+      } else if (c.outcome == CopyOutcome::kAlreadyMapped) {
+        c.done += copied + P;  // that page is there already; go on after it
+        c.outcome = CopyOutcome::kCopied;
+      } else {
+        c.done += copied;
+        return;
+      }
+    }
+  }
+
+  // Under fill_mu_: what the copy changed in what is missing.
+  void SettleCopy(const PieceCopy& c) {
+    Target& t = *c.target;
+    pages_by_fill_ += c.pages;
+    switch (c.outcome) {
+      case CopyOutcome::kCopied:
+        t.pending.RemoveImage(c.piece.image_start, c.piece.image_end);
+        break;
+      case CopyOutcome::kRetry:  // the rest stays pending and comes around again
+        t.pending.RemoveImage(c.piece.image_start, c.piece.image_start + c.done);
+        break;
+      case CopyOutcome::kTargetGone:
+        t.gone = true;
+        break;
+      case CopyOutcome::kError:
+      case CopyOutcome::kAlreadyMapped:
+        Fatal(Error{c.err, "UFFDIO_COPY", "pid " + std::to_string(t.pid)});
+        break;
     }
   }
 
@@ -1076,9 +1210,11 @@ class LazyPagesDaemon {
   std::unique_ptr<PageServerClient> remote_;  // --page-server: where chunks come from
   RemoteImages remote_images_;
   uint64_t remote_gen_ = 1;  // tags of the current connection's poll
-  // Shared with the fill threads, guarded by mu_: targets_ (and each Target), fill_cursor_,
-  // fill_next_, fill_now_, the counters, fatal_.
-  std::mutex mu_;
+  // The loop holds mu_ exclusively, fill threads shared; among fill threads, fill_mu_ guards
+  // what they change: each Target's pending set and gone flag, fill_cursor_, fill_next_,
+  // fill_now_, fill_waiting_, stop_fill_, pages_by_fill_ and fatal_ (Fatal).
+  RwLock mu_;
+  std::mutex fill_mu_;
   std::condition_variable fill_cv_;
   std::vector<std::thread> fill_threads_;
   std::vector<FillPick> fill_now_;  // chunks the fill threads are working on
