@@ -848,28 +848,14 @@ class LazyPagesDaemon {
     spare_waiters_.swap(waiters);
   }
 
-  // Copies every still-missing page of chunk `k` into `t`.
+  // Copies every still-missing page of chunk `k` into `t` (on the loop).
   void CopyChunk(Target& t, uint64_t k, uint32_t nr_pages, std::span<const std::byte> decoded,
                  bool by_fault) {
-    const img::Pagemap& pm = t.source->pagemap.pagemap;
-    uint64_t first = k * t.source->store->chunk_pages();
-    uint64_t last = first + nr_pages;
-    for (size_t ri = pm.FirstPresentRunFromIndex(first); ri < pm.runs().size(); ri++) {
-      const img::PageRun& r = pm.runs()[ri];
-      if (!r.present()) {
-        continue;
-      }
-      if (r.page_index >= last) {
-        break;
-      }
-      uint64_t s = std::max(first, r.page_index);
-      uint64_t e = std::min(last, r.page_index + r.nr_pages);
-      uint64_t img_s = r.vaddr + (s - r.page_index) * P;
-      for (const PendingRange& piece : t.pending.Intersect(img_s, img_s + (e - s) * P)) {
-        const std::byte* src = decoded.data() + (s - first) * P + (piece.image_start - img_s);
-        if (!CopyPiece(t, piece, src, by_fault)) {
-          return;
-        }
+    loop_copies_.clear();  // keeps its capacity: no allocation once warm
+    PlanCopies(t, k, nr_pages, decoded, &loop_copies_);
+    for (const PieceCopy& c : loop_copies_) {
+      if (!CopyPiece(t, c.piece, c.src, by_fault)) {
+        return;
       }
     }
   }
@@ -1206,6 +1192,7 @@ class LazyPagesDaemon {
   size_t fill_next_ = 0;
   std::vector<ReadSlot> slots_;
   std::vector<Waiter> spare_waiters_;
+  std::vector<PieceCopy> loop_copies_;
   std::deque<Waiter> deferred_;
   std::unique_ptr<PageServerClient> remote_;  // --page-server: where chunks come from
   RemoteImages remote_images_;
