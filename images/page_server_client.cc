@@ -35,6 +35,11 @@ bool RecvAll(int fd, void* out, size_t len) { return ps::RecvExactly(fd, out, le
 
 }  // namespace
 
+// The receive buffer is sized (and its pages touched) here, before any fault needs it, for
+// two of the largest replies, so that nothing is zeroed or reallocated per receive.
+PageServerClient::PageServerClient(UniqueFd fd, std::string where)
+    : fd_(std::move(fd)), where_(std::move(where)), in_(2 * (ps::kMaxRead + sizeof(ps::Reply))) {}
+
 Result<std::unique_ptr<PageServerClient>> PageServerClient::Connect(const std::string& address,
                                                                     int port, uint16_t role,
                                                                     const std::string& token) {
@@ -157,32 +162,51 @@ Status PageServerClient::ReadAt(pid_t pid, uint64_t offset, std::span<std::byte>
 
 Status PageServerClient::SendRead(uint32_t id, pid_t pid, uint64_t offset, uint32_t len,
                                   bool urgent) {
-  return Send(ps::kRead, urgent ? ps::kUrgent : 0, id, pid, len, offset);
+  ps::Request q{ps::kRead, static_cast<uint16_t>(urgent ? ps::kUrgent : 0), id, pid, len, offset};
+  auto bytes = std::as_bytes(std::span(&q, 1));
+  queued_.insert(queued_.end(), bytes.begin(), bytes.end());
+  return urgent ? Flush() : Ok();
+}
+
+Status PageServerClient::Flush() {
+  size_t done = 0;
+  while (done < queued_.size()) {
+    ssize_t n = ::send(fd_.get(), queued_.data() + done, queued_.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      queued_.clear();  // the reconnection asks again for every read in flight
+      return Lost("send");
+    }
+    done += static_cast<size_t>(n);
+  }
+  queued_.clear();
+  return Ok();
 }
 
 Status PageServerClient::Receive(const Deliver& deliver) {
   for (;;) {
-    size_t have = in_.size();
-    in_.resize(have + (1 << 20));
-    ssize_t n = ::recv(fd_.get(), in_.data() + have, in_.size() - have, MSG_DONTWAIT);
-    in_.resize(have + std::max<ssize_t>(n, 0));
+    ssize_t n = ::recv(fd_.get(), in_.data() + in_len_, in_.size() - in_len_, MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
       return Lost("receive");
     }
+    in_len_ += static_cast<size_t>(std::max<ssize_t>(n, 0));
     size_t at = 0;
-    while (in_.size() - at >= sizeof(ps::Reply)) {
+    while (in_len_ - at >= sizeof(ps::Reply)) {
       ps::Reply r;
       std::memcpy(&r, in_.data() + at, sizeof r);
       if (r.len > ps::kMaxRead) {
         return Invalid(where_, "reply larger than any request");
       }
-      if (in_.size() - at - sizeof r < r.len) {
+      if (in_len_ - at - sizeof r < r.len) {
         break;
       }
       deliver(r.id, r.status, std::span(in_.data() + at + sizeof r, r.len));
       at += sizeof r + r.len;
     }
-    in_.erase(in_.begin(), in_.begin() + static_cast<ptrdiff_t>(at));
+    std::memmove(in_.data(), in_.data() + at, in_len_ - at);
+    in_len_ -= at;
     if (n < 0) {
       return Ok();  // drained
     }

@@ -30,8 +30,11 @@ class PageServerClient {
   [[nodiscard]] Result<uint64_t> Stat(pid_t pid);
   [[nodiscard]] Status ReadAt(pid_t pid, uint64_t offset, std::span<std::byte> out);
 
-  // Pipelined reads: sent now, answered through Receive, in any order.
+  // Pipelined reads, answered through Receive in any order. An urgent read is sent at once
+  // (with any queued before it); others wait in a queue until Flush, so that a batch of
+  // background reads costs one send.
   [[nodiscard]] Status SendRead(uint32_t id, pid_t pid, uint64_t offset, uint32_t len, bool urgent);
+  [[nodiscard]] Status Flush();
   using Deliver = std::function<void(uint32_t id, int status, std::span<const std::byte> data)>;
   /// Takes what has arrived without blocking and hands over every complete reply. An error
   /// means the connection is lost.
@@ -44,7 +47,7 @@ class PageServerClient {
   [[nodiscard]] Status Bye();
 
  private:
-  PageServerClient(UniqueFd fd, std::string where) : fd_(std::move(fd)), where_(std::move(where)) {}
+  PageServerClient(UniqueFd fd, std::string where);
   Status Send(uint16_t type, uint16_t flags, uint32_t id, pid_t pid, uint32_t len, uint64_t offset,
               std::span<const std::byte> payload = {});
   // Waits for the reply to request `id`; its payload goes to `out` (must fit).
@@ -53,7 +56,9 @@ class PageServerClient {
 
   UniqueFd fd_;
   std::string where_;
-  std::vector<std::byte> in_;  // bytes received, not yet a complete reply
+  std::vector<std::byte> in_;  // receive buffer; its first in_len_ bytes are a partial reply
+  size_t in_len_ = 0;
+  std::vector<std::byte> queued_;  // read requests not sent yet
 };
 
 /// A page store written through `client` (which must outlive it) as task `pid`'s.

@@ -281,6 +281,12 @@ class LazyPagesDaemon {
       ResolveForkedPids();
       RetryDeferred();
       FillBackground();
+      if (remote_) {
+        Status sent = remote_->Flush();  // this turn's background reads, in one send
+        if (!sent) {
+          Reconnect(sent.error());
+        }
+      }
     }
     return Ok();
   }
@@ -795,6 +801,9 @@ class LazyPagesDaemon {
         if (s.busy) {
           SendRemoteRead(s);
         }
+      }
+      if (Status sent = remote_->Flush(); !sent) {
+        LZ_WARN("lazy-pages: %s", sent.error().Message().c_str());
       }
       LZ_INFO("lazy-pages: reconnected to %s", remote_->where().c_str());
       return;
