@@ -1,11 +1,14 @@
 #include "tests/e2e/harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -212,14 +215,6 @@ RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::st
   argv.insert(argv.end(), extra.begin(), extra.end());
   return RunCmd(argv);
 }
-
-}  // namespace lz::e2e
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-namespace lz::e2e {
 
 int FreePort() {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

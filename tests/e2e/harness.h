@@ -80,27 +80,6 @@ RunResult Restore(Mode mode, const std::string& dir, Proc* daemon, const std::st
                   const std::vector<std::string>& extra = {},
                   const std::vector<std::string>& daemon_extra = {});
 
-/// Fails the test when a program the test needs is missing.
-void RequireBinary(const char* path);
-
-/// A redis protocol command.
-std::string Resp(std::initializer_list<std::string> args);
-
-/// Starts redis-server on 127.0.0.1:port holding `keys` keys ("key:N" -> "value:N") and
-/// "lazarus" -> "alive". On failure the test fails and the Proc is empty.
-Proc StartRedis(int port, int keys, const TempDir& dir);
-
-/// Copies every image of `from` but the page stores into `to` (what a user copies to the
-/// destination host when the pages stay on a page server).
-void CopyImagesButPages(const std::string& from, const std::string& to);
-
-/// Waits until `path` exists (any kind of file, even empty).
-bool WaitForPath(const std::string& path, int timeout_ms);
-
-}  // namespace lz::e2e
-
-namespace lz::e2e {
-
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 /// Connects to 127.0.0.1:port, sends `data`, and reads until `until` appears in the reply, the
