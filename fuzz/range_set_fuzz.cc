@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <map>
+#include <set>
 
 #include "uffd/range_set.h"
 
@@ -51,6 +52,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto got = set.ImageOf(p);
       auto want = model.find(p);
       if (got.has_value() != (want != model.end()) || (got && *got != want->second)) {
+        std::abort();
+      }
+    }
+    std::set<uint64_t> images;
+    for (const auto& [live, image] : model) {
+      images.insert(image);
+    }
+    for (uint64_t p = 0; p < 256 * P; p += P) {
+      if (set.ContainsImage(p) != (images.count(p) != 0)) {
         std::abort();
       }
     }

@@ -48,6 +48,11 @@ std::optional<uint64_t> RangeSet::ImageOf(uint64_t live) const {
   return std::nullopt;
 }
 
+bool RangeSet::ContainsImage(uint64_t image_addr) const {
+  auto it = ranges_.upper_bound(image_addr);
+  return it != ranges_.begin() && image_addr < std::prev(it)->second.image_end;
+}
+
 std::vector<PendingRange> RangeSet::Intersect(uint64_t start, uint64_t end) const {
   std::vector<PendingRange> out;
   auto it = ranges_.upper_bound(start);

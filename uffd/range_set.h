@@ -25,6 +25,8 @@ class RangeSet {
   void Add(uint64_t image_start, uint64_t image_end);
   /// The dump-time address of live address `addr`, if that page is pending.
   std::optional<uint64_t> ImageOf(uint64_t live_addr) const;
+  /// Whether the page at dump-time address `image_addr` is pending (no allocation).
+  bool ContainsImage(uint64_t image_addr) const;
   /// Pending pieces intersecting dump-time [start, end), clipped to it.
   std::vector<PendingRange> Intersect(uint64_t image_start, uint64_t image_end) const;
   /// Drops dump-time [start, end) (its content arrived).

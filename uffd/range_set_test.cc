@@ -50,6 +50,18 @@ TEST(RangeSet, RemapMovesLiveAddresses) {
   EXPECT_EQ(s.bytes(), 3 * P);
 }
 
+TEST(RangeSet, ContainsImage) {
+  RangeSet s;
+  s.Add(10 * P, 12 * P);
+  EXPECT_FALSE(s.ContainsImage(9 * P));
+  EXPECT_TRUE(s.ContainsImage(10 * P));
+  EXPECT_TRUE(s.ContainsImage(11 * P));
+  EXPECT_FALSE(s.ContainsImage(12 * P));
+  s.RemoveImage(10 * P, 11 * P);
+  EXPECT_FALSE(s.ContainsImage(10 * P));
+  EXPECT_TRUE(s.ContainsImage(11 * P));
+}
+
 TEST(RangeSet, NextFromWraps) {
   RangeSet s;
   s.Add(10 * P, 12 * P);
