@@ -28,39 +28,10 @@ namespace {
 using ps::Reply;
 using ps::Request;
 
-bool ReadFull(int fd, void* buf, size_t len) { return ps::RecvExactly(fd, buf, len); }
-
-bool SendAll(int fd, const iovec* iov, int n) {
-  std::vector<iovec> v(iov, iov + n);
-  size_t i = 0;
-  while (i < v.size()) {
-    msghdr m{};
-    m.msg_iov = v.data() + i;
-    m.msg_iovlen = v.size() - i;
-    ssize_t sent = ::sendmsg(fd, &m, MSG_NOSIGNAL);
-    if (sent < 0 && errno == EINTR) {
-      continue;
-    }
-    if (sent <= 0) {
-      return false;
-    }
-    auto left = static_cast<size_t>(sent);
-    while (i < v.size() && left >= v[i].iov_len) {
-      left -= v[i].iov_len;
-      i++;
-    }
-    if (i < v.size()) {
-      v[i].iov_base = static_cast<char*>(v[i].iov_base) + left;
-      v[i].iov_len -= left;
-    }
-  }
-  return true;
-}
-
 bool SendReply(int fd, uint32_t id, int status, std::span<const std::byte> payload = {}) {
   Reply r{id, status, payload.size()};
   iovec iov[2] = {{&r, sizeof r}, {const_cast<std::byte*>(payload.data()), payload.size()}};
-  return SendAll(fd, iov, payload.empty() ? 1 : 2);
+  return ps::SendExactly(fd, iov, payload.empty() ? 1 : 2);
 }
 
 // Compares without leaking through timing how much of the token matched.
@@ -89,7 +60,7 @@ class Session {
   Result<bool> Step() {
     std::vector<Request> batch;
     Request r;
-    if (!ReadFull(fd_.get(), &r, sizeof r)) {
+    if (!ps::RecvExactly(fd_.get(), &r, sizeof r)) {
       return Fail(ECONNRESET, "page-server", "client went away");
     }
     batch.push_back(r);
@@ -227,7 +198,7 @@ class Session {
 
   Status PutData(const Request& q) {
     auto data = Buffer(q.len);
-    if (!ReadFull(fd_.get(), data.data(), data.size())) {
+    if (!ps::RecvExactly(fd_.get(), data.data(), data.size())) {
       return Fail(ECONNRESET, "page-server", "client went away in the middle of a write");
     }
     if (!put_fd_.valid() || q.pid != put_pid_) {
@@ -288,7 +259,7 @@ std::unique_ptr<Session> Greet(UniqueFd fd, const std::string& dir, const std::s
   timeval tv{5, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ps::Hello h{};
-  if (!ReadFull(fd.get(), &h, sizeof h)) {
+  if (!ps::RecvExactly(fd.get(), &h, sizeof h)) {
     return nullptr;
   }
   auto status = ps::CheckHello(h);
@@ -299,7 +270,7 @@ std::unique_ptr<Session> Greet(UniqueFd fd, const std::string& dir, const std::s
   std::string theirs;
   if (*status == ps::kHelloOk) {
     theirs.resize(h.token_len);  // bounded by CheckHello
-    if (!ReadFull(fd.get(), theirs.data(), theirs.size())) {
+    if (!ps::RecvExactly(fd.get(), theirs.data(), theirs.size())) {
       return nullptr;
     }
   }

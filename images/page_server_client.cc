@@ -31,8 +31,6 @@ std::string HelloError(uint16_t status) {
   }
 }
 
-bool RecvAll(int fd, void* out, size_t len) { return ps::RecvExactly(fd, out, len); }
-
 }  // namespace
 
 // The receive buffer is sized (and its pages touched) here, before any fault needs it, for
@@ -69,11 +67,11 @@ Result<std::unique_ptr<PageServerClient>> PageServerClient::Connect(const std::s
   std::vector<std::byte> hello(sizeof h + token.size());
   std::memcpy(hello.data(), &h, sizeof h);
   std::memcpy(hello.data() + sizeof h, token.data(), token.size());
-  if (::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(hello.size())) {
+  if (!ps::SendExactly(fd, hello)) {
     return c->Lost("hello");
   }
   ps::HelloReply reply{};
-  if (!RecvAll(fd, &reply, sizeof reply) || reply.magic != ps::kMagic) {
+  if (!ps::RecvExactly(fd, &reply, sizeof reply) || reply.magic != ps::kMagic) {
     return c->Lost("hello");
   }
   if (reply.status != ps::kHelloOk) {
@@ -90,44 +88,21 @@ Status PageServerClient::Send(uint16_t type, uint16_t flags, uint32_t id, pid_t 
                               uint64_t offset, std::span<const std::byte> payload) {
   ps::Request q{type, flags, id, pid, len, offset};
   iovec iov[2] = {{&q, sizeof q}, {const_cast<std::byte*>(payload.data()), payload.size()}};
-  size_t total = sizeof q + payload.size();
-  size_t done = 0;
-  while (done < total) {
-    msghdr m{};
-    iovec rest[2];
-    int n = 0;
-    size_t skip = done;
-    for (const iovec& v : iov) {
-      if (skip >= v.iov_len) {
-        skip -= v.iov_len;
-        continue;
-      }
-      rest[n++] = {static_cast<char*>(v.iov_base) + skip, v.iov_len - skip};
-      skip = 0;
-    }
-    m.msg_iov = rest;
-    m.msg_iovlen = n;
-    ssize_t sent = ::sendmsg(fd_.get(), &m, MSG_NOSIGNAL);
-    if (sent < 0 && errno == EINTR) {
-      continue;
-    }
-    if (sent <= 0) {
-      return Lost("send");
-    }
-    done += static_cast<size_t>(sent);
+  if (!ps::SendExactly(fd_.get(), iov, payload.empty() ? 1 : 2)) {
+    return Lost("send");
   }
   return Ok();
 }
 
 Result<size_t> PageServerClient::Await(uint32_t id, std::span<std::byte> out) {
   ps::Reply r{};
-  if (!RecvAll(fd_.get(), &r, sizeof r)) {
+  if (!ps::RecvExactly(fd_.get(), &r, sizeof r)) {
     return Lost("reply");
   }
   if (r.id != id || r.len > out.size()) {
     return Invalid(where_, "unexpected reply");
   }
-  if (r.len > 0 && !RecvAll(fd_.get(), out.data(), r.len)) {
+  if (r.len > 0 && !ps::RecvExactly(fd_.get(), out.data(), r.len)) {
     return Lost("reply");
   }
   if (r.status != 0) {
@@ -169,19 +144,11 @@ Status PageServerClient::SendRead(uint32_t id, pid_t pid, uint64_t offset, uint3
 }
 
 Status PageServerClient::Flush() {
-  size_t done = 0;
-  while (done < queued_.size()) {
-    ssize_t n = ::send(fd_.get(), queued_.data() + done, queued_.size() - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      queued_.clear();  // the reconnection asks again for every read in flight
-      return Lost("send");
-    }
-    done += static_cast<size_t>(n);
+  bool sent = ps::SendExactly(fd_.get(), queued_);
+  queued_.clear();  // if lost, the reconnection asks again for every read in flight
+  if (!sent) {
+    return Lost("send");
   }
-  queued_.clear();
   return Ok();
 }
 

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "images/image_dir.h"
 
@@ -72,6 +73,43 @@ bool RecvExactly(int fd, void* buf, size_t len) {
     len -= static_cast<size_t>(n);
   }
   return true;
+}
+
+bool SendExactly(int fd, const iovec* iov, int n) {
+  std::vector<iovec> v(iov, iov + n);
+  size_t i = 0;
+  for (;;) {
+    while (i < v.size() && v[i].iov_len == 0) {
+      i++;  // nothing (left) to send there: sendmsg would answer 0, which means a dead peer
+    }
+    if (i == v.size()) {
+      return true;
+    }
+    msghdr m{};
+    m.msg_iov = v.data() + i;
+    m.msg_iovlen = v.size() - i;
+    ssize_t sent = ::sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) {
+      continue;
+    }
+    if (sent <= 0) {
+      return false;
+    }
+    auto left = static_cast<size_t>(sent);
+    while (i < v.size() && left >= v[i].iov_len) {
+      left -= v[i].iov_len;
+      i++;
+    }
+    if (i < v.size()) {
+      v[i].iov_base = static_cast<char*>(v[i].iov_base) + left;
+      v[i].iov_len -= left;
+    }
+  }
+}
+
+bool SendExactly(int fd, std::span<const std::byte> bytes) {
+  iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+  return SendExactly(fd, &iov, 1);
 }
 
 Result<UniqueFd> SocketFor(const std::string& address, int port, sockaddr_storage* addr,

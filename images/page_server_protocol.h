@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <span>
@@ -88,6 +89,12 @@ static_assert(sizeof(Reply) == 16);
 /// Receives exactly `len` bytes, retrying interrupted calls (with a receive timeout set the
 /// kernel does not restart them, e.g. when io_uring task work arrives). False on EOF or error.
 bool RecvExactly(int fd, void* buf, size_t len);
+
+/// Sends every byte of `iov[0..n)` (no SIGPIPE), retrying interrupted and partial sends.
+/// False when the peer is gone.
+bool SendExactly(int fd, const iovec* iov, int n);
+/// The same for one buffer.
+bool SendExactly(int fd, std::span<const std::byte> bytes);
 
 /// A TCP socket for address:port (numeric port; the address may be a name), not yet bound
 /// or connected; `*addr`/`*len` get the address to bind or connect to.
