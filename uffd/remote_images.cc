@@ -30,12 +30,16 @@ std::set<uint64_t> EagerChunks(const img::PagemapFile& pm) {
   return out;
 }
 
-Status CopyRange(PageServerClient& c, pid_t pid, int fd, uint64_t off, uint64_t len) {
-  std::vector<std::byte> buf(len);
-  LZ_TRY(c.ReadAt(pid, off, buf));
+// Bytes of a remote store already fetched: its header, footer and index.
+struct FetchedRange {
+  uint64_t offset;
+  std::vector<std::byte> bytes;
+};
+
+Status PwriteAll(int fd, uint64_t off, std::span<const std::byte> bytes) {
   size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n = ::pwrite(fd, buf.data() + done, buf.size() - done, off + done);
+  while (done < bytes.size()) {
+    ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, off + done);
     if (n <= 0) {
       return FailErrno("write partial page store");
     }
@@ -44,19 +48,26 @@ Status CopyRange(PageServerClient& c, pid_t pid, int fd, uint64_t off, uint64_t 
   return Ok();
 }
 
-// Same size and layout as the remote store; only the header, the index and the footer and
-// the eager chunks are filled in (the rest is a hole the restore never reads).
+Status CopyRange(PageServerClient& c, pid_t pid, int fd, uint64_t off, uint64_t len) {
+  std::vector<std::byte> buf(len);
+  LZ_TRY(c.ReadAt(pid, off, buf));
+  return PwriteAll(fd, off, buf);
+}
+
+// Same size and layout as the remote store; only the header, the index and the footer (as
+// fetched to open the store) and the eager chunks are filled in (the rest is a hole the
+// restore never reads).
 Status WritePartialStore(PageServerClient& c, pid_t pid, const img::PageStoreReader& store,
-                         const img::PagemapFile& pm, const std::string& path) {
+                         const std::vector<FetchedRange>& fetched, const img::PagemapFile& pm,
+                         const std::string& path) {
   std::string tmp = path + ".tmp";
   LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
   if (::ftruncate(fd.get(), static_cast<off_t>(store.file_size())) != 0) {
     return FailErrno("ftruncate", tmp);
   }
-  LZ_TRY(CopyRange(c, pid, fd.get(), 0, sizeof(img::FileHeader)));
-  uint64_t index_off = store.file_size() - sizeof(img::PageStoreFooter) -
-                       store.chunk_count() * sizeof(img::ChunkIndexEntry);
-  LZ_TRY(CopyRange(c, pid, fd.get(), index_off, store.file_size() - index_off));
+  for (const FetchedRange& r : fetched) {
+    LZ_TRY(PwriteAll(fd.get(), r.offset, r.bytes));
+  }
   for (uint64_t k : EagerChunks(pm)) {
     if (k >= store.chunk_count()) {
       return Invalid(path, "pagemap refers to chunk " + std::to_string(k) + " beyond the store");
@@ -84,13 +95,17 @@ Result<RemoteImages> FetchRemoteImages(PageServerClient& client, const std::stri
     LZ_ASSIGN_OR_RETURN(img::PagemapFile pm, img::ReadPagemap(pagemap_path));
     LZ_ASSIGN_OR_RETURN(uint64_t size, client.Stat(pid));
     std::string name = client.where() + ":" + pm.pages_file;
+    std::vector<FetchedRange> fetched;
     auto read_at = [&](uint64_t off, void* buf, size_t len) -> Status {
-      return client.ReadAt(pid, off, std::span(static_cast<std::byte*>(buf), len));
+      auto out = std::span(static_cast<std::byte*>(buf), len);
+      LZ_TRY(client.ReadAt(pid, off, out));
+      fetched.push_back({off, std::vector<std::byte>(out.begin(), out.end())});
+      return Ok();
     };
     LZ_ASSIGN_OR_RETURN(auto store, img::PageStoreReader::OpenRemote(name, size, read_at));
     std::string local = dir + "/" + pm.pages_file;
     if (::access(local.c_str(), F_OK) != 0) {
-      LZ_TRY(WritePartialStore(client, pid, *store, pm, local));
+      LZ_TRY(WritePartialStore(client, pid, *store, fetched, pm, local));
       out.partial_files.push_back(local);
     }
     LZ_INFO("lazy-pages: pid %d: %lu chunks on %s", pid, store->chunk_count(),
