@@ -262,6 +262,19 @@ void FileOpener::Plan() {
   plan(files, Kind::kFile);
 }
 
+const std::string* FileOpener::FirstRecorded(
+    const std::function<const std::string*(const pb::OpenFile&)>& bytes_of) const {
+  for (const img::TaskImages& t : dump_.tasks) {
+    for (const pb::OpenFile& o : t.fds.files()) {
+      const std::string* b = bytes_of(o);
+      if (b != nullptr && !b->empty()) {
+        return b;
+      }
+    }
+  }
+  return nullptr;
+}
+
 bool FileOpener::IsAncestorOrSelf(pid_t a, pid_t b) const {
   for (;;) {
     if (a == b) {
@@ -358,15 +371,12 @@ Status FileOpener::CreatePipe(const pb::OpenFile& f) {
     return FailErrno("F_SETPIPE_SZ");
   }
   // Every read end recorded the same buffered bytes: write them once.
-  for (const img::TaskImages& t : dump_.tasks) {
-    for (const pb::OpenFile& o : t.fds.files()) {
-      if ((o.type() == pb::FILE_PIPE || o.type() == pb::FILE_FIFO) && o.pipe().ino() == ino &&
-          !o.pipe().data().empty()) {
-        LZ_TRY(WriteAll(wr.get(), o.pipe().data()));
-        pipes_.emplace(ino, PipeEnds{std::move(rd), std::move(wr)});
-        return Ok();
-      }
-    }
+  const std::string* data = FirstRecorded([ino](const pb::OpenFile& o) {
+    bool pipe = o.type() == pb::FILE_PIPE || o.type() == pb::FILE_FIFO;
+    return pipe && o.pipe().ino() == ino ? &o.pipe().data() : nullptr;
+  });
+  if (data != nullptr) {
+    LZ_TRY(WriteAll(wr.get(), *data));
   }
   pipes_.emplace(ino, PipeEnds{std::move(rd), std::move(wr)});
   return Ok();
@@ -408,16 +418,11 @@ Status FileOpener::CreateSocketPair(const pb::OpenFile& f) {
   LZ_ASSIGN_OR_RETURN(UniqueFd peer, Above(sv[1]));
   // Bytes queued for an end to read are written into the other end, once per end.
   for (uint64_t end : {f.ino(), u.peer_ino()}) {
-    int into = end == f.ino() ? peer.get() : mine.get();
-    bool written = false;
-    for (const img::TaskImages& t : dump_.tasks) {
-      for (const pb::OpenFile& o : t.fds.files()) {
-        if (!written && o.type() == pb::FILE_UNIX && o.ino() == end &&
-            !o.unix_socket().data().empty()) {
-          LZ_TRY(WriteAll(into, o.unix_socket().data()));
-          written = true;
-        }
-      }
+    const std::string* data = FirstRecorded([end](const pb::OpenFile& o) {
+      return o.type() == pb::FILE_UNIX && o.ino() == end ? &o.unix_socket().data() : nullptr;
+    });
+    if (data != nullptr) {
+      LZ_TRY(WriteAll(end == f.ino() ? peer.get() : mine.get(), *data));
     }
   }
   unix_ends_[f.ino()] = std::move(mine);
