@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <deque>
@@ -65,14 +66,30 @@ Status FrozenTree::FreezeTask(pid_t pid) {
         continue;
       }
       auto att = SeizeAndStop(tid, kSeizeOptions);
-      if (!att && att.error().code == ESRCH) {
-        continue;  // the thread exited meanwhile
+      if (!att && (att.error().code == ESRCH || (tid == pid && task.threads.empty()))) {
+        continue;  // the thread exited meanwhile (an exited main thread is looked at below)
       }
       if (!att) {
         return Unexpected{att.error().Wrap("freeze pid " + std::to_string(pid))};
       }
       task.threads.push_back(std::move(*att));
       grew = true;
+    }
+  }
+  if (task.threads.empty()) {
+    // A child that exited since its parent listed it stays a zombie (its parent is frozen);
+    // it may take a moment to finish exiting.
+    bool now_zombie = false;
+    for (int i = 0; i < 50 && !now_zombie; i++) {
+      LZ_ASSIGN_OR_RETURN(now_zombie, CheckDumpable(pid, tasks_.empty()));
+      if (!now_zombie) {
+        ::usleep(2000);
+      }
+    }
+    if (now_zombie) {
+      task.zombie = true;
+      tasks_.push_back(std::move(task));
+      return Ok();
     }
   }
   if (task.threads.empty() || task.threads[0].tid() != pid) {
