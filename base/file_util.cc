@@ -79,6 +79,22 @@ Result<size_t> PreadFull(int fd, std::span<std::byte> out, uint64_t offset) {
   return done;
 }
 
+Status PwriteAll(int fd, std::span<const std::byte> data, uint64_t offset, const char* what) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, offset + done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return Fail(n < 0 ? errno : EIO, std::string("write ") + what,
+                  "at " + std::to_string(offset + done));
+    }
+    done += n;
+  }
+  return Ok();
+}
+
 Status WriteFileAtomically(const std::string& path, std::string_view data) {
   std::string tmp = path + ".tmp";
   LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC));

@@ -22,6 +22,9 @@ namespace lz {
 [[nodiscard]] Status WriteAll(int fd, std::string_view data);
 /// pread until `out` is full; returns the bytes read (short only at end of file).
 [[nodiscard]] Result<size_t> PreadFull(int fd, std::span<std::byte> out, uint64_t offset);
+/// pwrite until all of `data` is written at `offset`; `what` names the target in errors.
+[[nodiscard]] Status PwriteAll(int fd, std::span<const std::byte> data, uint64_t offset,
+                               const char* what);
 /// Writes `data` to `path` through a temporary file and rename, so readers never see half.
 [[nodiscard]] Status WriteFileAtomically(const std::string& path, std::string_view data);
 

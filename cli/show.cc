@@ -41,6 +41,8 @@ std::unique_ptr<google::protobuf::Message> MessageFor(img::ImageKind kind,
       return std::make_unique<pb::Mm>();
     case img::ImageKind::kFds:
       return std::make_unique<pb::FdTable>();
+    case img::ImageKind::kShmem:
+      return std::make_unique<pb::ShmemTable>();
     case img::ImageKind::kStats:
       if (name.find("stats-dump") != std::string::npos) return std::make_unique<pb::DumpStats>();
       if (name.find("stats-restore") != std::string::npos)

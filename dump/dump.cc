@@ -125,6 +125,15 @@ Status CheckShellJob(const std::vector<pb::TaskCore>& cores, const std::vector<p
   return Ok();
 }
 
+void AddStats(const MemoryStats& m, pb::DumpStats* stats) {
+  stats->set_pages_scanned(stats->pages_scanned() + m.pages_scanned);
+  stats->set_pages_present(stats->pages_present() + m.pages_present);
+  stats->set_pages_zero(stats->pages_zero() + m.pages_zero);
+  stats->set_pages_written(stats->pages_written() + m.pages_written);
+  stats->set_bytes_in(stats->bytes_in() + m.bytes_in);
+  stats->set_bytes_out(stats->bytes_out() + m.bytes_out);
+}
+
 class TreeDumper {
  public:
   TreeDumper(const DumpOptions& opts, FrozenTree& tree, const Deadline& deadline,
@@ -138,6 +147,10 @@ class TreeDumper {
     }
     LZ_TRY(CheckShellJob(cores_, fds_, opts_.shell_job));
     LZ_TRY(LinkSharedFiles(cores_, fds_));
+    ShmemCollector shmem;
+    for (size_t i = 0; i < cores_.size(); i++) {
+      LZ_TRY(shmem.Add(cores_[i].pid(), mms_[i], fds_[i]));
+    }
     for (size_t i = 0; i < cores_.size(); i++) {
       pid_t pid = cores_[i].pid();
       LZ_TRY(
@@ -149,6 +162,11 @@ class TreeDumper {
       LZ_TRY(img::WriteSingleMessage(img::FdsPath(opts_.dir, pid), img::ImageKind::kFds, fds_[i]));
     }
     uint64_t t0 = MonotonicNs();
+    // Kept in the directory even with --page-server: the restore front-end makes these
+    // objects before any task runs, and they are small next to the tasks' own memory.
+    MemoryStats shm_stats;
+    LZ_TRY(shmem.Write(opts_.dir, opts_.store, shm_stats));
+    AddStats(shm_stats, stats);
     Progress progress("lazarus dump: memory");
     for (size_t i = 0; i < cores_.size(); i++) {
       if (cores_[i].zombie()) {
@@ -156,12 +174,7 @@ class TreeDumper {
       }
       LZ_ASSIGN_OR_RETURN(MemoryStats m, DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store,
                                                    &progress, page_server_));
-      stats->set_pages_scanned(stats->pages_scanned() + m.pages_scanned);
-      stats->set_pages_present(stats->pages_present() + m.pages_present);
-      stats->set_pages_zero(stats->pages_zero() + m.pages_zero);
-      stats->set_pages_written(stats->pages_written() + m.pages_written);
-      stats->set_bytes_in(stats->bytes_in() + m.bytes_in);
-      stats->set_bytes_out(stats->bytes_out() + m.bytes_out);
+      AddStats(m, stats);
       stats->set_threads(stats->threads() + cores_[i].threads_size());
     }
     stats->set_memdump_ns(MonotonicNs() - t0);

@@ -107,11 +107,9 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
     f->set_rdev(st.st_rdev);
     f->set_path(link);
     bool deleted = link.size() > 10 && link.compare(link.size() - 10, 10, kDeletedSuffix) == 0;
-    if (link.rfind("/memfd:", 0) == 0) {
-      return Invalid("fd " + std::to_string(fd) + " of " + std::to_string(pid) +
-                     ": memfd is not supported yet");
-    }
-    if (S_ISREG(st.st_mode) && link.front() == '/') {
+    if (link.rfind("/memfd:", 0) == 0 && deleted && S_ISREG(st.st_mode) && st.st_nlink == 0) {
+      f->set_type(pb::FILE_MEMFD);  // its content is saved once for the tree (shmem.img)
+    } else if (S_ISREG(st.st_mode) && link.front() == '/') {
       f->set_type(pb::FILE_REG);
       if (deleted) {
         f->set_path(link.substr(0, link.size() - 10));

@@ -35,6 +35,9 @@ Result<pb::VmaKind> Classify(const ProcVma& v) {
   if (v.HasFlag("io") || v.HasFlag("pf")) {
     return Invalid("device mapping " + p + " is not supported");
   }
+  if (v.HasFlag("ht")) {
+    return Invalid("hugetlb mapping " + p + " is not supported yet");
+  }
   if (p == "[heap]") return pb::VMA_HEAP;
   if (p == "[stack]") return pb::VMA_STACK;
   if (p.empty() || p.rfind("[anon:", 0) == 0) {
@@ -43,8 +46,10 @@ Result<pb::VmaKind> Classify(const ProcVma& v) {
   if (p == "/dev/zero (deleted)" || p.rfind("[anon_shmem:", 0) == 0) {
     return pb::VMA_ANON_SHARED;
   }
-  if (p.front() != '/' || p.find(" (deleted)") != std::string::npos || p.rfind("/memfd:", 0) == 0 ||
-      p.rfind("/SYSV", 0) == 0) {
+  if (p.rfind("/memfd:", 0) == 0 && p.ends_with(" (deleted)")) {
+    return pb::VMA_MEMFD;
+  }
+  if (p.front() != '/' || p.find(" (deleted)") != std::string::npos || p.rfind("/SYSV", 0) == 0) {
     return Invalid("mapping of " + p + " is not supported yet");
   }
   return v.shared ? pb::VMA_FILE_SHARED : pb::VMA_FILE_PRIVATE;
@@ -96,7 +101,6 @@ class VmaPageDumper {
 
   Status Dump(const pb::Vma& vma) {
     new_vma_ = true;
-    bool any_page = vma.kind() == pb::VMA_ANON_SHARED;
     uint32_t lazy = VmaIsLazy(vma) ? uint32_t{img::kPageLazy} : 0u;
     for (uint64_t addr = vma.start(); addr < vma.end(); addr += kBatchPages * P) {
       size_t n = std::min<uint64_t>(kBatchPages, (vma.end() - addr) / P);
@@ -108,12 +112,12 @@ class VmaPageDumper {
       stats_.pages_scanned += n;
       size_t i = 0;
       while (i < n) {
-        if (!Wanted(entries_[i], any_page)) {
+        if (!Wanted(entries_[i])) {
           i++;
           continue;
         }
         size_t j = i;
-        while (j < n && Wanted(entries_[j], any_page)) {
+        while (j < n && Wanted(entries_[j])) {
           j++;
         }
         LZ_TRY(CopySpan(addr + i * P, j - i, lazy));
@@ -124,9 +128,8 @@ class VmaPageDumper {
   }
 
  private:
-  static bool Wanted(uint64_t e, bool any_page) {
-    return (e & (kPmPresent | kPmSwap)) && (any_page || !(e & kPmFile));
-  }
+  // Present or swapped, and the task's own (anonymous, or a private copy of a file page).
+  static bool Wanted(uint64_t e) { return (e & (kPmPresent | kPmSwap)) && !(e & kPmFile); }
 
   Status CopySpan(uint64_t addr, size_t n, uint32_t lazy) {
     auto out = std::span(buf_.data(), n * P);
@@ -138,27 +141,8 @@ class VmaPageDumper {
     if (progress_ != nullptr) {
       progress_->Update(stats_.pages_present * P);
     }
-    size_t i = 0;
-    while (i < n) {
-      bool zero = AllZero(buf_.data() + i * P);
-      size_t j = i + 1;
-      while (j < n && AllZero(buf_.data() + j * P) == zero) {
-        j++;
-      }
-      img::PageRun run{addr + i * P, static_cast<uint32_t>(j - i), lazy, 0};
-      if (zero) {
-        run.flags |= img::kPageZero;
-        stats_.pages_zero += j - i;
-      } else {
-        run.flags |= img::kPagePresent;
-        run.page_index = store_.pages_appended();
-        LZ_TRY(store_.Append(std::span(buf_.data() + i * P, (j - i) * P)));
-        stats_.pages_written += j - i;
-      }
-      pm_.Append(run, !new_vma_);
-      new_vma_ = false;
-      i = j;
-    }
+    LZ_TRY(AppendPageRuns(addr, out, lazy, new_vma_, store_, pm_, stats_));
+    new_vma_ = false;
     return Ok();
   }
 
@@ -175,14 +159,43 @@ class VmaPageDumper {
 
 }  // namespace
 
+Status AppendPageRuns(uint64_t addr, std::span<const std::byte> pages, uint32_t flags,
+                      bool new_range, img::PageStoreWriter& store, img::Pagemap& pm,
+                      MemoryStats& stats) {
+  size_t n = pages.size() / P;
+  size_t i = 0;
+  while (i < n) {
+    bool zero = AllZero(pages.data() + i * P);
+    size_t j = i + 1;
+    while (j < n && AllZero(pages.data() + j * P) == zero) {
+      j++;
+    }
+    img::PageRun run{addr + i * P, static_cast<uint32_t>(j - i), flags, 0};
+    if (zero) {
+      run.flags |= img::kPageZero;
+      stats.pages_zero += j - i;
+    } else {
+      run.flags |= img::kPagePresent;
+      run.page_index = store.pages_appended();
+      LZ_TRY(store.Append(pages.subspan(i * P, (j - i) * P)));
+      stats.pages_written += j - i;
+    }
+    pm.Append(run, !new_range);
+    new_range = false;
+    i = j;
+  }
+  return Ok();
+}
+
 bool VmaHasPrivatePages(const pb::Vma& v) {
   switch (v.kind()) {
     case pb::VMA_ANON_PRIVATE:
     case pb::VMA_HEAP:
     case pb::VMA_STACK:
     case pb::VMA_FILE_PRIVATE:
-    case pb::VMA_ANON_SHARED:
       return true;
+    case pb::VMA_MEMFD:
+      return !v.shared();  // a shared mapping's pages are the object's, saved once
     default:
       return false;
   }
@@ -205,13 +218,13 @@ Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSessi
     out->set_kind(kind);
     out->set_path(v.path);
     out->set_madv(MadvFlags(v));
-    out->set_shmid(v.ino);
     if (kind == pb::VMA_VDSO) {
       std::vector<std::byte> code(v.end - v.start);
       LZ_TRY(ReadRemote(pid, v.start, code));
       mm.set_vdso_crc(Crc32c(code));
     }
-    if (kind == pb::VMA_FILE_PRIVATE || kind == pb::VMA_FILE_SHARED) {
+    if (kind == pb::VMA_FILE_PRIVATE || kind == pb::VMA_FILE_SHARED ||
+        kind == pb::VMA_ANON_SHARED || kind == pb::VMA_MEMFD) {
       char range[64];
       snprintf(range, sizeof range, "%lx-%lx", v.start, v.end);
       struct stat st;

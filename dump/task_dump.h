@@ -47,6 +47,34 @@ void FillTreeLinks(pid_t pid, const ProcStat& st, pb::TaskCore* core);
                                             Progress* progress = nullptr,
                                             PageServerClient* page_server = nullptr);
 
+/// The shared memory objects of the tree (anonymous shared mappings and memfds), each saved
+/// once however many tasks map it or hold it open.
+class ShmemCollector {
+ public:
+  /// Gives every shared memory VMA and memfd of task `pid` its object's id (new objects are
+  /// remembered with a path to read them through while the tree is frozen).
+  [[nodiscard]] Status Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds);
+  /// Saves every object's content and shmem.img into `dir`; adds to `stats`.
+  [[nodiscard]] Status Write(const std::string& dir, const img::PageStoreOptions& opts,
+                             MemoryStats& stats);
+
+ private:
+  struct Object {
+    pb::ShmemObject meta;
+    std::string source;  // /proc/PID/map_files/RANGE or /proc/PID/fd/N
+  };
+  Result<uint32_t> IdOf(uint64_t dev, uint64_t ino, pb::ShmemKind kind, const std::string& name,
+                        const std::string& source);
+  std::vector<Object> objects_;
+};
+
+/// Appends `pages` (whole pages read at `addr`) to a store and its pagemap: zero pages as zero
+/// runs, the rest stored; `flags` go on every run. The first run never merges into the one
+/// before when `new_range` (runs must not cross VMAs).
+[[nodiscard]] Status AppendPageRuns(uint64_t addr, std::span<const std::byte> pages, uint32_t flags,
+                                    bool new_range, img::PageStoreWriter& store, img::Pagemap& pm,
+                                    MemoryStats& stats);
+
 /// Which VMAs' pages are dumped, and which may come back lazily.
 bool VmaHasPrivatePages(const pb::Vma& vma);
 bool VmaIsLazy(const pb::Vma& vma);

@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 6) {
+  switch (data[0] % 7) {
     case 0: {
       lz::pb::Inventory m;
       ParseRecords(bytes, lz::img::ImageKind::kInventory, &m);
@@ -69,6 +69,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 5:
       (void)lz::img::ValidatePageStoreBytes("fuzz.img", bytes);
       break;
+    case 6: {
+      lz::pb::ShmemTable m;
+      ParseRecords(bytes, lz::img::ImageKind::kShmem, &m);
+      break;
+    }
   }
   return 0;
 }

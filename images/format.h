@@ -6,7 +6,7 @@
 
 namespace lz::img {
 
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint32_t kPageSize = 4096;
 
 /// Every image file starts with this 16-byte header.
@@ -28,6 +28,7 @@ enum class ImageKind : uint32_t {
   kPagemap = 5,
   kPages = 6,
   kStats = 7,
+  kShmem = 8,
 };
 const char* ImageKindName(ImageKind kind);
 
@@ -74,6 +75,7 @@ constexpr uint32_t kDefaultChunkPages = 16;
 
 /// Names of the files in an image directory.
 constexpr const char* kInventoryFile = "inventory.img";
+constexpr const char* kShmemFile = "shmem.img";
 constexpr const char* kIncompleteMarker = "dump.incomplete";
 
 }  // namespace lz::img

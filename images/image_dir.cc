@@ -20,6 +20,17 @@ std::string PagemapPath(const std::string& dir, pid_t pid) {
   return dir + "/pagemap-" + std::to_string(pid) + ".img";
 }
 std::string PagesName(pid_t pid) { return "pages-" + std::to_string(pid) + ".img"; }
+std::string ShmemPagemapName(uint32_t id) { return "pagemap-shmem-" + std::to_string(id) + ".img"; }
+std::string ShmemPagesName(uint32_t id) { return "pages-shmem-" + std::to_string(id) + ".img"; }
+
+const ShmemImages* Dump::FindShmem(uint32_t id) const {
+  for (const ShmemImages& s : shmem) {
+    if (s.meta.id() == id) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
 
 Result<pb::Inventory> ReadInventory(const std::string& dir) {
   if (::access((dir + "/" + kIncompleteMarker).c_str(), F_OK) == 0) {
@@ -39,7 +50,17 @@ Result<pb::Inventory> ReadInventory(const std::string& dir) {
 
 namespace {
 
-Status CheckTask(const std::string& dir, pid_t pid, const TaskImages& t) {
+Status CheckShmemRef(const Dump& d, const std::string& image, uint64_t id, pb::ShmemKind kind) {
+  const ShmemImages* s = id > UINT32_MAX ? nullptr : d.FindShmem(static_cast<uint32_t>(id));
+  if (s == nullptr || s->meta.kind() != kind) {
+    return Invalid(image + ": refers to shared memory object " + std::to_string(id) + ", which " +
+                   kShmemFile + " does not hold");
+  }
+  return Ok();
+}
+
+Status CheckTask(const Dump& d, pid_t pid, const TaskImages& t) {
+  const std::string& dir = d.dir;
   std::string core = CorePath(dir, pid);
   if (t.core.pid() != pid) {
     return Invalid(core + ": holds pid " + std::to_string(t.core.pid()));
@@ -55,6 +76,10 @@ Status CheckTask(const std::string& dir, pid_t pid, const TaskImages& t) {
                      std::to_string(v.start()));
     }
     prev_end = v.end();
+    if (v.kind() == pb::VMA_ANON_SHARED || v.kind() == pb::VMA_MEMFD) {
+      LZ_TRY(CheckShmemRef(d, MmPath(dir, pid), v.shmid(),
+                           v.kind() == pb::VMA_MEMFD ? pb::SHMEM_MEMFD : pb::SHMEM_ANON));
+    }
   }
   // Every run lies inside one VMA: restore writes and the daemon copies exactly there.
   const auto& vmas = t.mm.vmas();
@@ -73,8 +98,44 @@ Status CheckTask(const std::string& dir, pid_t pid, const TaskImages& t) {
       return Invalid(FdsPath(dir, pid) + ": content file '" + f.content_file() +
                      "' is not a plain file name");
     }
+    if (f.type() == pb::FILE_MEMFD) {
+      LZ_TRY(CheckShmemRef(d, FdsPath(dir, pid), f.shmem_id(), pb::SHMEM_MEMFD));
+    }
   }
   return Ok();
+}
+
+// Shared memory objects: unique ids, content inside the object.
+Result<std::vector<ShmemImages>> LoadShmem(const std::string& dir) {
+  std::string path = dir + "/" + kShmemFile;
+  pb::ShmemTable table;
+  LZ_TRY(ReadSingleMessage(path, ImageKind::kShmem, &table));
+  std::vector<ShmemImages> out;
+  for (const pb::ShmemObject& o : table.objects()) {
+    std::string what = path + ": object " + std::to_string(o.id());
+    for (const ShmemImages& prev : out) {
+      if (prev.meta.id() == o.id()) {
+        return Invalid(what + " appears twice");
+      }
+    }
+    bool anon = o.kind() == pb::SHMEM_ANON;
+    if (o.id() == 0 || o.size() > (uint64_t{1} << 46) ||
+        (anon && (o.size() == 0 || o.size() % kPageSize != 0))) {
+      return Invalid(what + " has a bad id or size");
+    }
+    if (!IsPlainFileName(o.pagemap_file())) {
+      return Invalid(what + ": pagemap '" + o.pagemap_file() + "' is not a plain file name");
+    }
+    ShmemImages s;
+    s.meta = o;
+    LZ_ASSIGN_OR_RETURN(s.pagemap, ReadPagemap(dir + "/" + o.pagemap_file()));
+    auto runs = s.pagemap.pagemap.runs();
+    if (!runs.empty() && runs.back().end() > (o.size() + kPageSize - 1) / kPageSize * kPageSize) {
+      return Invalid(what + ": content lies beyond its size");
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace
@@ -83,6 +144,7 @@ Result<Dump> LoadDump(const std::string& dir) {
   Dump d;
   d.dir = dir;
   LZ_ASSIGN_OR_RETURN(d.inventory, ReadInventory(dir));
+  LZ_ASSIGN_OR_RETURN(d.shmem, LoadShmem(dir));
   for (int32_t pid : d.inventory.pids()) {
     TaskImages t;
     LZ_TRY(ReadSingleMessage(CorePath(dir, pid), ImageKind::kCore, &t.core));
@@ -96,7 +158,7 @@ Result<Dump> LoadDump(const std::string& dir) {
     LZ_TRY(ReadSingleMessage(MmPath(dir, pid), ImageKind::kMm, &t.mm));
     LZ_TRY(ReadSingleMessage(FdsPath(dir, pid), ImageKind::kFds, &t.fds));
     LZ_ASSIGN_OR_RETURN(t.pagemap, ReadPagemap(PagemapPath(dir, pid)));
-    LZ_TRY(CheckTask(dir, pid, t));
+    LZ_TRY(CheckTask(d, pid, t));
     d.tasks.push_back(std::move(t));
   }
   return d;

@@ -21,6 +21,9 @@ std::string FdsPath(const std::string& dir, pid_t pid);
 std::string PagemapPath(const std::string& dir, pid_t pid);
 /// File name (not path) of a task's page store.
 std::string PagesName(pid_t pid);
+/// File names of a shared memory object's pagemap and page store.
+std::string ShmemPagemapName(uint32_t id);
+std::string ShmemPagesName(uint32_t id);
 
 /// Everything dumped of one process.
 struct TaskImages {
@@ -30,10 +33,20 @@ struct TaskImages {
   PagemapFile pagemap;
 };
 
+/// One shared memory object and where its content is.
+struct ShmemImages {
+  pb::ShmemObject meta;
+  PagemapFile pagemap;  // runs' addresses are offsets in the object
+};
+
 struct Dump {
   std::string dir;
   pb::Inventory inventory;
   std::vector<TaskImages> tasks;  // in inventory order: parents before children
+  std::vector<ShmemImages> shmem;
+
+  /// The object with id `id`, or nullptr.
+  const ShmemImages* FindShmem(uint32_t id) const;
 };
 
 /// Reads the inventory, refusing a directory whose dump did not complete.

@@ -26,6 +26,8 @@ const char* ImageKindName(ImageKind kind) {
       return "pages";
     case ImageKind::kStats:
       return "stats";
+    case ImageKind::kShmem:
+      return "shmem";
   }
   return "unknown";
 }
@@ -52,7 +54,7 @@ Status CheckHeader(const FileHeader& h, const std::string& name,
     return Invalid(name + ": is a " + ImageKindName(static_cast<ImageKind>(h.kind)) +
                    " image, expected " + ImageKindName(*expected));
   }
-  if (h.kind < 1 || h.kind > static_cast<uint32_t>(ImageKind::kStats)) {
+  if (h.kind < 1 || h.kind > static_cast<uint32_t>(ImageKind::kShmem)) {
     return Invalid(name + ": unknown image kind " + std::to_string(h.kind));
   }
   return Ok();

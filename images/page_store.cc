@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -373,6 +374,55 @@ Status ValidatePageStoreBytes(const std::string& name, std::string_view bytes) {
   }
   ZSTD_freeDCtx(dctx);
   return st;
+}
+
+Result<std::unique_ptr<PageStoreReader>> OpenStoreOf(const std::string& dir,
+                                                     const PagemapFile& pm) {
+  LZ_ASSIGN_OR_RETURN(auto store, PageStoreReader::Open(dir + "/" + pm.pages_file));
+  if (store->chunk_pages() != pm.chunk_pages) {
+    return Invalid(pm.pages_file + " has chunks of " + std::to_string(store->chunk_pages()) +
+                   " pages, its pagemap says " + std::to_string(pm.chunk_pages));
+  }
+  if (store->total_pages() != pm.pagemap.stored_pages()) {
+    return Invalid(pm.pages_file + " holds " + std::to_string(store->total_pages()) +
+                   " pages, the pagemap expects " + std::to_string(pm.pagemap.stored_pages()));
+  }
+  return store;
+}
+
+Status ReadPresentRuns(const PageStoreReader& store, std::span<const PageRun> runs,
+                       const std::function<bool(const PageRun&)>& want,
+                       const std::function<Status(uint64_t, std::span<const std::byte>)>& put) {
+  std::vector<std::byte> scratch(store.max_stored_size());
+  std::vector<std::byte> chunk(size_t{store.chunk_pages()} * kPageSize);
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  uint64_t have_chunk = UINT64_MAX;
+  for (const PageRun& r : runs) {
+    if (!r.present() || !want(r)) {
+      continue;
+    }
+    for (uint64_t p = 0; p < r.nr_pages;) {
+      uint64_t index = r.page_index + p;
+      uint64_t k = index / store.chunk_pages();
+      if (k >= store.chunk_count()) {
+        return Invalid(store.path() + ": page " + std::to_string(index) +
+                       " is past the last chunk");
+      }
+      if (k != have_chunk) {
+        LZ_TRY(store.ReadChunk(k, scratch, chunk, dctx.get()));
+        have_chunk = k;
+      }
+      uint64_t in_chunk = index % store.chunk_pages();
+      if (store.chunk(k).nr_pages <= in_chunk) {
+        return Invalid(store.path() + ": chunk " + std::to_string(k) + " is short");
+      }
+      uint64_t n = std::min<uint64_t>(r.nr_pages - p, store.chunk(k).nr_pages - in_chunk);
+      LZ_TRY(put(r.vaddr + p * kPageSize,
+                 std::span(chunk.data() + in_chunk * kPageSize, n * kPageSize)));
+      p += n;
+    }
+  }
+  return Ok();
 }
 
 }  // namespace lz::img

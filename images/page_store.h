@@ -14,6 +14,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "images/format.h"
+#include "images/pagemap.h"
 
 namespace lz::img {
 
@@ -121,6 +122,17 @@ class PageStoreReader {
   uint64_t file_size_ = 0;
   uint32_t max_stored_ = 0;
 };
+
+/// Opens the page store `pm` names (in `dir`) and checks that the two describe the same pages.
+[[nodiscard]] Result<std::unique_ptr<PageStoreReader>> OpenStoreOf(const std::string& dir,
+                                                                   const PagemapFile& pm);
+
+/// Decodes the stored pages of the present runs that `want` accepts, in order and each chunk
+/// once, handing every stretch of consecutive pages to `put(address, bytes)`.
+[[nodiscard]] Status ReadPresentRuns(
+    const PageStoreReader& store, std::span<const PageRun> runs,
+    const std::function<bool(const PageRun&)>& want,
+    const std::function<Status(uint64_t addr, std::span<const std::byte>)>& put);
 
 /// Validates a page store held in memory (header, footer, index, every chunk). For the fuzzer
 /// and `lazarus show`.

@@ -117,19 +117,8 @@ Status ReadRemote(pid_t pid, uint64_t addr, std::span<std::byte> out) {
 
 Status WriteRemote(pid_t pid, uint64_t addr, std::span<const std::byte> data) {
   LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenMem(pid, O_WRONLY));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pwrite(fd.get(), data.data() + done, data.size() - done, addr + done);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return Fail(n < 0 ? errno : EIO, "write memory",
-                  "pid " + std::to_string(pid) + " at " + std::to_string(addr + done));
-    }
-    done += n;
-  }
-  return Ok();
+  std::string what = "memory of pid " + std::to_string(pid);
+  return PwriteAll(fd.get(), data, addr, what.c_str());
 }
 
 }  // namespace lz

@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "base/file_util.h"
+#include "restore/shmem_restore.h"
 
 #ifndef TFD_IOC_SET_TICKS
 #define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
@@ -211,8 +212,9 @@ Result<UniqueFd> OpenSimpleAnon(const pb::OpenFile& f) {
 
 }  // namespace
 
-FileOpener::FileOpener(std::string images_dir, int floor, const img::Dump& dump)
-    : dir_(std::move(images_dir)), floor_(floor), dump_(dump) {
+FileOpener::FileOpener(std::string images_dir, int floor, const img::Dump& dump,
+                       const SharedMemory& shm)
+    : dir_(std::move(images_dir)), floor_(floor), dump_(dump), shm_(shm) {
   Plan();
 }
 
@@ -488,6 +490,16 @@ Result<UniqueFd> FileOpener::Open(const pb::OpenFile& f) {
   return OpenUnshared(f);
 }
 
+// A new open file of the memfd the front-end made: same object, this file's own flags and offset.
+Result<UniqueFd> FileOpener::OpenMemfd(const pb::OpenFile& f) {
+  LZ_ASSIGN_OR_RETURN(std::string path, shm_.PathOf(f.shmem_id()));
+  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, f.flags() & kReopenFlags));
+  if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) {
+    return FailErrno("lseek", f.path());
+  }
+  return fd;
+}
+
 Result<UniqueFd> FileOpener::OpenUnshared(const pb::OpenFile& f) {
   switch (f.type()) {
     case pb::FILE_REG:
@@ -505,6 +517,8 @@ Result<UniqueFd> FileOpener::OpenUnshared(const pb::OpenFile& f) {
       return OpenUnixSocket(f);
     case pb::FILE_TIMERFD:
       return OpenTimerfd(f);
+    case pb::FILE_MEMFD:
+      return OpenMemfd(f);
     case pb::FILE_EVENTFD:
     case pb::FILE_EPOLL:
     case pb::FILE_SIGNALFD:

@@ -15,6 +15,8 @@
 
 namespace lz {
 
+class SharedMemory;
+
 /// Creates the objects behind the tree's fds. An object held by several tasks (one open file
 /// with a tree id, or a pipe or socketpair whose ends sit in different tasks) is created once,
 /// by the nearest task that is an ancestor of every holder, before it forks its children: they
@@ -23,7 +25,8 @@ namespace lz {
 /// every task, so that placing a descriptor never closes one of them. Not thread-safe.
 class FileOpener {
  public:
-  FileOpener(std::string images_dir, int floor, const img::Dump& dump);
+  /// Memfds are opened through `shm`, which the front-end holds for the whole restore.
+  FileOpener(std::string images_dir, int floor, const img::Dump& dump, const SharedMemory& shm);
   FileOpener(const FileOpener&) = delete;
   FileOpener& operator=(const FileOpener&) = delete;
 
@@ -55,11 +58,13 @@ class FileOpener {
   Status CreateSocketPair(const pb::OpenFile& f);
   Result<UniqueFd> OpenPipeEnd(const pb::OpenFile& f);
   Result<UniqueFd> OpenUnixSocket(const pb::OpenFile& f);
+  Result<UniqueFd> OpenMemfd(const pb::OpenFile& f);
   Result<UniqueFd> Above(int fd);
 
   std::string dir_;
   int floor_;
   const img::Dump& dump_;
+  const SharedMemory& shm_;
   std::map<pid_t, pid_t> parent_;                 // within the tree
   std::map<pid_t, std::vector<Shared>> created_;  // what each task creates for its subtree
   struct PipeEnds {

@@ -25,6 +25,7 @@
 #include "base/vdso.h"
 #include "images/page_store.h"
 #include "restore/restore_internal.h"
+#include "restore/shmem_restore.h"
 
 namespace lz {
 namespace {
@@ -71,13 +72,14 @@ const char* SpecialName(pb::VmaKind k) {
 
 class MmBuilder {
  public:
-  MmBuilder(const img::Dump& dump, RestoredTask& t, int lazy_sock)
+  MmBuilder(const img::Dump& dump, RestoredTask& t, int lazy_sock, const SharedMemory& shm)
       : dump_(dump),
         t_(t),
         mm_(t.img->mm),
         rt_(t.pid, OwnSyscallInsn()),
         lazy_(lazy_sock >= 0),
-        lazy_sock_(lazy_sock) {}
+        lazy_sock_(lazy_sock),
+        shm_(shm) {}
 
   Status Build() {
     LZ_ASSIGN_OR_RETURN(std::string maps,
@@ -270,11 +272,12 @@ class MmBuilder {
           break;
         }
         case pb::VMA_ANON_SHARED:
-          // /proc/PID/mem cannot force writes into a shared mapping: map it writable for
-          // the fill and put the protection back afterwards.
-          prot |= PROT_WRITE;
-          flags |= MAP_ANONYMOUS;
+        case pb::VMA_MEMFD: {
+          LZ_ASSIGN_OR_RETURN(int f, ShmemFd(v));
+          fd = static_cast<uint64_t>(f);
+          off = v.pgoff();
           break;
+        }
         default:
           flags |= MAP_ANONYMOUS;
           break;
@@ -288,14 +291,29 @@ class MmBuilder {
     for (auto& [key, fd] : file_fds_) {
       LZ_TRY(rt_.Syscall("close", SYS_close, fd));
     }
+    for (auto& [id, fd] : shmem_fds_) {
+      LZ_TRY(rt_.Syscall("close", SYS_close, fd));
+    }
     return Ok();
+  }
+
+  // The front-end made the object and holds it: the task opens it through the front-end's fd.
+  Result<int> ShmemFd(const pb::Vma& v) {
+    auto it = shmem_fds_.find(v.shmid());
+    if (it != shmem_fds_.end()) {
+      return it->second;
+    }
+    LZ_ASSIGN_OR_RETURN(std::string path, shm_.PathOf(static_cast<uint32_t>(v.shmid())));
+    LZ_ASSIGN_OR_RETURN(int fd, RemoteOpen(path, O_RDWR));
+    shmem_fds_[v.shmid()] = fd;
+    return fd;
   }
 
   // Whether `addr` lies in a VMA whose untouched pages read as zero (anonymous memory).
   bool ZeroBacked(uint64_t addr) const {
     for (const pb::Vma& v : mm_.vmas()) {
       if (v.start() <= addr && addr < v.end()) {
-        return v.kind() != pb::VMA_FILE_PRIVATE;
+        return v.kind() != pb::VMA_FILE_PRIVATE && v.kind() != pb::VMA_MEMFD;
       }
     }
     return true;
@@ -303,70 +321,27 @@ class MmBuilder {
 
   Status FillPages() {
     const img::PagemapFile& pm = t_.img->pagemap;
-    LZ_ASSIGN_OR_RETURN(auto store, img::PageStoreReader::Open(dump_.dir + "/" + pm.pages_file));
-    if (store->chunk_pages() != pm.chunk_pages) {
-      return Invalid(pm.pages_file + " has chunks of " + std::to_string(store->chunk_pages()) +
-                     " pages, its pagemap says " + std::to_string(pm.chunk_pages));
-    }
-    if (store->total_pages() != pm.pagemap.stored_pages()) {
-      return Invalid(pm.pages_file + " holds " + std::to_string(store->total_pages()) +
-                     " pages, the pagemap expects " + std::to_string(pm.pagemap.stored_pages()));
-    }
+    LZ_ASSIGN_OR_RETURN(auto store, img::OpenStoreOf(dump_.dir, pm));
     LZ_ASSIGN_OR_RETURN(UniqueFd mem,
                         OpenFile("/proc/" + std::to_string(t_.pid) + "/mem", O_WRONLY));
-    std::vector<std::byte> scratch(store->max_stored_size());
-    std::vector<std::byte> chunk(size_t{store->chunk_pages()} * P);
+    auto eager = [this](const img::PageRun& r) { return !(lazy_ && (r.flags & img::kPageLazy)); };
     std::vector<std::byte> zeros(P * 64);
-    ZSTD_DCtx* dctx = ZSTD_createDCtx();
-    uint64_t have_chunk = UINT64_MAX;
-    Status st = Ok();
     for (const img::PageRun& r : pm.pagemap.runs()) {
-      if (lazy_ && (r.flags & img::kPageLazy)) {
-        t_.pages_lazy += r.nr_pages;
+      (eager(r) ? t_.pages_eager : t_.pages_lazy) += r.nr_pages;
+      // Over a file, a page that was zero at dump time must be written: the file may differ.
+      if (r.present() || !eager(r) || ZeroBacked(r.vaddr)) {
         continue;
       }
-      t_.pages_eager += r.nr_pages;
-      if (!r.present()) {
-        if (!ZeroBacked(r.vaddr)) {
-          for (uint64_t p = 0; p < r.nr_pages && st; p += 64) {
-            size_t n = std::min<uint64_t>(64, r.nr_pages - p);
-            st = PwriteAll(mem.get(), std::span(zeros.data(), n * P), r.vaddr + p * P);
-          }
-        }
-        continue;
-      }
-      for (uint64_t p = 0; p < r.nr_pages && st;) {
-        uint64_t index = r.page_index + p;
-        uint64_t k = index / store->chunk_pages();
-        if (k != have_chunk) {
-          st = store->ReadChunk(k, scratch, chunk, dctx);
-          have_chunk = k;
-        }
-        uint64_t in_chunk = index % store->chunk_pages();
-        uint64_t n = std::min<uint64_t>(r.nr_pages - p, store->chunk(k).nr_pages - in_chunk);
-        if (st) {
-          st = PwriteAll(mem.get(), std::span(chunk.data() + in_chunk * P, n * P), r.vaddr + p * P);
-        }
-        p += n;
-      }
-      if (!st) {
-        break;
+      for (uint64_t p = 0; p < r.nr_pages; p += 64) {
+        size_t n = std::min<uint64_t>(64, r.nr_pages - p);
+        LZ_TRY(
+            PwriteAll(mem.get(), std::span(zeros.data(), n * P), r.vaddr + p * P, "task memory"));
       }
     }
-    ZSTD_freeDCtx(dctx);
-    return st;
-  }
-
-  static Status PwriteAll(int fd, std::span<const std::byte> data, uint64_t addr) {
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, addr + done);
-      if (n <= 0) {
-        return Fail(n < 0 ? errno : EIO, "write task memory", "at " + std::to_string(addr + done));
-      }
-      done += n;
-    }
-    return Ok();
+    return img::ReadPresentRuns(*store, pm.pagemap.runs(), eager,
+                                [&](uint64_t addr, std::span<const std::byte> bytes) {
+                                  return PwriteAll(mem.get(), bytes, addr, "task memory");
+                                });
   }
 
   Status ApplyMadvise() {
@@ -385,9 +360,6 @@ class MmBuilder {
         if (v.madv() & a.bit) {
           LZ_TRY(rt_.Syscall("madvise", SYS_madvise, v.start(), v.end() - v.start(), a.advice));
         }
-      }
-      if (v.kind() == pb::VMA_ANON_SHARED && !(v.prot() & PROT_WRITE)) {
-        LZ_TRY(rt_.Syscall("mprotect", SYS_mprotect, v.start(), v.end() - v.start(), v.prot()));
       }
     }
     return Ok();
@@ -467,6 +439,8 @@ class MmBuilder {
   std::vector<Range> used_;
   std::vector<Range> keep_;  // ranges UnmapLazarus must not touch
   std::map<std::string, int> file_fds_;
+  const SharedMemory& shm_;
+  std::map<uint64_t, int> shmem_fds_;  // by object id, open in the task while it maps
 };
 
 }  // namespace
@@ -479,8 +453,8 @@ Status WriteScratch(const RestoredTask& t, size_t offset, const void* data, size
                      std::span(static_cast<const std::byte*>(data), len));
 }
 
-Status RestoreMm(const img::Dump& dump, RestoredTask& t, int lazy_sock) {
-  MmBuilder b(dump, t, lazy_sock);
+Status RestoreMm(const img::Dump& dump, RestoredTask& t, int lazy_sock, const SharedMemory& shm) {
+  MmBuilder b(dump, t, lazy_sock, shm);
   return b.Build();
 }
 

@@ -23,6 +23,7 @@
 #include "images/image_file.h"
 #include "restore/files_restore.h"
 #include "restore/restore_internal.h"
+#include "restore/shmem_restore.h"
 
 namespace lz {
 namespace {
@@ -218,7 +219,9 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   std::fflush(nullptr);  // the children must not flush our buffered output again
 
   LZ_ASSIGN_OR_RETURN(int floor, PrepareFdFloor(dump));
-  FileOpener opener(opts.dir, floor, dump);
+  // Before the first fork: every task reaches these objects through our descriptors.
+  LZ_ASSIGN_OR_RETURN(SharedMemory shm, SharedMemory::Create(dump));
+  FileOpener opener(opts.dir, floor, dump, shm);
 
   TreeGuard guard(dump);
   const pb::TaskCore& root = dump.tasks[0].core;
@@ -247,11 +250,12 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   }
   RestoreResult result;
   for (RestoredTask& t : tasks) {
-    LZ_TRY_CTX(RestoreMm(dump, t, opts.lazy ? lazy_sock.get() : -1),
+    LZ_TRY_CTX(RestoreMm(dump, t, opts.lazy ? lazy_sock.get() : -1, shm),
                "restore memory of pid " + std::to_string(t.pid));
     result.stats.set_pages_eager(result.stats.pages_eager() + t.pages_eager);
     result.stats.set_pages_lazy(result.stats.pages_lazy() + t.pages_lazy);
   }
+  LZ_TRY(shm.Seal(dump));
   uint64_t mm_done = MonotonicNs();
   for (RestoredTask& t : tasks) {
     LZ_TRY_CTX(RestoreTaskState(t), "restore pid " + std::to_string(t.pid));

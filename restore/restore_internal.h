@@ -31,6 +31,7 @@ struct RestoredTask {
 constexpr size_t kScratchSize = 4 * 4096;
 
 class FileOpener;
+class SharedMemory;
 
 // Child side (runs in the forked task, on a copy of lazarus): sessions, fds, cwd, children.
 // Never returns: the task reports "ready" on `report_fd` and waits to be seized. `opener`
@@ -47,7 +48,9 @@ class FileOpener;
 /// With `lazy_sock` >= 0 (lazy restore), the task's uffd goes to the daemon as soon as its
 /// ranges are registered: from then on even the kernel's own accesses (rseq registration,
 /// syscalls reading task memory) fault and must be served.
-[[nodiscard]] Status RestoreMm(const img::Dump& dump, RestoredTask& t, int lazy_sock);
+/// Shared memory objects are mapped from `shm`, which the front-end holds.
+[[nodiscard]] Status RestoreMm(const img::Dump& dump, RestoredTask& t, int lazy_sock,
+                               const SharedMemory& shm);
 /// Threads, signals, timers, limits, credentials and registers, from outside; the last stage.
 [[nodiscard]] Status RestoreTaskState(RestoredTask& t);
 /// Remote syscall helpers on the task's main thread.

@@ -36,22 +36,10 @@ struct FetchedRange {
   std::vector<std::byte> bytes;
 };
 
-Status PwriteAll(int fd, uint64_t off, std::span<const std::byte> bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, off + done);
-    if (n <= 0) {
-      return FailErrno("write partial page store");
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Ok();
-}
-
 Status CopyRange(PageServerClient& c, pid_t pid, int fd, uint64_t off, uint64_t len) {
   std::vector<std::byte> buf(len);
   LZ_TRY(c.ReadAt(pid, off, buf));
-  return PwriteAll(fd, off, buf);
+  return PwriteAll(fd, buf, off, "partial page store");
 }
 
 // Same size and layout as the remote store; only the header, the index and the footer (as
@@ -66,7 +54,7 @@ Status WritePartialStore(PageServerClient& c, pid_t pid, const img::PageStoreRea
     return FailErrno("ftruncate", tmp);
   }
   for (const FetchedRange& r : fetched) {
-    LZ_TRY(PwriteAll(fd.get(), r.offset, r.bytes));
+    LZ_TRY(PwriteAll(fd.get(), r.bytes, r.offset, "partial page store"));
   }
   for (uint64_t k : EagerChunks(pm)) {
     if (k >= store.chunk_count()) {

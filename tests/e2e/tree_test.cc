@@ -125,6 +125,36 @@ TEST_P(Tree, FilesSharedBetweenProcessesStayShared) {
   EXPECT_TRUE(restored.ReapIfDead(10000));
 }
 
+TEST_P(Tree, SharedMemoryStaysSharedBetweenProcesses) {
+  TempDir dir;
+  Proc w = Start({WorkloadBinary("shmem"), dir.File("ready"), dir.File("result")}, dir.File("log"));
+  std::string ready = WaitForFile(dir.File("ready"), 10000);
+  ASSERT_NE(ready, "");
+  std::istringstream ids(ready);
+  pid_t pid, kid;
+  ids >> pid >> kid;
+  RunResult d = Dump(pid, dir.File("img"));
+  ASSERT_EQ(d.status, 0) << d.output;
+  ASSERT_TRUE(w.ReapIfDead(5000));
+  ReapDumped({kid});
+  // Saved once for the tree, not once per process: the 3 MiB memfd (1 MiB of it a hole), the
+  // 2 MiB of anonymous shared memory, the mapped-only and the private memfd.
+  RunResult show = RunCmd({LazarusBinary(), "show", dir.File("img/shmem.img")});
+  ASSERT_EQ(show.status, 0) << show.output;
+  size_t objects = 0;
+  for (size_t at = 0; (at = show.output.find("\"pagemap_file\"", at)) != std::string::npos; at++) {
+    objects++;
+  }
+  EXPECT_EQ(objects, 4u) << show.output;
+  Proc daemon;
+  RunResult r = Restore(GetParam(), dir.File("img"), &daemon, dir.File("lazy.log"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  Proc restored(pid);
+  kill(pid, SIGUSR1);
+  EXPECT_EQ(WaitForFile(dir.File("result"), 10000), "PASS\n");
+  EXPECT_TRUE(restored.ReapIfDead(10000));
+}
+
 TEST_P(Tree, ShellPipelineFlowsOnWithoutLosingALine) {
   TempDir dir;
   constexpr int kLines = 120;
