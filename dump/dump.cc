@@ -1,6 +1,7 @@
 #include "dump/dump.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -42,6 +43,48 @@ int FirstFdOf(const pb::FdTable& table, uint32_t file_id) {
   return -1;
 }
 
+// A connected unix socket comes back as a socketpair, so its peer must be in the tree and
+// connected back to it. A datagram socket connected to a named socket outside the tree is
+// connected again by name instead.
+Status LinkUnixPeers(const std::vector<pb::TaskCore>& cores, std::vector<pb::FdTable>& fds) {
+  std::map<uint64_t, uint64_t> peer_of;  // socket inode -> its peer's
+  for (const pb::FdTable& t : fds) {
+    for (const pb::OpenFile& f : t.files()) {
+      if (f.type() == pb::FILE_UNIX) {
+        peer_of[f.ino()] = f.unix_socket().peer_ino();
+      }
+    }
+  }
+  for (size_t i = 0; i < fds.size(); i++) {
+    for (pb::OpenFile& f : *fds[i].mutable_files()) {
+      pb::UnixInfo* u = f.mutable_unix_socket();
+      if (f.type() != pb::FILE_UNIX || u->peer_ino() == 0) {
+        continue;
+      }
+      auto where = [&] {
+        return "fd " + std::to_string(FirstFdOf(fds[i], f.id())) + " of " +
+               std::to_string(cores[i].pid()) + ": ";
+      };
+      auto peer = peer_of.find(u->peer_ino());
+      if (peer == peer_of.end()) {
+        if (u->type() == SOCK_DGRAM && !u->peer_name().empty()) {
+          u->set_peer_ino(0);  // outside: reconnected by name, as a client of /dev/log is
+          continue;
+        }
+        return Invalid(where() +
+                       "unix socket connected outside the dumped tree is not supported yet");
+      }
+      if (peer->second != f.ino()) {
+        return Invalid(where() +
+                       "unix datagram socket connected to a socket of the tree that is not "
+                       "connected back is not supported yet");
+      }
+      u->clear_peer_name();
+    }
+  }
+  return Ok();
+}
+
 // Gives every open file that several processes of the tree share (kcmp says it is the same
 // struct file) one tree-wide id, so that the restore opens it once and hands it down, instead
 // of giving each process its own copy with its own offset, or cutting a pipe in two.
@@ -76,26 +119,7 @@ Status LinkSharedFiles(const std::vector<pb::TaskCore>& cores, std::vector<pb::F
       seen.push_back({i, &f});
     }
   }
-  // A connected unix socket comes back as a socketpair: its peer must be in the tree.
-  std::map<uint64_t, bool> unix_inodes;
-  for (const pb::FdTable& t : fds) {
-    for (const pb::OpenFile& f : t.files()) {
-      if (f.type() == pb::FILE_UNIX) {
-        unix_inodes[f.ino()] = true;
-      }
-    }
-  }
-  for (size_t i = 0; i < fds.size(); i++) {
-    for (const pb::OpenFile& f : fds[i].files()) {
-      if (f.type() == pb::FILE_UNIX && f.unix_socket().peer_ino() != 0 &&
-          !unix_inodes.count(f.unix_socket().peer_ino())) {
-        return Invalid("fd " + std::to_string(FirstFdOf(fds[i], f.id())) + " of " +
-                       std::to_string(cores[i].pid()) +
-                       ": unix socket connected outside the dumped tree is not supported yet");
-      }
-    }
-  }
-  return Ok();
+  return LinkUnixPeers(cores, fds);
 }
 
 Status CheckShellJob(const std::vector<pb::TaskCore>& cores, const std::vector<pb::FdTable>& fds,

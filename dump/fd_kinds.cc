@@ -176,6 +176,40 @@ Result<UnixDiag> QueryUnix(uint64_t ino) {
 
 }  // namespace
 
+// Every datagram (or seqpacket) queued on `s`, without taking any: each MSG_PEEK moves the
+// socket's peek offset past the message it returned. The task's own peek offset is put back.
+Status PeekMessages(int s, pb::UnixInfo* u) {
+  int saved = -1;
+  socklen_t len = sizeof saved;
+  if (::getsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, &len) != 0) {
+    return FailErrno("getsockopt SO_PEEK_OFF");
+  }
+  int zero = 0;
+  if (::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) != 0) {
+    return FailErrno("setsockopt SO_PEEK_OFF");
+  }
+  std::vector<char> buf(1 << 20);
+  Status st = Ok();
+  for (;;) {
+    ssize_t n = ::recv(s, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno != EAGAIN) {
+        st = FailErrno("peek unix socket");
+      }
+      break;
+    }
+    if (n == 0 || static_cast<size_t>(n) > buf.size()) {
+      // An empty message would not move the peek offset; a huge one does not fit.
+      st = Invalid("unix socket holds a queued message of " + std::to_string(n) +
+                   " bytes, which is not supported");
+      break;
+    }
+    u->add_messages(buf.data(), static_cast<size_t>(n));
+  }
+  (void)::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, sizeof saved);
+  return st;
+}
+
 Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f) {
   LZ_ASSIGN_OR_RETURN(UniqueFd s, PidfdGetfd(pidfd, fd));
   int type = IntOpt(s.get(), SOL_SOCKET, SO_TYPE);
@@ -201,11 +235,19 @@ Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
     return Ok();
   }
   u->set_peer_ino(diag.peer);
+  if (diag.peer != 0 && type == SOCK_DGRAM) {
+    sockaddr_un peer{};
+    socklen_t plen = sizeof peer;
+    if (::getpeername(s.get(), reinterpret_cast<sockaddr*>(&peer), &plen) == 0 &&
+        plen > sizeof(sa_family_t)) {
+      u->set_peer_name(std::string(peer.sun_path, plen - sizeof(sa_family_t)));
+    }
+  }
   if (diag.rqueue == 0) {
     return Ok();
   }
   if (type != SOCK_STREAM) {
-    return Invalid("unix socket with queued datagrams is not supported yet");
+    return PeekMessages(s.get(), u);
   }
   // MSG_PEEK on our copy reads the queued bytes without taking them from the task.
   std::string data(diag.rqueue, '\0');

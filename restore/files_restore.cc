@@ -264,13 +264,12 @@ void FileOpener::Plan() {
   plan(files, Kind::kFile);
 }
 
-const std::string* FileOpener::FirstRecorded(
-    const std::function<const std::string*(const pb::OpenFile&)>& bytes_of) const {
+const pb::OpenFile* FileOpener::FirstRecorded(
+    const std::function<bool(const pb::OpenFile&)>& recorded) const {
   for (const img::TaskImages& t : dump_.tasks) {
     for (const pb::OpenFile& o : t.fds.files()) {
-      const std::string* b = bytes_of(o);
-      if (b != nullptr && !b->empty()) {
-        return b;
+      if (recorded(o)) {
+        return &o;
       }
     }
   }
@@ -373,12 +372,12 @@ Status FileOpener::CreatePipe(const pb::OpenFile& f) {
     return FailErrno("F_SETPIPE_SZ");
   }
   // Every read end recorded the same buffered bytes: write them once.
-  const std::string* data = FirstRecorded([ino](const pb::OpenFile& o) {
+  const pb::OpenFile* queued = FirstRecorded([ino](const pb::OpenFile& o) {
     bool pipe = o.type() == pb::FILE_PIPE || o.type() == pb::FILE_FIFO;
-    return pipe && o.pipe().ino() == ino ? &o.pipe().data() : nullptr;
+    return pipe && o.pipe().ino() == ino && !o.pipe().data().empty();
   });
-  if (data != nullptr) {
-    LZ_TRY(WriteAll(wr.get(), *data));
+  if (queued != nullptr) {
+    LZ_TRY(WriteAll(wr.get(), queued->pipe().data()));
   }
   pipes_.emplace(ino, PipeEnds{std::move(rd), std::move(wr)});
   return Ok();
@@ -409,7 +408,8 @@ Result<UniqueFd> FileOpener::Above(int fd) {
   return UniqueFd(high);
 }
 
-// Both ends of a connected pair, with the stream bytes each end had queued to read.
+// Both ends of a connected pair, with the stream bytes or the messages each end had queued to
+// read.
 Status FileOpener::CreateSocketPair(const pb::OpenFile& f) {
   const pb::UnixInfo& u = f.unix_socket();
   int sv[2];
@@ -418,19 +418,49 @@ Status FileOpener::CreateSocketPair(const pb::OpenFile& f) {
   }
   LZ_ASSIGN_OR_RETURN(UniqueFd mine, Above(sv[0]));
   LZ_ASSIGN_OR_RETURN(UniqueFd peer, Above(sv[1]));
-  // Bytes queued for an end to read are written into the other end, once per end.
+  // What was queued for an end to read is written into the other end, once per end.
   for (uint64_t end : {f.ino(), u.peer_ino()}) {
-    const std::string* data = FirstRecorded([end](const pb::OpenFile& o) {
-      return o.type() == pb::FILE_UNIX && o.ino() == end ? &o.unix_socket().data() : nullptr;
+    const pb::OpenFile* queued = FirstRecorded([end](const pb::OpenFile& o) {
+      const pb::UnixInfo& q = o.unix_socket();
+      return o.type() == pb::FILE_UNIX && o.ino() == end &&
+             (!q.data().empty() || q.messages_size() > 0);
     });
-    if (data != nullptr) {
-      LZ_TRY(WriteAll(end == f.ino() ? peer.get() : mine.get(), *data));
+    if (queued == nullptr) {
+      continue;
+    }
+    int into = end == f.ino() ? peer.get() : mine.get();
+    LZ_TRY(WriteAll(into, queued->unix_socket().data()));
+    for (const std::string& m : queued->unix_socket().messages()) {
+      if (::send(into, m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(m.size())) {
+        return FailErrno("queue a message on a unix socket");
+      }
     }
   }
   unix_ends_[f.ino()] = std::move(mine);
   unix_ends_[u.peer_ino()] = std::move(peer);
   return Ok();
 }
+
+namespace {
+
+// Connects to a named socket outside the tree, as the dumped socket was.
+Status ConnectUnix(int s, const std::string& name) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (name.size() > sizeof addr.sun_path) {
+    return Invalid("unix socket peer name too long");
+  }
+  std::memcpy(addr.sun_path, name.data(), name.size());
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  if (::connect(s, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    std::string shown = name[0] == '\0' ? "@" + name.substr(1) : std::string(name.c_str());
+    return FailErrno("connect unix socket to", shown);
+  }
+  return Ok();
+}
+
+}  // namespace
 
 Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
   const pb::UnixInfo& u = f.unix_socket();
@@ -477,6 +507,9 @@ Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
   }
   if (u.listening() && ::listen(s.get(), static_cast<int>(u.backlog())) != 0) {
     return FailErrno("listen");
+  }
+  if (!u.peer_name().empty()) {
+    LZ_TRY(ConnectUnix(s.get(), u.peer_name()));
   }
   LZ_TRY(SetStatusFlags(s.get(), f.flags()));
   return s;

@@ -49,10 +49,9 @@ class FileOpener {
   void Plan();
   pid_t Creator(const std::vector<pid_t>& holders) const;
   bool IsAncestorOrSelf(pid_t a, pid_t b) const;
-  // Bytes that entries of the dump recorded (`bytes_of` picks them, null if the entry is not
-  // one of those wanted); every such entry recorded the same ones: the first non-empty, or null.
-  const std::string* FirstRecorded(
-      const std::function<const std::string*(const pb::OpenFile&)>& bytes_of) const;
+  // The first entry of the dump that `recorded` accepts (every entry that recorded an object's
+  // queued bytes recorded the same ones), or null.
+  const pb::OpenFile* FirstRecorded(const std::function<bool(const pb::OpenFile&)>& recorded) const;
   Result<UniqueFd> OpenUnshared(const pb::OpenFile& f);
   Status CreatePipe(const pb::OpenFile& f);
   Status CreateSocketPair(const pb::OpenFile& f);

@@ -1,6 +1,9 @@
 // A process tree: pids, parent links, process groups and wait() across a dump and restore.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,12 +13,34 @@
 #include <iterator>
 #include <sstream>
 
+#include "base/unique_fd.h"
 #include "tests/e2e/harness.h"
 
 namespace lz::e2e {
 namespace {
 
 class Tree : public ::testing::TestWithParam<Mode> {};
+
+// A datagram socket bound at `path`, as /dev/log is for a syslog client.
+UniqueFd BindDgram(const std::string& path) {
+  UniqueFd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  EXPECT_EQ(::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
+  return s;
+}
+
+// The next datagram on `s`, waiting up to `timeout_ms`; "" if none came.
+std::string NextDatagram(int s, int timeout_ms) {
+  pollfd p{s, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) != 1) {
+    return "";
+  }
+  char buf[256];
+  ssize_t n = ::recv(s, buf, sizeof buf, MSG_DONTWAIT);
+  return n > 0 ? std::string(buf, n) : "";
+}
 
 pid_t ParentOf(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -100,8 +125,9 @@ void ReapDumped(std::vector<pid_t> pids) {
 TEST_P(Tree, FilesSharedBetweenProcessesStayShared) {
   TempDir dir;
   int port = FreePort();
+  UniqueFd log_sock = BindDgram(dir.File("log.sock"));
   Proc w = Start({WorkloadBinary("shared"), dir.File("ready"), dir.File("result"), dir.File("data"),
-                  std::to_string(port)},
+                  std::to_string(port), dir.File("log.sock")},
                  dir.File("log"));
   std::string ready = WaitForFile(dir.File("ready"), 10000);
   ASSERT_NE(ready, "");
@@ -120,8 +146,11 @@ TEST_P(Tree, FilesSharedBetweenProcessesStayShared) {
   Proc restored(pid);
   // One listening socket, bound once, still answered by the child that inherited it.
   EXPECT_EQ(Talk(port, "x", "\n", 5000), "child2 " + std::to_string(kid2) + " answer 2\n");
+  EXPECT_EQ(NextDatagram(log_sock.get(), 0), "before-dump");
   kill(pid, SIGUSR1);
   EXPECT_EQ(WaitForFile(dir.File("result"), 10000), "PASS\n");
+  // Connected again by name to the socket outside the tree.
+  EXPECT_EQ(NextDatagram(log_sock.get(), 5000), "after-restore");
   EXPECT_TRUE(restored.ReapIfDead(10000));
 }
 

@@ -3,11 +3,15 @@
 //  - a socketpair between the parent and child 1, bytes queued both ways;
 //  - a regular file opened once by the parent: the offset is shared by all three;
 //  - a listening TCP socket bound once, inherited by child 2, which answers on it;
-//  - a pipe between the two children that the parent closed (made by their common parent).
+//  - a pipe between the two children that the parent closed (made by their common parent);
+//  - a datagram and a seqpacket socketpair between the parent and child 1, messages queued
+//    (their boundaries must survive);
+//  - a datagram socket connected to a named socket outside the tree (LOG_SOCKET, as a syslog
+//    client is to /dev/log): after the restore the parent sends "after-restore" on it.
 // After SIGUSR1 (to the parent, after restore) every process checks what it reads and the
 // parent checks the shared offset. Writes PASS or FAIL: ... to RESULT_FILE.
 //
-// usage: shared READY_FILE RESULT_FILE DATA_FILE PORT
+// usage: shared READY_FILE RESULT_FILE DATA_FILE PORT LOG_SOCKET
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,8 +43,18 @@ static int Expect(int fd, const char* want) {
 
 static int WriteStr(int fd, const char* s) { return write(fd, s, strlen(s)) == (ssize_t)strlen(s); }
 
-static int Child1(int pipe_rd, int sock, int file, int sib_wr) {
+// Receives one message and compares it whole: a merged or split message fails.
+static int ExpectMsg(int fd, const char* want) {
+  char buf[256];
+  ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+  return n == (ssize_t)strlen(want) && memcmp(buf, want, (size_t)n) == 0;
+}
+
+static int Child1(int pipe_rd, int sock, int file, int sib_wr, int dgram, int seqp) {
   WaitForGo();
+  if (!ExpectMsg(dgram, "d1") || !ExpectMsg(dgram, "dd2") || !ExpectMsg(dgram, "ddd3")) return 16;
+  if (!ExpectMsg(seqp, "s1") || !ExpectMsg(seqp, "ss2")) return 17;
+  if (!WriteStr(seqp, "child-after")) return 18;
   if (!Expect(pipe_rd, "before-dump\n")) return 10;
   if (!Expect(pipe_rd, "after\n")) return 11;
   if (!Expect(sock, "to-child")) return 12;
@@ -70,11 +85,21 @@ static int Child2(int listener, int sib_rd) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 5) return 2;
+  if (argc != 6) return 2;
   SetUpGo();
 
-  int pipe_a[2], sib[2], sv[2];
+  int pipe_a[2], sib[2], sv[2], dg[2], sp[2];
   if (pipe(pipe_a) || pipe(sib) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 3;
+  if (socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) || socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp))
+    return 3;
+  int log_sock = socket(AF_UNIX, SOCK_DGRAM, 0);
+  struct sockaddr_un log_addr;
+  memset(&log_addr, 0, sizeof log_addr);
+  log_addr.sun_family = AF_UNIX;
+  strncpy(log_addr.sun_path, argv[5], sizeof log_addr.sun_path - 1);
+  if (connect(log_sock, (struct sockaddr*)&log_addr, sizeof log_addr) ||
+      !WriteStr(log_sock, "before-dump"))
+    return 3;
   int file = open(argv[3], O_RDWR | O_CREAT | O_TRUNC, 0600);
   char hundred[100];
   memset(hundred, 'p', sizeof hundred);
@@ -93,9 +118,13 @@ int main(int argc, char** argv) {
     close(sv[0]);
     close(sib[0]);
     close(listener);
+    close(dg[0]);
+    close(sp[0]);
+    close(log_sock);
     WriteStr(sv[1], "to-parent");
     WriteStr(sib[1], "sibling\n");
-    _exit(Child1(pipe_a[0], sv[1], file, sib[1]));
+    WriteStr(sp[1], "up");
+    _exit(Child1(pipe_a[0], sv[1], file, sib[1], dg[1], sp[1]));
   }
   pid_t kid2 = fork();
   if (kid2 == 0) {
@@ -104,6 +133,11 @@ int main(int argc, char** argv) {
     close(sv[0]);
     close(sv[1]);
     close(sib[1]);
+    close(dg[0]);
+    close(dg[1]);
+    close(sp[0]);
+    close(sp[1]);
+    close(log_sock);
     _exit(Child2(listener, sib[0]));
   }
   close(pipe_a[0]);
@@ -112,6 +146,13 @@ int main(int argc, char** argv) {
   close(sib[1]);
   WriteStr(pipe_a[1], "before-dump\n");
   WriteStr(sv[0], "to-child");
+  close(dg[1]);
+  close(sp[1]);
+  WriteStr(dg[0], "d1");
+  WriteStr(dg[0], "dd2");
+  WriteStr(dg[0], "ddd3");
+  WriteStr(sp[0], "s1");
+  WriteStr(sp[0], "ss2");
   usleep(100000);  // let child 1 queue its bytes before we say we are ready
 
   char ready[64];
@@ -131,6 +172,10 @@ int main(int argc, char** argv) {
     snprintf(result, sizeof result, "FAIL: socketpair bytes from child 1 lost\n");
   } else if (waitpid(kid1, &status, 0) != kid1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     snprintf(result, sizeof result, "FAIL: child 1 status %#x\n", status);
+  } else if (!ExpectMsg(sp[0], "up") || !ExpectMsg(sp[0], "child-after")) {
+    snprintf(result, sizeof result, "FAIL: seqpacket messages from child 1\n");
+  } else if (!WriteStr(log_sock, "after-restore")) {
+    snprintf(result, sizeof result, "FAIL: send to the log socket: %s\n", strerror(errno));
   } else if (!Expect(sv[0], "ok")) {
     snprintf(result, sizeof result, "FAIL: child 1's answer on the socketpair\n");
   } else if (lseek(file, 0, SEEK_CUR) != 110) {
