@@ -183,10 +183,13 @@ void PrintLazyStats(const pb::LazyStats& s) {
       "Displaying lazy-pages stats:\n"
       "Tasks served: %u\nFaults: %lu\nFault latency p50: %lu us\nFault latency p99: %lu us\n"
       "Fault latency max: %lu us\nPages by fault: %lu\nPages by background fill: %lu\n"
-      "Zero pages: %lu\nChunks read: %lu\nTime to full residency: %lu us\n",
+      "Zero pages: %lu\nChunks read: %lu\nTime to full residency: %lu us\n"
+      "Working set pages: %lu\nPages by working-set prefetch: %lu\nWorking set ready after: %lu "
+      "us\n",
       s.tasks(), s.faults(), s.fault_p50_ns() / 1000, s.fault_p99_ns() / 1000,
       s.fault_max_ns() / 1000, s.pages_by_fault(), s.pages_by_fill(), s.pages_zero(),
-      s.chunks_read(), s.residency_ns() / 1000);
+      s.chunks_read(), s.residency_ns() / 1000, s.working_set_pages(), s.pages_by_prefetch(),
+      s.prefetch_ns() / 1000);
 }
 
 int RunLazyPagesCommand(const CliOptions& o) {
@@ -207,6 +210,9 @@ int RunLazyPagesCommand(const CliOptions& o) {
   l.trace_file = o.trace_file;
   l.fill_delay_ms = o.fill_delay_ms;
   l.fill_threads = o.fill_threads;
+  l.record_working_set = o.record_working_set;
+  l.record_seconds = o.record_seconds;
+  l.use_working_set = o.use_working_set;
   auto stats = RunLazyPages(l);
   if (!stats) {
     return Report(stats.error());

@@ -28,6 +28,9 @@ enum LongOnly {
   kTrace,
   kFillDelay,
   kFillThreads,
+  kRecordWorkingSet,
+  kRecordSeconds,
+  kNoWorkingSet,
 };
 
 const option kLongOptions[] = {
@@ -58,6 +61,9 @@ const option kLongOptions[] = {
     {"trace", required_argument, nullptr, kTrace},
     {"fill-delay", required_argument, nullptr, kFillDelay},
     {"fill-threads", required_argument, nullptr, kFillThreads},
+    {"record-working-set", no_argument, nullptr, kRecordWorkingSet},
+    {"record-seconds", required_argument, nullptr, kRecordSeconds},
+    {"no-working-set", no_argument, nullptr, kNoWorkingSet},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -170,6 +176,16 @@ Status Apply(int c, CliOptions& o) {
       LZ_ASSIGN_OR_RETURN(o.fill_delay_ms, IntArg("--fill-delay", optarg, 0, 3600000));
       break;
     }
+    case kRecordWorkingSet:
+      o.record_working_set = true;
+      break;
+    case kRecordSeconds: {
+      LZ_ASSIGN_OR_RETURN(o.record_seconds, IntArg("--record-seconds", optarg, 1, 86400));
+      break;
+    }
+    case kNoWorkingSet:
+      o.use_working_set = false;
+      break;
     default:
       return Invalid("unknown option; see 'lazarus --help'");
   }
@@ -299,6 +315,7 @@ bool PrintCommandHelp(const std::string& command) {
       {"lazy-pages",
        "Usage: lazarus lazy-pages -D DIR [-o FILE] [-v[N]] [--display-stats] [--trace FILE]\n"
        "       [--fill-delay MS] [--fill-threads N]\n"
+       "       [--record-working-set [--record-seconds N]] [--no-working-set]\n"
        "       [--page-server --address ADDR --port PORT [--auth-token-file F]]\n"
        "Serve the memory of a tree restored with 'restore --lazy-pages' through userfaultfd,\n"
        "faults first, the rest in the background; exit once every page is in place.\n"
@@ -306,6 +323,12 @@ bool PrintCommandHelp(const std::string& command) {
        "  --fill-delay MS   serve only faults for MS milliseconds before filling the rest\n"
        "  --fill-threads N  threads reading, decoding and copying in the background fill\n"
        "                    (default 2; 0: the event loop does it between faults)\n"
+       "  --record-working-set  note the chunks the tree faults, in order, until SIGUSR1 to\n"
+       "                    the daemon (e.g. once the service answered), --record-seconds N or\n"
+       "                    the end, holding the background fill back meanwhile; save them\n"
+       "                    as DIR/working-set.img and working-set.pages, laid out in one piece\n"
+       "  --no-working-set  do not prefetch a recorded working set (by default it is read in\n"
+       "                    one go and installed before the tasks fault on it)\n"
        "  --page-server     read the page stores from a page server at ADDR:PORT\n"
        "                    (the other images are local; the loop fills, one connection)\n"},
       {"page-server",

@@ -37,10 +37,13 @@ struct CliOptions {
   std::string compress = "zstd:3";  // level 3 beats 1 here on speed and ratio (docs/BENCHMARKS.md)
   int chunk_pages = 16;
   int timeout = 10;
-  std::string feature;     // check --feature
-  std::string trace_file;  // lazy-pages --trace FILE
-  int fill_delay_ms = 0;   // lazy-pages --fill-delay MS
-  int fill_threads = 2;    // lazy-pages --fill-threads N
+  std::string feature;              // check --feature
+  std::string trace_file;           // lazy-pages --trace FILE
+  int fill_delay_ms = 0;            // lazy-pages --fill-delay MS
+  int fill_threads = 2;             // lazy-pages --fill-threads N
+  bool record_working_set = false;  // lazy-pages --record-working-set
+  int record_seconds = 0;           // lazy-pages --record-seconds N
+  bool use_working_set = true;      // lazy-pages --no-working-set turns it off
 };
 
 /// Parses argv. Errors are one line, naming the option.

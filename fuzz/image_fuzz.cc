@@ -11,6 +11,7 @@
 #include "images/mm.pb.h"
 #include "images/page_store.h"
 #include "images/pagemap.h"
+#include "images/pagemap.pb.h"
 
 namespace {
 
@@ -34,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 7) {
+  switch (data[0] % 8) {
     case 0: {
       lz::pb::Inventory m;
       ParseRecords(bytes, lz::img::ImageKind::kInventory, &m);
@@ -72,6 +73,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 6: {
       lz::pb::ShmemTable m;
       ParseRecords(bytes, lz::img::ImageKind::kShmem, &m);
+      break;
+    }
+    case 7: {
+      lz::pb::WorkingSet m;
+      ParseRecords(bytes, lz::img::ImageKind::kWorkingSet, &m);
       break;
     }
   }

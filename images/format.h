@@ -29,6 +29,7 @@ enum class ImageKind : uint32_t {
   kPages = 6,
   kStats = 7,
   kShmem = 8,
+  kWorkingSet = 9,
 };
 const char* ImageKindName(ImageKind kind);
 
@@ -76,6 +77,8 @@ constexpr uint32_t kDefaultChunkPages = 16;
 /// Names of the files in an image directory.
 constexpr const char* kInventoryFile = "inventory.img";
 constexpr const char* kShmemFile = "shmem.img";
+constexpr const char* kWorkingSetFile = "working-set.img";
+constexpr const char* kWorkingSetPagesFile = "working-set.pages";
 constexpr const char* kIncompleteMarker = "dump.incomplete";
 
 }  // namespace lz::img

@@ -28,6 +28,8 @@ const char* ImageKindName(ImageKind kind) {
       return "stats";
     case ImageKind::kShmem:
       return "shmem";
+    case ImageKind::kWorkingSet:
+      return "working-set";
   }
   return "unknown";
 }
@@ -54,7 +56,7 @@ Status CheckHeader(const FileHeader& h, const std::string& name,
     return Invalid(name + ": is a " + ImageKindName(static_cast<ImageKind>(h.kind)) +
                    " image, expected " + ImageKindName(*expected));
   }
-  if (h.kind < 1 || h.kind > static_cast<uint32_t>(ImageKind::kShmem)) {
+  if (h.kind < 1 || h.kind > static_cast<uint32_t>(ImageKind::kWorkingSet)) {
     return Invalid(name + ": unknown image kind " + std::to_string(h.kind));
   }
   return Ok();

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@
 #include "uffd/remote_images.h"
 #include "uffd/target.h"
 #include "uffd/uffd_ops.h"
+#include "uffd/working_set.h"
 
 namespace lz {
 namespace {
@@ -62,7 +64,9 @@ enum Tag : uint64_t {
   kTagUffd = 3,
   kTagRead = 4,
   kTagFillIdle = 5,
-  kTagRemote = 6,  // the page-server connection; index = connection generation
+  kTagRemote = 6,    // the page-server connection; index = connection generation
+  kTagPrefetch = 7,  // the working set is read and decoded
+  kTagSignal = 8,    // SIGUSR1: stop recording the working set
 };
 
 uint64_t MakeTag(Tag kind, uint64_t index) { return (uint64_t{kind} << 56) | index; }
@@ -178,8 +182,10 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
 class LazyPagesDaemon {
  public:
   LazyPagesDaemon(const LazyPagesOptions& opts, Guard guard,
-                  std::unique_ptr<PageServerClient> remote, RemoteImages remote_images)
+                  std::unique_ptr<PageServerClient> remote, RemoteImages remote_images,
+                  uint64_t dumped_at)
       : opts_(opts),
+        dumped_at_(dumped_at),
         guard_(std::move(guard)),
         remote_(std::move(remote)),
         remote_images_(std::move(remote_images)) {
@@ -204,6 +210,9 @@ class LazyPagesDaemon {
   Status Run() {
     Status st = Serve();
     StopFillThreads();
+    if (st && recording_) {
+      StopRecording("every task is done");
+    }
     for (const std::string& f : remote_images_.partial_files) {
       ::unlink(f.c_str());  // only the restore needed them
     }
@@ -240,6 +249,9 @@ class LazyPagesDaemon {
     s.set_residency_ns(first_task_ns_ ? done_ns_ - first_task_ns_ : 0);
     s.set_tasks(static_cast<uint32_t>(targets_.size()));
     s.set_chunks_read(chunks_read_);
+    s.set_pages_by_prefetch(pages_by_prefetch_);
+    s.set_working_set_pages(working_set_pages_);
+    s.set_prefetch_ns(prefetch_ns_);
     return s;
   }
 
@@ -273,6 +285,7 @@ class LazyPagesDaemon {
         return FailErrno("open trace file", opts_.trace_file);
       }
     }
+    LZ_TRY(StartWorkingSet());
     PollOnce(listen_.get(), MakeTag(kTagListen, 0));
     if (remote_) {
       PollMulti(remote_->fd(), MakeTag(kTagRemote, remote_gen_));
@@ -282,7 +295,7 @@ class LazyPagesDaemon {
     while (!Finished()) {
       io_uring_cqe* first = nullptr;
       __kernel_timespec ts{};
-      bool timed = FillWaiting(&ts);
+      bool timed = NextTimer(&ts);
       lock.unlock();
       r = io_uring_submit_and_wait_timeout(&ring_, &first, 1, timed ? &ts : nullptr, nullptr);
       lock.lock();
@@ -301,6 +314,9 @@ class LazyPagesDaemon {
         return Unexpected{*fatal_};
       }
       ResolveForkedPids();
+      if (recording_ && record_until_ns_ != 0 && MonotonicNs() >= record_until_ns_) {
+        StopRecording(std::to_string(opts_.record_seconds) + " s passed");
+      }
       RetryDeferred();
       FillBackground();
       if (remote_) {
@@ -394,6 +410,21 @@ class LazyPagesDaemon {
           OnRemoteReadable(flags);
         }
         break;
+      case kTagPrefetch:
+        OnPrefetchReady();
+        break;
+      case kTagSignal: {
+        signalfd_siginfo si;
+        while (::read(signal_fd_.get(), &si, sizeof si) == sizeof si) {
+        }
+        if (recording_) {
+          StopRecording("SIGUSR1");
+        }
+        if (!(flags & IORING_CQE_F_MORE)) {
+          PollMulti(signal_fd_.get(), MakeTag(kTagSignal, 0));
+        }
+        break;
+      }
       case kTagFillIdle: {
         uint64_t n;
         (void)!::read(fill_idle_.get(), &n, sizeof n);  // only a wake-up: Finished() decides
@@ -507,6 +538,9 @@ class LazyPagesDaemon {
     LZ_TRY(guard_.Add(pid, uffd.get()));
     AddTarget(pid, std::move(uffd), src, std::move(pending));
     LZ_INFO("lazy-pages: serving pid %d", pid);
+    if (prefetch_ != nullptr && prefetch_->ready()) {
+      InstallWorkingSet(*targets_.back());
+    }
     return Ok();
   }
 
@@ -671,6 +705,13 @@ class LazyPagesDaemon {
       return;
     }
     uint64_t chunk = ChunkOfImage(*t.source, *image);
+    if (recording_) {
+      recorder_.Note(t.source->pid, *image);
+    }
+    if (prefetch_ != nullptr && !prefetch_->ready() && prefetch_->Has(t.source->pid, *image)) {
+      prefetch_waiters_.push_back({target, addr, since});  // being read already: never twice
+      return;
+    }
     if (ReadSlot* reading = SlotReading(t.source, chunk)) {
       reading->for_fault = true;
       reading->waiters.push_back({target, addr, since});
@@ -692,6 +733,9 @@ class LazyPagesDaemon {
   // with the fill held back from 3074 faults and 1.07 s to 468 faults and 0.58 s (two: 0.82 s).
   void ReadAhead(Target& t, uint64_t chunk) {
     constexpr uint64_t kAhead = 6;
+    if (recording_) {
+      return;  // a chunk read ahead would never fault, and so never be recorded
+    }
     for (uint64_t k = chunk + 1; k <= chunk + kAhead && k < t.source->store->chunk_count(); k++) {
       if (BusySlots() + kFaultReserve >= kSlots || SlotReading(t.source, k) != nullptr) {
         continue;
@@ -851,8 +895,17 @@ class LazyPagesDaemon {
   void FinishChunk(ReadSlot& s) {
     const img::ChunkIndexEntry& e = s.source->store->chunk(s.chunk);
     for (auto& t : targets_) {
+      if (recording_) {
+        break;  // only the pages that faulted (below): every page touched must fault once
+      }
       if (!t->gone && t->source == s.source) {
-        CopyChunk(*t, s.chunk, e.nr_pages, s.decoded, s.for_fault);
+        CopyChunk(*t, s.chunk, e.nr_pages, s.decoded,
+                  s.for_fault ? &pages_by_fault_ : &pages_by_fill_);
+      }
+    }
+    for (const Waiter& w : s.waiters) {
+      if (recording_ && !targets_[w.target]->gone) {
+        CopyFaultedPage(*targets_[w.target], w.addr, s);
       }
     }
     s.busy = false;
@@ -875,29 +928,47 @@ class LazyPagesDaemon {
     spare_waiters_.swap(waiters);
   }
 
-  // Copies every still-missing page of chunk `k` into `t` (on the loop).
+  // Copies the one page of chunk `s` that faulted at live address `live` in `t`, if it is still
+  // missing.
+  void CopyFaultedPage(Target& t, uint64_t live, const ReadSlot& s) {
+    std::optional<uint64_t> image = t.pending.ImageOf(live);
+    const img::PageRun* r = image ? t.source->pagemap.pagemap.Find(*image) : nullptr;
+    if (r == nullptr || !r->present()) {
+      return;
+    }
+    uint64_t index = r->page_index + (*image - r->vaddr) / P;
+    uint64_t first = s.chunk * s.source->store->chunk_pages();
+    if (index < first || index >= first + s.source->store->chunk(s.chunk).nr_pages) {
+      return;  // moved on to another chunk meanwhile: the fault is handled again
+    }
+    PendingRange page{*image, *image + P, static_cast<int64_t>(live - *image)};
+    CopyPiece(t, page, s.decoded.data() + (index - first) * P, &pages_by_fault_, true);
+  }
+
+  // Copies every still-missing page of chunk `k` into `t` (on the loop), counting the pages in
+  // `*pages`. Without `wake`, the caller wakes what waits on them.
   void CopyChunk(Target& t, uint64_t k, uint32_t nr_pages, std::span<const std::byte> decoded,
-                 bool by_fault) {
+                 uint64_t* pages, bool wake = true) {
     loop_copies_.clear();  // keeps its capacity: no allocation once warm
     PlanCopies(t, k, nr_pages, decoded, &loop_copies_);
     for (const PieceCopy& c : loop_copies_) {
-      if (!CopyPiece(t, c.piece, c.src, by_fault)) {
+      if (!CopyPiece(t, c.piece, c.src, pages, wake)) {
         return;
       }
     }
   }
 
   // Returns false when the target is gone or the daemon failed.
-  bool CopyPiece(Target& t, const PendingRange& piece, const std::byte* src, bool by_fault) {
+  bool CopyPiece(Target& t, const PendingRange& piece, const std::byte* src, uint64_t* pages,
+                 bool wake) {
     uint64_t len = piece.image_end - piece.image_start;
     uint64_t off = 0;
     while (off < len) {
       uint64_t copied = 0;
       int err = 0;
-      CopyOutcome o =
-          UffdCopy(t.uffd.get(), piece.live_start() + off, src + off, len - off, &copied, &err);
-      uint64_t done_pages = copied / P;
-      (by_fault ? pages_by_fault_ : pages_by_fill_) += done_pages;
+      CopyOutcome o = UffdCopy(t.uffd.get(), piece.live_start() + off, src + off, len - off,
+                               &copied, &err, wake);
+      *pages += copied / P;
       switch (o) {
         case CopyOutcome::kCopied:
           off = len;
@@ -973,8 +1044,9 @@ class LazyPagesDaemon {
 
   void FillBackground() {
     __kernel_timespec unused;
-    if (!all_sent_ || FillWaiting(&unused)) {
-      return;
+    if (!all_sent_ || FillWaiting(&unused) || recording_ ||
+        (prefetch_ != nullptr && !prefetch_->ready())) {
+      return;  // while recording, every page touched must fault; the prefetch reads its own
     }
     if (opts_.fill_threads > 0) {
       StartFillThreads();
@@ -1171,6 +1243,124 @@ class LazyPagesDaemon {
     }
   }
 
+  // The loop's wait ends at the earliest of --fill-delay and --record-seconds.
+  bool NextTimer(__kernel_timespec* ts) const {
+    bool fill = FillWaiting(ts);
+    if (!recording_ || record_until_ns_ == 0) {
+      return fill;
+    }
+    uint64_t now = MonotonicNs();
+    uint64_t left = record_until_ns_ > now ? record_until_ns_ - now : 0;
+    uint64_t fill_left = fill ? uint64_t(ts->tv_sec) * 1000000000 + uint64_t(ts->tv_nsec) : left;
+    left = std::min(left, fill_left);
+    ts->tv_sec = static_cast<int64_t>(left / 1000000000);
+    ts->tv_nsec = static_cast<int64_t>(left % 1000000000);
+    return true;
+  }
+
+  // --record-working-set: faults are noted from now on; otherwise a working set recorded on
+  // these images starts loading now, while the restore builds the tree.
+  Status StartWorkingSet() {
+    if (opts_.record_working_set) {
+      recording_ = true;
+      record_start_ns_ = MonotonicNs();
+      if (opts_.record_seconds > 0) {
+        record_until_ns_ = record_start_ns_ + uint64_t(opts_.record_seconds) * 1000000000;
+      }
+      sigset_t usr1;
+      sigemptyset(&usr1);
+      sigaddset(&usr1, SIGUSR1);
+      int fd = ::signalfd(-1, &usr1, SFD_CLOEXEC | SFD_NONBLOCK);
+      if (fd < 0) {
+        return FailErrno("signalfd");
+      }
+      signal_fd_.reset(fd);
+      PollMulti(fd, MakeTag(kTagSignal, 0));
+      LZ_INFO("lazy-pages: recording the working set until SIGUSR1%s",
+              opts_.record_seconds > 0 ? " or the time limit" : "");
+      return Ok();
+    }
+    if (!opts_.use_working_set || remote_) {
+      return Ok();
+    }
+    LZ_ASSIGN_OR_RETURN(prefetch_, WorkingSetPrefetch::Load(opts_.dir, dumped_at_));
+    if (prefetch_ == nullptr) {
+      return Ok();
+    }
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) {
+      return FailErrno("eventfd");
+    }
+    prefetch_done_.reset(fd);
+    PollOnce(fd, MakeTag(kTagPrefetch, 0));
+    prefetch_->Start(fd);
+    return Ok();
+  }
+
+  void StopRecording(const std::string& why) {
+    recording_ = false;
+    working_set_pages_ = recorder_.pages();
+    uint64_t took = MonotonicNs() - record_start_ns_;
+    Status st =
+        recorder_.Write(opts_.dir, dumped_at_, took, [this](pid_t pid) -> const TaskSource* {
+          for (auto& t : targets_) {
+            if (t->source->pid == pid) {
+              return t->source.get();
+            }
+          }
+          return nullptr;
+        });
+    if (!st) {
+      LZ_WARN("lazy-pages: working set not saved: %s", st.error().Message().c_str());
+    } else {
+      LZ_INFO("lazy-pages: working set of %zu pages recorded in %lu ms (%s); filling the rest",
+              recorder_.pages(), took / 1000000, why.c_str());
+    }
+  }
+
+  // The working set is decoded: install it in every task there is, then settle the faults
+  // that waited for it.
+  void OnPrefetchReady() {
+    prefetch_ns_ = prefetch_->ready_ns();
+    if (!prefetch_->status()) {
+      LZ_WARN("lazy-pages: working set not used: %s",
+              prefetch_->status().error().Message().c_str());
+      prefetch_.reset();
+    } else {
+      working_set_pages_ = prefetch_->pages();
+      for (auto& t : targets_) {
+        InstallWorkingSet(*t);
+      }
+      LZ_INFO("lazy-pages: working set of %lu pages (%lu KiB stored) ready in %lu us",
+              prefetch_->pages(), prefetch_->bytes_read() / 1024, prefetch_ns_ / 1000);
+    }
+    std::vector<Waiter> waiters;
+    waiters.swap(prefetch_waiters_);
+    for (const Waiter& w : waiters) {
+      HandleFault(w.target, w.addr, w.since_ns);  // in place now (or read the usual way)
+    }
+  }
+
+  // Copies the working set of `t`'s images into it, without waking anyone per chunk: one wake
+  // for the whole span at the end.
+  void InstallWorkingSet(Target& t) {
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (const WorkingSetPrefetch::Run& r : prefetch_->Of(t.source->pid)) {
+      for (const PendingRange& piece : t.pending.Intersect(r.vaddr, r.vaddr + r.nr_pages * P)) {
+        if (t.gone || fatal_) {
+          return;
+        }
+        const std::byte* src = r.pages.data() + (piece.image_start - r.vaddr);
+        CopyPiece(t, piece, src, &pages_by_prefetch_, /*wake=*/false);
+        lo = std::min(lo, piece.live_start());
+        hi = std::max(hi, piece.live_end());
+      }
+    }
+    if (lo < hi) {
+      UffdWake(t.uffd.get(), lo, hi - lo);
+    }
+  }
+
   bool Finished() const {
     if (!all_sent_ || BusySlots() > 0 || !deferred_.empty() || !fill_now_.empty()) {
       return false;
@@ -1197,6 +1387,7 @@ class LazyPagesDaemon {
   }
 
   const LazyPagesOptions& opts_;
+  uint64_t dumped_at_;  // the inventory's: a working set belongs to one dump
   Guard guard_;
   io_uring ring_{};
   bool ring_ready_ = false;
@@ -1234,6 +1425,16 @@ class LazyPagesDaemon {
   int unknown_pids_ = 0;     // forked children whose pid is not known yet
   std::vector<uint64_t> latencies_;
   uint64_t pages_by_fault_ = 0, pages_by_fill_ = 0, pages_zero_ = 0, chunks_read_ = 0;
+  // The working set (issue 7): recording it, or installing a recorded one.
+  bool recording_ = false;
+  WorkingSetRecorder recorder_;
+  uint64_t record_start_ns_ = 0, record_until_ns_ = 0;
+  UniqueFd signal_fd_;
+  std::unique_ptr<WorkingSetPrefetch> prefetch_;
+  UniqueFd prefetch_done_;
+  std::vector<Waiter> prefetch_waiters_;
+  uint64_t pages_by_prefetch_ = 0, prefetch_ns_ = 0;
+  uint64_t working_set_pages_ = 0;
 };
 
 }  // namespace
@@ -1244,7 +1445,6 @@ Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
                          {"userfaultfd", "uffd_event_fork", "uffd_event_remap", "uffd_event_remove",
                           "uffd_event_unmap", "io_uring"}));
   LZ_ASSIGN_OR_RETURN(pb::Inventory inventory, img::ReadInventory(opts.dir));
-  (void)inventory;  // only to refuse an incomplete or foreign directory up front
   std::unique_ptr<PageServerClient> remote;
   RemoteImages remote_images;
   LazyPagesOptions o = opts;
@@ -1253,9 +1453,20 @@ Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
                                                           ps::kRoleRead, opts.ps_token));
     LZ_ASSIGN_OR_RETURN(remote_images, FetchRemoteImages(*remote, opts.dir));
     o.fill_threads = 0;  // one connection, driven by the event loop
+    if (opts.record_working_set) {
+      return Invalid("lazy-pages", "--record-working-set needs the page stores in the directory");
+    }
+  }
+  if (opts.record_working_set) {
+    // Taken through a signalfd by the loop; blocked before any thread or the guard starts.
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
   }
   LZ_ASSIGN_OR_RETURN(Guard guard, Guard::Start());
-  LazyPagesDaemon d(o, std::move(guard), std::move(remote), std::move(remote_images));
+  LazyPagesDaemon d(o, std::move(guard), std::move(remote), std::move(remote_images),
+                    inventory.dumped_at_unix_ns());
   LZ_TRY(d.Run());
   pb::LazyStats stats = d.Stats();
   (void)img::WriteSingleMessage(opts.dir + "/stats-lazy", img::ImageKind::kStats, stats);

@@ -20,6 +20,13 @@ struct LazyPagesOptions {
   std::string ps_address;
   int ps_port = 0;
   std::string ps_token;
+  // --record-working-set: note the chunks faulted until SIGUSR1, --record-seconds or the end,
+  // holding the background fill back meanwhile, and save them as the dump's working set.
+  bool record_working_set = false;
+  int record_seconds = 0;
+  // Otherwise a working set recorded on these images is read and installed before faults;
+  // --no-working-set turns that off.
+  bool use_working_set = true;
 };
 
 /// Listens on DIR/lazy-pages.socket, serves every task handed over by `restore --lazy-pages`

@@ -28,8 +28,8 @@ CopyOutcome Sort(int e) {
 }  // namespace
 
 CopyOutcome UffdCopy(int uffd, uint64_t dst, const void* src, uint64_t len, uint64_t* copied,
-                     int* err) {
-  uffdio_copy c{dst, reinterpret_cast<uint64_t>(src), len, 0, 0};
+                     int* err, bool wake) {
+  uffdio_copy c{dst, reinterpret_cast<uint64_t>(src), len, wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE, 0};
   // Invariant: src holds len bytes of decoded pages; dst is page-aligned inside a range
   // registered on this uffd.
   if (ioctl(uffd, UFFDIO_COPY, &c) == 0) {

@@ -15,8 +15,9 @@ enum class CopyOutcome {
 
 /// UFFDIO_COPY of `len` bytes at `dst` in the task behind `uffd`. On a partial copy,
 /// `*copied` tells how far it got.
+/// With `wake` false (UFFDIO_COPY_MODE_DONTWAKE) the caller wakes the range itself later.
 CopyOutcome UffdCopy(int uffd, uint64_t dst, const void* src, uint64_t len, uint64_t* copied,
-                     int* err);
+                     int* err, bool wake = true);
 /// UFFDIO_ZEROPAGE: map the zero page over [dst, dst + len).
 CopyOutcome UffdZero(int uffd, uint64_t dst, uint64_t len, int* err);
 /// UFFDIO_WAKE: wake threads waiting on [dst, dst + len).

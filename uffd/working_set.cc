@@ -1,0 +1,233 @@
+#include "uffd/working_set.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/file_util.h"
+#include "base/log.h"
+#include "images/image_dir.h"
+#include "images/image_file.h"
+#include "images/pagemap.pb.h"
+
+namespace lz {
+namespace {
+
+constexpr uint64_t P = img::kPageSize;
+
+struct DCtxFree {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+
+// Fresh memory is expensive to fault in page by page on a VM: have the kernel fill the whole
+// range at once.
+Result<Mapping> Populated(size_t len, int fd) {
+  int flags = (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_PRIVATE) | MAP_POPULATE;
+  void* p = ::mmap(nullptr, len, fd < 0 ? PROT_READ | PROT_WRITE : PROT_READ, flags, fd, 0);
+  if (p == MAP_FAILED) {
+    return FailErrno("mmap", std::to_string(len) + " bytes");
+  }
+  return Mapping(p, len);
+}
+
+// Decodes the chunks of one task's page store, keeping the last one.
+class ChunkCache {
+ public:
+  explicit ChunkCache(const TaskSource& src)
+      : src_(src),
+        stored_(src.store->max_stored_size()),
+        decoded_(size_t{src.store->chunk_pages()} * P),
+        dctx_(ZSTD_createDCtx()) {}
+
+  // The content of the page at dump-time `vaddr`, and which chunk holds it.
+  Result<std::span<const std::byte>> Page(uint64_t vaddr, uint64_t* chunk) {
+    const img::PageRun* r = src_.pagemap.pagemap.Find(vaddr);
+    if (r == nullptr || !r->present()) {
+      return Invalid("working set", "page " + std::to_string(vaddr) + " of pid " +
+                                        std::to_string(src_.pid) + " is not stored");
+    }
+    uint64_t index = r->page_index + (vaddr - r->vaddr) / P;
+    *chunk = index / src_.store->chunk_pages();
+    if (*chunk != have_) {
+      LZ_TRY(src_.store->ReadChunk(*chunk, stored_, decoded_, dctx_.get()));
+      have_ = *chunk;
+    }
+    return std::span<const std::byte>(decoded_).subspan((index % src_.store->chunk_pages()) * P, P);
+  }
+
+ private:
+  const TaskSource& src_;
+  std::vector<std::byte> stored_;
+  std::vector<std::byte> decoded_;
+  std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx_;
+  uint64_t have_ = UINT64_MAX;
+};
+
+}  // namespace
+
+void WorkingSetRecorder::Note(pid_t pid, uint64_t vaddr) {
+  if (seen_.emplace(pid, vaddr).second) {
+    order_.emplace_back(pid, vaddr);
+  }
+}
+
+Status WorkingSetRecorder::Write(const std::string& dir, uint64_t dumped_at, uint64_t recorded_ns,
+                                 const std::function<const TaskSource*(pid_t)>& source_of) const {
+  pb::WorkingSet ws;
+  ws.set_dumped_at_unix_ns(dumped_at);
+  ws.set_recorded_ns(recorded_ns);
+  LZ_ASSIGN_OR_RETURN(auto out, img::PageStoreWriter::Create(dir + "/" + img::kWorkingSetPagesFile,
+                                                             img::PageStoreOptions{}));
+  std::map<pid_t, std::unique_ptr<ChunkCache>> caches;
+  std::set<std::pair<pid_t, uint64_t>> sources;
+  pb::WorkingSetRun* run = nullptr;
+  for (const auto& [pid, vaddr] : order_) {
+    const TaskSource* src = source_of(pid);
+    if (src == nullptr) {
+      return Invalid("working set", "pid " + std::to_string(pid) + " is not in the dump");
+    }
+    std::unique_ptr<ChunkCache>& cache = caches[pid];
+    if (cache == nullptr) {
+      cache = std::make_unique<ChunkCache>(*src);
+    }
+    uint64_t chunk = 0;
+    LZ_ASSIGN_OR_RETURN(std::span<const std::byte> page, cache->Page(vaddr, &chunk));
+    if (sources.emplace(pid, chunk).second) {
+      pb::WorkingSetSource* s = ws.add_sources();
+      s->set_pid(pid);
+      s->set_chunk(chunk);
+      s->set_crc(src->store->chunk(chunk).crc);
+    }
+    bool extends = run != nullptr && run->pid() == pid &&
+                   run->vaddr() + uint64_t{run->nr_pages()} * P == vaddr;
+    if (extends) {
+      run->set_nr_pages(run->nr_pages() + 1);
+    } else {
+      run = ws.add_runs();
+      run->set_pid(pid);
+      run->set_vaddr(vaddr);
+      run->set_nr_pages(1);
+      run->set_first_page(out->pages_appended());
+    }
+    LZ_TRY(out->Append(page));
+  }
+  LZ_TRY(out->Finish());
+  // Written last: a working-set.img always describes the pages file beside it.
+  return img::WriteSingleMessage(dir + "/" + img::kWorkingSetFile, img::ImageKind::kWorkingSet, ws);
+}
+
+Result<std::unique_ptr<WorkingSetPrefetch>> WorkingSetPrefetch::Load(const std::string& dir,
+                                                                     uint64_t dumped_at) {
+  std::string path = dir + "/" + img::kWorkingSetFile;
+  if (::access(path.c_str(), F_OK) != 0) {
+    return std::unique_ptr<WorkingSetPrefetch>();
+  }
+  auto stale = [&](const std::string& why) {
+    LZ_WARN("lazy-pages: the working set in %s is stale (%s): ignored", dir.c_str(), why.c_str());
+    return std::unique_ptr<WorkingSetPrefetch>();
+  };
+  pb::WorkingSet ws;
+  Status read = img::ReadSingleMessage(path, img::ImageKind::kWorkingSet, &ws);
+  if (!read) {
+    return stale(read.error().Message());
+  }
+  if (ws.dumped_at_unix_ns() != dumped_at) {
+    return stale("recorded on another dump");
+  }
+  // Every chunk the pages came from must still have the CRC it had: a store dumped again
+  // differs.
+  std::map<pid_t, std::unique_ptr<img::PageStoreReader>> stores;
+  for (const pb::WorkingSetSource& s : ws.sources()) {
+    auto& store = stores[s.pid()];
+    if (store == nullptr) {
+      auto opened = img::PageStoreReader::Open(dir + "/" + img::PagesName(s.pid()));
+      if (!opened) {
+        return stale(opened.error().Message());
+      }
+      store = std::move(*opened);
+    }
+    if (s.chunk() >= store->chunk_count() || store->chunk(s.chunk()).crc != s.crc()) {
+      return stale("chunk " + std::to_string(s.chunk()) + " of pid " + std::to_string(s.pid()) +
+                   " changed");
+    }
+  }
+  auto p = std::unique_ptr<WorkingSetPrefetch>(new WorkingSetPrefetch());
+  p->dir_ = dir;
+  auto store = img::PageStoreReader::Open(dir + "/" + img::kWorkingSetPagesFile);
+  if (!store) {
+    return stale(store.error().Message());
+  }
+  p->store_ = std::move(*store);
+  p->file_size_ = p->store_->file_size();
+  for (const pb::WorkingSetRun& r : ws.runs()) {
+    uint64_t end = r.vaddr() + uint64_t{r.nr_pages()} * P;
+    if (r.nr_pages() == 0 || r.vaddr() % P != 0 || end < r.vaddr() ||
+        r.first_page() > p->store_->total_pages() ||
+        r.nr_pages() > p->store_->total_pages() - r.first_page()) {
+      return stale("a run lies outside " + std::string(img::kWorkingSetPagesFile));
+    }
+    p->runs_[r.pid()].push_back({r.vaddr(), r.nr_pages(), r.first_page(), {}});
+    p->extents_[r.pid()][r.vaddr()] = end;
+    p->pages_ += r.nr_pages();
+  }
+  return p;
+}
+
+WorkingSetPrefetch::~WorkingSetPrefetch() {
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void WorkingSetPrefetch::Start(int done_fd) {
+  start_ns_ = MonotonicNs();
+  thread_ = std::thread([this, done_fd] { Work(done_fd); });
+}
+
+void WorkingSetPrefetch::Work(int done_fd) {
+  status_ = ReadAndDecode();
+  ready_ns_ = MonotonicNs() - start_ns_;
+  ready_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  (void)!::write(done_fd, &one, sizeof one);
+}
+
+Status WorkingSetPrefetch::ReadAndDecode() {
+  // One read for the whole working set (it was laid out in one piece for this): the mapping
+  // is populated from the file at once.
+  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(dir_ + "/" + img::kWorkingSetPagesFile, O_RDONLY));
+  LZ_ASSIGN_OR_RETURN(file_, Populated(file_size_, fd.get()));
+  uint64_t total = store_->total_pages();
+  LZ_ASSIGN_OR_RETURN(arena_, Populated(std::max<uint64_t>(total, 1) * P, -1));
+  std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
+  std::span<const std::byte> file(file_.data(), file_.size());
+  for (uint64_t k = 0; k < store_->chunk_count(); k++) {
+    const img::ChunkIndexEntry& e = store_->chunk(k);
+    LZ_TRY(store_->DecodeChunk(k, file.subspan(e.offset, e.stored_size),
+                               arena_.span().subspan(k * store_->chunk_pages() * P), dctx.get()));
+  }
+  file_ = Mapping();
+  for (auto& [pid, runs] : runs_) {
+    for (Run& r : runs) {
+      r.pages = std::span<const std::byte>(arena_.data() + r.first_page * P, r.nr_pages * P);
+    }
+  }
+  return Ok();
+}
+
+bool WorkingSetPrefetch::Has(pid_t pid, uint64_t vaddr) const {
+  auto it = extents_.find(pid);
+  if (it == extents_.end()) {
+    return false;
+  }
+  auto e = it->second.upper_bound(vaddr);
+  return e != it->second.begin() && vaddr < std::prev(e)->second;
+}
+
+std::span<const WorkingSetPrefetch::Run> WorkingSetPrefetch::Of(pid_t pid) const {
+  auto it = runs_.find(pid);
+  return it == runs_.end() ? std::span<const Run>() : std::span<const Run>(it->second);
+}
+
+}  // namespace lz
