@@ -266,6 +266,15 @@ KernelFeatures KernelFeatures::Probe() {
   return k;
 }
 
+KernelFeatures KernelFeatures::ProbeForLazyPages() {
+  KernelFeatures k;
+  for (Feature& f : ProbeUffd(&k.uffd_features_)) {
+    k.features_.push_back(std::move(f));
+  }
+  k.features_.push_back(ProbeIoUring());
+  return k;
+}
+
 const Feature* KernelFeatures::Find(const std::string& name) const {
   for (const Feature& f : features_) {
     if (f.name == name) {

@@ -28,6 +28,9 @@ class KernelFeatures {
  public:
   /// Runs every probe (forks short-lived children; takes a few milliseconds).
   static KernelFeatures Probe();
+  /// Only userfaultfd and io_uring: what the lazy-pages daemon needs, without the probes that
+  /// fork (a daemon started beside a restore must listen within milliseconds).
+  static KernelFeatures ProbeForLazyPages();
 
   const std::vector<Feature>& all() const { return features_; }
   /// nullptr when `name` is not a known feature.

@@ -144,7 +144,7 @@ Result<UniqueFd> ConnectLazyDaemon(const std::string& dir) {
       return Fail(errno, "cannot reach the lazy-pages daemon at " + path,
                   "(start 'lazarus lazy-pages -D " + dir + "' first)");
     }
-    ::usleep(10000);
+    ::usleep(1000);
   }
   return sock;
 }
@@ -206,10 +206,6 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   LZ_ASSIGN_OR_RETURN(img::Dump dump, img::LoadDump(opts.dir));
   LZ_TRY(CheckCompatible(dump));
   LZ_TRY(CheckPidsFree(dump));
-  UniqueFd lazy_sock;
-  if (opts.lazy) {
-    LZ_ASSIGN_OR_RETURN(lazy_sock, ConnectLazyDaemon(opts.dir));
-  }
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {
     return FailErrno("pipe2");
@@ -247,6 +243,12 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   for (RestoredTask& t : tasks) {
     LZ_ASSIGN_OR_RETURN(PtraceAttachment att, SeizeAndStop(t.pid, kSeizeOptions));
     t.threads.push_back(std::move(att));
+  }
+  // The daemon is needed from the first hand-over on: a daemon started together with the
+  // restore gets the time the tree took to fork to come up and listen.
+  UniqueFd lazy_sock;
+  if (opts.lazy) {
+    LZ_ASSIGN_OR_RETURN(lazy_sock, ConnectLazyDaemon(opts.dir));
   }
   RestoreResult result;
   for (RestoredTask& t : tasks) {

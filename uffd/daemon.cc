@@ -10,6 +10,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -265,6 +266,7 @@ class LazyPagesDaemon {
       return Fail(-r, "io_uring_queue_init");
     }
     ring_ready_ = true;
+    LZ_TRY(StartWorkingSet());  // its reader runs while the rest is set up
     // Slot buffers are sized (and their pages touched) now, before any restore connects:
     // faulting in 2 MiB of fresh memory inside AddTask cost the restore 6 ms here.
     max_stored_ = static_cast<uint32_t>(ZSTD_compressBound(img::kDefaultChunkPages * P));
@@ -285,7 +287,6 @@ class LazyPagesDaemon {
         return FailErrno("open trace file", opts_.trace_file);
       }
     }
-    LZ_TRY(StartWorkingSet());
     PollOnce(listen_.get(), MakeTag(kTagListen, 0));
     if (remote_) {
       PollMulti(remote_->fd(), MakeTag(kTagRemote, remote_gen_));
@@ -1092,6 +1093,10 @@ class LazyPagesDaemon {
   // applies them, and while it serves faults. A copy that starts before the loop has read
   // such an event fails with EAGAIN (the kernel's mmap_changing) and is retried later.
   void FillThread() {
+    // The fill runs on what the restored tasks leave of the CPU: on two cores, a fill at
+    // normal priority delayed a restored service's first answer by 10-50 ms.
+    sched_param idle{};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
     // Chunks are taken a few at a time: on this VM a contended lock hand-off costs as much as
     // decoding a chunk.
     constexpr size_t kBatch = 4;
@@ -1441,7 +1446,7 @@ class LazyPagesDaemon {
 
 Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
   // Probed once, up front: a kernel without these cannot serve a single fault.
-  LZ_TRY(RequireFeatures(KernelFeatures::Probe(),
+  LZ_TRY(RequireFeatures(KernelFeatures::ProbeForLazyPages(),
                          {"userfaultfd", "uffd_event_fork", "uffd_event_remap", "uffd_event_remove",
                           "uffd_event_unmap", "io_uring"}));
   LZ_ASSIGN_OR_RETURN(pb::Inventory inventory, img::ReadInventory(opts.dir));
