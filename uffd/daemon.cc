@@ -191,6 +191,8 @@ class LazyPagesDaemon {
         remote_(std::move(remote)),
         remote_images_(std::move(remote_images)) {
     latencies_.reserve(kLatencyReserve);
+    loop_copies_.reserve(64);  // a chunk has at most 16 pieces per task: the first fault
+    loop_pieces_.reserve(64);  // allocates nothing either
     slots_.resize(kSlots);
     for (ReadSlot& s : slots_) {
       s.waiters.reserve(64);
@@ -951,7 +953,7 @@ class LazyPagesDaemon {
   void CopyChunk(Target& t, uint64_t k, uint32_t nr_pages, std::span<const std::byte> decoded,
                  uint64_t* pages, bool wake = true) {
     loop_copies_.clear();  // keeps its capacity: no allocation once warm
-    PlanCopies(t, k, nr_pages, decoded, &loop_copies_);
+    PlanCopies(t, k, nr_pages, decoded, &loop_copies_, &loop_pieces_);
     for (const PieceCopy& c : loop_copies_) {
       if (!CopyPiece(t, c.piece, c.src, pages, wake)) {
         return;
@@ -1112,6 +1114,7 @@ class LazyPagesDaemon {
     }
     std::vector<FillPick> batch;
     std::vector<PieceCopy> copies;
+    std::vector<PendingRange> pieces;
     for (;;) {
       batch.clear();
       {
@@ -1156,7 +1159,7 @@ class LazyPagesDaemon {
           uint32_t nr = batch[i].source->store->chunk(batch[i].chunk).nr_pages;
           for (auto& t : targets_) {
             if (!t->gone && t->source == batch[i].source) {
-              PlanCopies(*t, batch[i].chunk, nr, decoded[i], &copies);
+              PlanCopies(*t, batch[i].chunk, nr, decoded[i], &copies, &pieces);
             }
           }
         }
@@ -1180,9 +1183,11 @@ class LazyPagesDaemon {
   }
 
   // The still-missing pieces of chunk `k` in `t`, with where their bytes are in `decoded`.
+  // `pieces` is scratch space the caller keeps, so that no call allocates once it has grown.
   void PlanCopies(Target& t, uint64_t k, uint32_t nr_pages, std::span<const std::byte> decoded,
-                  std::vector<PieceCopy>* out) {
+                  std::vector<PieceCopy>* out, std::vector<PendingRange>* pieces) {
     const img::Pagemap& pm = t.source->pagemap.pagemap;
+    pieces->clear();
     uint64_t first = k * t.source->store->chunk_pages();
     uint64_t last = first + nr_pages;
     for (size_t ri = pm.FirstPresentRunFromIndex(first); ri < pm.runs().size(); ri++) {
@@ -1196,7 +1201,10 @@ class LazyPagesDaemon {
       uint64_t s = std::max(first, r.page_index);
       uint64_t e = std::min(last, r.page_index + r.nr_pages);
       uint64_t img_s = r.vaddr + (s - r.page_index) * P;
-      for (const PendingRange& piece : t.pending.Intersect(img_s, img_s + (e - s) * P)) {
+      size_t from = pieces->size();
+      t.pending.Intersect(img_s, img_s + (e - s) * P, pieces);
+      for (size_t i = from; i < pieces->size(); i++) {
+        const PendingRange& piece = (*pieces)[i];
         PieceCopy c;
         c.target = &t;
         c.piece = piece;
@@ -1351,7 +1359,9 @@ class LazyPagesDaemon {
   void InstallWorkingSet(Target& t) {
     uint64_t lo = UINT64_MAX, hi = 0;
     for (const WorkingSetPrefetch::Run& r : prefetch_->Of(t.source->pid)) {
-      for (const PendingRange& piece : t.pending.Intersect(r.vaddr, r.vaddr + r.nr_pages * P)) {
+      loop_pieces_.clear();
+      t.pending.Intersect(r.vaddr, r.vaddr + r.nr_pages * P, &loop_pieces_);
+      for (const PendingRange& piece : loop_pieces_) {
         if (t.gone || fatal_) {
           return;
         }
@@ -1404,6 +1414,7 @@ class LazyPagesDaemon {
   std::vector<ReadSlot> slots_;
   std::vector<Waiter> spare_waiters_;
   std::vector<PieceCopy> loop_copies_;
+  std::vector<PendingRange> loop_pieces_;
   std::deque<Waiter> deferred_;
   std::unique_ptr<PageServerClient> remote_;  // --page-server: where chunks come from
   RemoteImages remote_images_;

@@ -4,6 +4,15 @@
 
 namespace lz {
 
+RangeSet& RangeSet::operator=(const RangeSet& o) {
+  if (this != &o) {
+    ranges_.clear();
+    ranges_.insert(o.ranges_.begin(), o.ranges_.end());  // into this set's own pool
+    moved_ = o.moved_;
+  }
+  return *this;
+}
+
 void RangeSet::Add(uint64_t image_start, uint64_t image_end) {
   if (image_start >= image_end) {
     return;
@@ -53,8 +62,7 @@ bool RangeSet::ContainsImage(uint64_t image_addr) const {
   return it != ranges_.begin() && image_addr < std::prev(it)->second.image_end;
 }
 
-std::vector<PendingRange> RangeSet::Intersect(uint64_t start, uint64_t end) const {
-  std::vector<PendingRange> out;
+void RangeSet::Intersect(uint64_t start, uint64_t end, std::vector<PendingRange>* out) const {
   auto it = ranges_.upper_bound(start);
   if (it != ranges_.begin()) {
     --it;
@@ -64,10 +72,9 @@ std::vector<PendingRange> RangeSet::Intersect(uint64_t start, uint64_t end) cons
     uint64_t s = std::max(start, r.image_start);
     uint64_t e = std::min(end, r.image_end);
     if (s < e) {
-      out.push_back({s, e, r.delta});
+      out->push_back({s, e, r.delta});
     }
   }
-  return out;
 }
 
 void RangeSet::RemoveImage(uint64_t start, uint64_t end) {

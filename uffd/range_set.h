@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory_resource>
 #include <optional>
 #include <vector>
 
@@ -19,16 +20,23 @@ struct PendingRange {
   uint64_t live_end() const { return image_end + delta; }
 };
 
-/// Not thread-safe. Addresses are page-aligned by the caller.
+/// Not thread-safe. Addresses are page-aligned by the caller. Its pieces live in a pool of its
+/// own that keeps freed nodes: once a set has been as fragmented as it gets, splitting and
+/// dropping pieces (what serving a fault does) allocates nothing.
 class RangeSet {
  public:
+  RangeSet() = default;
+  RangeSet(const RangeSet& o) { *this = o; }
+  RangeSet& operator=(const RangeSet& o);
+
   void Add(uint64_t image_start, uint64_t image_end);
   /// The dump-time address of live address `addr`, if that page is pending.
   std::optional<uint64_t> ImageOf(uint64_t live_addr) const;
   /// Whether the page at dump-time address `image_addr` is pending (no allocation).
   bool ContainsImage(uint64_t image_addr) const;
-  /// Pending pieces intersecting dump-time [start, end), clipped to it.
-  std::vector<PendingRange> Intersect(uint64_t image_start, uint64_t image_end) const;
+  /// Appends to `out` the pending pieces intersecting dump-time [start, end), clipped to it (a
+  /// vector the caller reuses allocates nothing once it has grown).
+  void Intersect(uint64_t image_start, uint64_t image_end, std::vector<PendingRange>* out) const;
   /// Drops dump-time [start, end) (its content arrived).
   void RemoveImage(uint64_t image_start, uint64_t image_end);
   /// Drops live [start, end) (madvise(DONTNEED) or munmap: it must never be filled).
@@ -45,8 +53,9 @@ class RangeSet {
  private:
   // Splits the piece holding `image_addr` so that a piece starts there.
   void SplitAt(uint64_t image_addr);
-  std::map<uint64_t, PendingRange> ranges_;  // by image_start
-  bool moved_ = false;                       // a Remap happened: live != image somewhere
+  std::pmr::unsynchronized_pool_resource pool_;           // before ranges_: outlives it
+  std::pmr::map<uint64_t, PendingRange> ranges_{&pool_};  // by image_start
+  bool moved_ = false;  // a Remap happened: live != image somewhere
 };
 
 }  // namespace lz
