@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -20,7 +22,43 @@ asm(".pushsection .text\n"
     "  int3\n"
     ".popsection\n");
 
+// The loop RunBatch copies into the task: position-independent (relative jumps only). r12 points
+// at a table of 64-byte entries {nr, a1..a6, result}, r13 counts them. It stops (int3) after
+// the last entry or at the first whose result is an error; r13 then says how many were left.
+extern "C" char lz_batch_code[];
+extern "C" char lz_batch_code_end[];
+asm(".pushsection .text\n"
+    ".globl lz_batch_code\n"
+    ".globl lz_batch_code_end\n"
+    "lz_batch_code:\n"
+    "1: test %r13, %r13\n"
+    "  jz 2f\n"
+    "  mov (%r12), %rax\n"
+    "  mov 8(%r12), %rdi\n"
+    "  mov 16(%r12), %rsi\n"
+    "  mov 24(%r12), %rdx\n"
+    "  mov 32(%r12), %r10\n"
+    "  mov 40(%r12), %r8\n"
+    "  mov 48(%r12), %r9\n"
+    "  syscall\n"
+    "  mov %rax, 56(%r12)\n"
+    "  cmp $-4095, %rax\n"
+    "  jae 2f\n"
+    "  add $64, %r12\n"
+    "  dec %r13\n"
+    "  jmp 1b\n"
+    "2: int3\n"
+    "lz_batch_code_end:\n"
+    ".popsection\n");
+
 namespace lz {
+namespace {
+
+constexpr size_t kBatchCodeSpace = 256;  // the code, then the table
+constexpr size_t kBatchEntry = 64;
+constexpr size_t kBatchMax = (kBatchAreaSize - kBatchCodeSpace) / kBatchEntry;
+
+}  // namespace
 
 uint64_t OwnSyscallInsn() { return reinterpret_cast<uint64_t>(lz_syscall_insn); }
 
@@ -81,6 +119,66 @@ Result<long> RemoteThread::RawSyscall(long nr, uint64_t a1, uint64_t a2, uint64_
   LZ_TRY(ResumeToSyscallStop(true));   // syscall-exit stop
   LZ_ASSIGN_OR_RETURN(Regs after, GetRegs(tid_));
   return static_cast<long>(after.rax);
+}
+
+Status RemoteThread::RunBatch(std::span<const RemoteCall> calls, uint64_t area,
+                              std::vector<long>* results) {
+  results->clear();
+  for (size_t done = 0; done < calls.size(); done += kBatchMax) {
+    LZ_TRY(RunBatchRound(calls.subspan(done, std::min(kBatchMax, calls.size() - done)), area,
+                         results));
+  }
+  return Ok();
+}
+
+Status RemoteThread::RunBatchRound(std::span<const RemoteCall> calls, uint64_t area,
+                                   std::vector<long>* results) {
+  size_t code_len = static_cast<size_t>(lz_batch_code_end - lz_batch_code);
+  std::vector<uint64_t> image(kBatchCodeSpace / 8 + calls.size() * kBatchEntry / 8, 0);
+  std::memcpy(image.data(), lz_batch_code, code_len);
+  uint64_t* table = image.data() + kBatchCodeSpace / 8;
+  for (size_t i = 0; i < calls.size(); i++) {
+    uint64_t* e = table + i * kBatchEntry / 8;
+    e[0] = static_cast<uint64_t>(calls[i].nr);
+    std::memcpy(e + 1, calls[i].args, sizeof calls[i].args);
+  }
+  pid_t pid = tid_;  // the task's memory: any of its threads
+  LZ_TRY(WriteRemote(pid, area, std::as_bytes(std::span(image))));
+  LZ_ASSIGN_OR_RETURN(Regs regs, GetRegs(tid_));
+  regs.rip = area;
+  regs.orig_rax = static_cast<unsigned long long>(-1);
+  regs.r12 = area + kBatchCodeSpace;
+  regs.r13 = calls.size();
+  LZ_TRY(SetRegs(tid_, regs));
+  for (int sig = 0;;) {
+    if (::ptrace(PTRACE_CONT, tid_, nullptr, sig) != 0) {
+      return FailErrno("ptrace cont", "tid " + std::to_string(tid_));
+    }
+    LZ_ASSIGN_OR_RETURN(int status, WaitForStop(tid_));
+    if (WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0) {
+      break;  // the int3 at the end of the loop
+    }
+    // As in ResumeToSyscallStop: a signal that arrives while we drive the thread is an
+    // artefact of the restore and is dropped.
+    sig = 0;
+  }
+  LZ_ASSIGN_OR_RETURN(Regs after, GetRegs(tid_));
+  size_t ran = calls.size() - static_cast<size_t>(after.r13);
+  size_t got = std::min(calls.size(), ran + 1);  // the failed one holds its result too
+  std::vector<uint64_t> out(got * kBatchEntry / 8);
+  LZ_TRY(ReadRemote(pid, area + kBatchCodeSpace, std::as_writable_bytes(std::span(out))));
+  for (size_t i = 0; i < got; i++) {
+    long r = static_cast<long>(out[i * kBatchEntry / 8 + 7]);
+    if (r < 0 && r > -4096) {
+      return Fail(static_cast<int>(-r), std::string("remote ") + calls[i].what,
+                  "in tid " + std::to_string(tid_));
+    }
+    results->push_back(r);
+  }
+  if (ran != calls.size()) {
+    return Invalid(std::string("remote ") + calls[ran].what, "batch stopped early");
+  }
+  return Ok();
 }
 
 Result<long> RemoteThread::Syscall(const char* what, long nr, uint64_t a1, uint64_t a2, uint64_t a3,

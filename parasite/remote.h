@@ -20,6 +20,17 @@ namespace lz {
 
 /// A thread that runs syscalls for us. Not thread-safe. The thread must be ptrace-stopped by
 /// this process and traced with PTRACE_O_TRACESYSGOOD.
+/// One syscall of a batch (RemoteThread::RunBatch).
+struct RemoteCall {
+  const char* what;  // names the call in errors
+  long nr;
+  uint64_t args[6];
+};
+
+/// Bytes of task memory a batch needs: its code and a table of calls. Must be writable and
+/// executable.
+constexpr size_t kBatchAreaSize = 4 * 4096;
+
 class RemoteThread {
  public:
   RemoteThread(pid_t tid, uint64_t syscall_insn) : tid_(tid), insn_(syscall_insn) {}
@@ -37,11 +48,21 @@ class RemoteThread {
                                      uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
                                      uint64_t a6 = 0);
 
+  /// Runs `calls` in order inside the thread with a single stop: a small loop copied into
+  /// `area` (kBatchAreaSize bytes, writable and executable, in the task) issues them one after
+  /// the other and stops at the first that fails, which becomes the error. `results` gets each
+  /// call's return value. For the many calls of a restore (an mmap per VMA), where each remote
+  /// syscall would cost two ptrace stops.
+  [[nodiscard]] Status RunBatch(std::span<const RemoteCall> calls, uint64_t area,
+                                std::vector<long>* results);
+
   /// Pids of tasks created by clone/fork/vfork events seen during the last syscall.
   const std::vector<pid_t>& new_tasks() const { return new_tasks_; }
 
  private:
   Status ResumeToSyscallStop(bool want_exit);
+  Status RunBatchRound(std::span<const RemoteCall> calls, uint64_t area,
+                       std::vector<long>* results);
   pid_t tid_;
   uint64_t insn_;
   std::vector<pid_t> new_tasks_;

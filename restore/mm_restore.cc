@@ -122,10 +122,11 @@ class MmBuilder {
 
   Status MapScratch() {
     LZ_ASSIGN_OR_RETURN(uint64_t at, FindHole(used_, kScratchSize));
-    LZ_ASSIGN_OR_RETURN(
-        long r, rt_.Syscall("mmap scratch", SYS_mmap, at, kScratchSize, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                            static_cast<uint64_t>(-1), 0));
+    LZ_ASSIGN_OR_RETURN(long r,
+                        rt_.Syscall("mmap scratch", SYS_mmap, at, kScratchSize,
+                                    PROT_READ | PROT_WRITE | PROT_EXEC,  // batches run from it
+                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                                    static_cast<uint64_t>(-1), 0));
     t_.scratch = static_cast<uint64_t>(r);
     used_.push_back({t_.scratch, t_.scratch + kScratchSize});
     keep_.push_back({t_.scratch, t_.scratch + kScratchSize});
@@ -250,13 +251,16 @@ class MmBuilder {
     return fd;
   }
 
+  // One mmap per dumped VMA, all in one batch (a remote syscall each would be two ptrace
+  // stops per VMA); the files they map are opened first, one by one.
   Status MapVmas() {
+    std::vector<RemoteCall> calls;
+    std::vector<const pb::Vma*> mapped;
     for (const pb::Vma& v : mm_.vmas()) {
       if (IsSpecial(v.kind())) {
         continue;
       }
       uint64_t len = v.end() - v.start();
-      uint64_t prot = v.prot();
       uint64_t flags = MAP_FIXED | (v.shared() ? MAP_SHARED : MAP_PRIVATE);
       uint64_t fd = static_cast<uint64_t>(-1);
       uint64_t off = 0;
@@ -282,17 +286,21 @@ class MmBuilder {
           flags |= MAP_ANONYMOUS;
           break;
       }
-      LZ_ASSIGN_OR_RETURN(long r,
-                          rt_.Syscall("mmap", SYS_mmap, v.start(), len, prot, flags, fd, off));
-      if (static_cast<uint64_t>(r) != v.start()) {
-        return Invalid("mmap landed at the wrong address");
-      }
+      calls.push_back({"mmap", SYS_mmap, {v.start(), len, v.prot(), flags, fd, off}});
+      mapped.push_back(&v);
     }
     for (auto& [key, fd] : file_fds_) {
-      LZ_TRY(rt_.Syscall("close", SYS_close, fd));
+      calls.push_back({"close", SYS_close, {static_cast<uint64_t>(fd)}});
     }
     for (auto& [id, fd] : shmem_fds_) {
-      LZ_TRY(rt_.Syscall("close", SYS_close, fd));
+      calls.push_back({"close", SYS_close, {static_cast<uint64_t>(fd)}});
+    }
+    std::vector<long> results;
+    LZ_TRY(rt_.RunBatch(calls, t_.scratch + kScratchBatchOff, &results));
+    for (size_t i = 0; i < mapped.size(); i++) {
+      if (static_cast<uint64_t>(results[i]) != mapped[i]->start()) {
+        return Invalid("mmap landed at the wrong address");
+      }
     }
     return Ok();
   }
@@ -352,17 +360,21 @@ class MmBuilder {
         {pb::MADV_DONTDUMP_FLAG, MADV_DONTDUMP},     {pb::MADV_WIPEONFORK_FLAG, MADV_WIPEONFORK},
         {pb::MADV_DONTFORK_FLAG, MADV_DONTFORK},     {pb::MADV_HUGEPAGE_FLAG, MADV_HUGEPAGE},
         {pb::MADV_NOHUGEPAGE_FLAG, MADV_NOHUGEPAGE}, {pb::MADV_MERGEABLE_FLAG, MADV_MERGEABLE}};
+    std::vector<RemoteCall> calls;
     for (const pb::Vma& v : mm_.vmas()) {
       if (IsSpecial(v.kind())) {
         continue;
       }
       for (const auto& a : kAdvice) {
         if (v.madv() & a.bit) {
-          LZ_TRY(rt_.Syscall("madvise", SYS_madvise, v.start(), v.end() - v.start(), a.advice));
+          calls.push_back({"madvise",
+                           SYS_madvise,
+                           {v.start(), v.end() - v.start(), static_cast<uint64_t>(a.advice)}});
         }
       }
     }
-    return Ok();
+    std::vector<long> results;
+    return rt_.RunBatch(calls, t_.scratch + kScratchBatchOff, &results);
   }
 
   Status RegisterLazy() {
@@ -415,7 +427,7 @@ class MmBuilder {
     map.env_start = mm_.env_start();
     map.env_end = mm_.env_end();
     const std::string& auxv = mm_.auxv();
-    if (auxv.size() > kScratchSize - 4096) {
+    if (auxv.size() > kScratchArgs - 4096) {
       return Invalid("auxv too large");
     }
     LZ_TRY(WriteScratch(t_, 4096, auxv.data(), auxv.size()));
@@ -446,7 +458,7 @@ class MmBuilder {
 }  // namespace
 
 Status WriteScratch(const RestoredTask& t, size_t offset, const void* data, size_t len) {
-  if (offset + len > kScratchSize) {
+  if (offset + len > kScratchArgs) {
     return Invalid("scratch overflow");
   }
   return WriteRemote(t.pid, t.scratch + offset,

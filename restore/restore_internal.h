@@ -28,7 +28,11 @@ struct RestoredTask {
   uint64_t pages_lazy = 0;
 };
 
-constexpr size_t kScratchSize = 4 * 4096;
+// Our pages inside a task being restored: the first four for syscall arguments (paths, auxv,
+// structs), the last four for batches of remote syscalls (code and table; executable).
+constexpr size_t kScratchArgs = 4 * 4096;
+constexpr size_t kScratchBatchOff = kScratchArgs;
+constexpr size_t kScratchSize = kScratchArgs + kBatchAreaSize;
 
 class FileOpener;
 class SharedMemory;
