@@ -329,7 +329,13 @@ class MmBuilder {
 
   Status FillPages() {
     const img::PagemapFile& pm = t_.img->pagemap;
-    LZ_ASSIGN_OR_RETURN(auto store, img::OpenStoreOf(dump_.dir, pm));
+    if (!t_.store) {
+      return Unexpected{t_.store.error()};
+    }
+    if (*t_.store == nullptr) {
+      LZ_ASSIGN_OR_RETURN(*t_.store, img::OpenStoreOf(dump_.dir, pm));
+    }
+    const img::PageStoreReader* store = t_.store->get();
     LZ_ASSIGN_OR_RETURN(UniqueFd mem,
                         OpenFile("/proc/" + std::to_string(t_.pid) + "/mem", O_WRONLY));
     auto eager = [this](const img::PageRun& r) { return !(lazy_ && (r.flags & img::kPageLazy)); };

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <thread>
 
 #include "base/clock.h"
 #include "base/cpu.h"
@@ -237,7 +238,17 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
       tasks.back().pid = t.core.pid();
     }
   }
-  LZ_TRY(WaitForReady(report_r.get(), tasks.size()));
+  // The page stores are opened (each index read and checked) while the tree forks: on a thread,
+  // now that this process forks no more (clone3 runs no atfork handlers, so a thread holding
+  // the allocator's lock across a fork would leave the child stuck).
+  std::thread open_stores([&] {
+    for (RestoredTask& t : tasks) {
+      t.store = img::OpenStoreOf(dump.dir, t.img->pagemap);
+    }
+  });
+  Status ready = WaitForReady(report_r.get(), tasks.size());
+  open_stores.join();
+  LZ_TRY(ready);
   uint64_t forked = MonotonicNs();
 
   for (RestoredTask& t : tasks) {

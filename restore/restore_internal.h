@@ -9,6 +9,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "images/image_dir.h"
+#include "images/page_store.h"
 #include "parasite/ptrace.h"
 #include "parasite/remote.h"
 #include "restore/restore.h"
@@ -24,6 +25,7 @@ struct RestoredTask {
   uint64_t scratch = 0;                   // our scratch pages inside the task
   uint64_t syscall_insn = 0;              // where remote syscalls run from now
   UniqueFd uffd;                          // lazy restore: the task's userfaultfd
+  Result<std::unique_ptr<img::PageStoreReader>> store = std::unique_ptr<img::PageStoreReader>();
   uint64_t pages_eager = 0;
   uint64_t pages_lazy = 0;
 };

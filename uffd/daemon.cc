@@ -22,6 +22,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -184,9 +185,10 @@ class LazyPagesDaemon {
  public:
   LazyPagesDaemon(const LazyPagesOptions& opts, Guard guard,
                   std::unique_ptr<PageServerClient> remote, RemoteImages remote_images,
-                  uint64_t dumped_at)
+                  uint64_t dumped_at, std::vector<pid_t> pids)
       : opts_(opts),
         dumped_at_(dumped_at),
+        pids_(std::move(pids)),
         guard_(std::move(guard)),
         remote_(std::move(remote)),
         remote_images_(std::move(remote_images)) {
@@ -201,6 +203,9 @@ class LazyPagesDaemon {
   }
   ~LazyPagesDaemon() {
     StopFillThreads();
+    if (preload_.joinable()) {
+      preload_.join();
+    }
     ZSTD_freeDCtx(dctx_);
     if (ring_ready_) {
       io_uring_queue_exit(&ring_);
@@ -268,7 +273,8 @@ class LazyPagesDaemon {
       return Fail(-r, "io_uring_queue_init");
     }
     ring_ready_ = true;
-    LZ_TRY(StartWorkingSet());  // its reader runs while the rest is set up
+    StartPreload();  // both run while the rest is set up and the restore forks
+    LZ_TRY(StartWorkingSet());
     // Slot buffers are sized (and their pages touched) now, before any restore connects:
     // faulting in 2 MiB of fresh memory inside AddTask cost the restore 6 ms here.
     max_stored_ = static_cast<uint32_t>(ZSTD_compressBound(img::kDefaultChunkPages * P));
@@ -502,17 +508,20 @@ class LazyPagesDaemon {
     }
   }
 
-  Status AddTask(pid_t pid, UniqueFd uffd) {
+  // A task's pagemap and page store, and the pages it will miss.
+  struct Loaded {
+    std::shared_ptr<TaskSource> source;
+    RangeSet pending;
+  };
+
+  Result<Loaded> LoadTask(pid_t pid, std::unique_ptr<img::PageStoreReader> remote_store) {
     LZ_LOG(kTrace, "lazy-pages: loading the images of pid %d", pid);
+    Loaded out;
     auto src = std::make_shared<TaskSource>();
     src->pid = pid;
     LZ_ASSIGN_OR_RETURN(src->pagemap, img::ReadPagemap(img::PagemapPath(opts_.dir, pid)));
-    if (remote_) {
-      auto it = remote_images_.stores.find(pid);
-      if (it == remote_images_.stores.end() || it->second == nullptr) {
-        return Invalid("lazy-pages", "pid " + std::to_string(pid) + " is not in the dump");
-      }
-      src->store = std::move(it->second);
+    if (remote_store != nullptr) {
+      src->store = std::move(remote_store);
     } else {
       LZ_ASSIGN_OR_RETURN(src->store,
                           img::PageStoreReader::Open(opts_.dir + "/" + src->pagemap.pages_file));
@@ -521,6 +530,55 @@ class LazyPagesDaemon {
         src->store->chunk_pages() != src->pagemap.chunk_pages) {
       return Invalid(src->pagemap.pages_file + " does not match its pagemap");
     }
+    for (const img::PageRun& r : src->pagemap.pagemap.runs()) {
+      if (r.present() && (r.flags & img::kPageLazy)) {
+        out.pending.Add(r.vaddr, r.end());
+      }
+    }
+    out.source = std::move(src);
+    return out;
+  }
+
+  // Loads every task of the dump on a thread of its own while the restore forks the tree, so
+  // that handing a task over costs the restore no reading (local page stores only).
+  void StartPreload() {
+    if (remote_) {
+      return;
+    }
+    preload_ = std::thread([this] {
+      for (pid_t pid : pids_) {
+        auto t = LoadTask(pid, nullptr);
+        if (t) {  // a zombie has no pagemap; an error comes back when the task is handed over
+          preloaded_.emplace(pid, std::move(*t));
+        }
+      }
+    });
+  }
+
+  Result<Loaded> TakeTask(pid_t pid) {
+    if (preload_.joinable()) {
+      preload_.join();
+    }
+    auto it = preloaded_.find(pid);
+    if (it != preloaded_.end()) {
+      Loaded out = std::move(it->second);
+      preloaded_.erase(it);
+      return out;
+    }
+    std::unique_ptr<img::PageStoreReader> remote_store;
+    if (remote_) {
+      auto r = remote_images_.stores.find(pid);
+      if (r == remote_images_.stores.end() || r->second == nullptr) {
+        return Invalid("lazy-pages", "pid " + std::to_string(pid) + " is not in the dump");
+      }
+      remote_store = std::move(r->second);
+    }
+    return LoadTask(pid, std::move(remote_store));
+  }
+
+  Status AddTask(pid_t pid, UniqueFd uffd) {
+    LZ_ASSIGN_OR_RETURN(Loaded loaded, TakeTask(pid));
+    std::shared_ptr<TaskSource> src = std::move(loaded.source);
     max_stored_ = std::max(max_stored_, src->store->max_stored_size());
     chunk_bytes_ = std::max<size_t>(chunk_bytes_, size_t{src->store->chunk_pages()} * P);
     for (ReadSlot& s : slots_) {
@@ -529,12 +587,7 @@ class LazyPagesDaemon {
         s.decoded.resize(chunk_bytes_);
       }
     }
-    RangeSet pending;
-    for (const img::PageRun& r : src->pagemap.pagemap.runs()) {
-      if (r.present() && (r.flags & img::kPageLazy)) {
-        pending.Add(r.vaddr, r.end());
-      }
-    }
+    RangeSet pending = std::move(loaded.pending);
     if (first_task_ns_ == 0) {
       first_task_ns_ = MonotonicNs();
     }
@@ -1402,7 +1455,10 @@ class LazyPagesDaemon {
   }
 
   const LazyPagesOptions& opts_;
-  uint64_t dumped_at_;  // the inventory's: a working set belongs to one dump
+  uint64_t dumped_at_;       // the inventory's: a working set belongs to one dump
+  std::vector<pid_t> pids_;  // every task of the dump
+  std::thread preload_;      // loads them (StartPreload); joined before preloaded_ is read
+  std::map<pid_t, Loaded> preloaded_;
   Guard guard_;
   io_uring ring_{};
   bool ring_ready_ = false;
@@ -1482,7 +1538,8 @@ Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
   }
   LZ_ASSIGN_OR_RETURN(Guard guard, Guard::Start());
   LazyPagesDaemon d(o, std::move(guard), std::move(remote), std::move(remote_images),
-                    inventory.dumped_at_unix_ns());
+                    inventory.dumped_at_unix_ns(),
+                    std::vector<pid_t>(inventory.pids().begin(), inventory.pids().end()));
   LZ_TRY(d.Run());
   pb::LazyStats stats = d.Stats();
   (void)img::WriteSingleMessage(opts.dir + "/stats-lazy", img::ImageKind::kStats, stats);
