@@ -34,6 +34,7 @@
 #include "base/file_util.h"
 #include "base/kernel_features.h"
 #include "base/log.h"
+#include "base/mapping.h"
 #include "base/proc.h"
 #include "base/scm.h"
 #include "images/image_dir.h"
@@ -81,13 +82,30 @@ struct Waiter {
   uint64_t since_ns;
 };
 
+// A read slot's buffer, populated when it is made (Mapping::Populated) rather than faulted in
+// page by page by the first reads.
+class SlotBuffer {
+ public:
+  Status Ensure(size_t n) {
+    if (m_.size() < n) {
+      LZ_ASSIGN_OR_RETURN(m_, Mapping::Populated((n + P - 1) / P * P));
+    }
+    return Ok();
+  }
+  std::byte* data() const { return m_.data(); }
+  std::span<std::byte> span() const { return m_.span(); }
+
+ private:
+  Mapping m_;
+};
+
 struct ReadSlot {
   bool busy = false;
-  std::vector<std::byte> decoded;
+  SlotBuffer decoded;
   std::shared_ptr<const TaskSource> source;
   uint64_t chunk = 0;
   bool for_fault = false;
-  std::vector<std::byte> buf;
+  SlotBuffer buf;
   std::vector<Waiter> waiters;
 };
 
@@ -280,8 +298,7 @@ class LazyPagesDaemon {
     max_stored_ = static_cast<uint32_t>(ZSTD_compressBound(img::kDefaultChunkPages * P));
     chunk_bytes_ = img::kDefaultChunkPages * P;
     for (ReadSlot& s : slots_) {
-      s.buf.assign(max_stored_, std::byte{0});
-      s.decoded.assign(chunk_bytes_, std::byte{0});
+      LZ_TRY(EnsureSlot(s));
     }
     int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) {
@@ -412,7 +429,7 @@ class LazyPagesDaemon {
         break;
       }
       case kTagRead:
-        OnReadDone(slots_[idx], res, slots_[idx].buf);
+        OnReadDone(slots_[idx], res, slots_[idx].buf.span());
         break;
       case kTagRemote:
         if (idx == remote_gen_) {
@@ -582,9 +599,8 @@ class LazyPagesDaemon {
     max_stored_ = std::max(max_stored_, src->store->max_stored_size());
     chunk_bytes_ = std::max<size_t>(chunk_bytes_, size_t{src->store->chunk_pages()} * P);
     for (ReadSlot& s : slots_) {
-      if (!s.busy && (s.buf.size() < max_stored_ || s.decoded.size() < chunk_bytes_)) {
-        s.buf.resize(max_stored_);
-        s.decoded.resize(chunk_bytes_);
+      if (!s.busy) {
+        LZ_TRY(EnsureSlot(s));
       }
     }
     RangeSet pending = std::move(loaded.pending);
@@ -757,15 +773,20 @@ class LazyPagesDaemon {
     LZ_LOG(kTrace, "lazy-pages: pid %d fault at %#lx", t.pid, addr);
     std::optional<uint64_t> image = t.pending.ImageOf(addr);
     if (!image) {
+      if (recording_) {
+        recorder_.Note(t.source->pid, addr, /*zero=*/true);  // installed as the zero page next time
+      }
       ServeZero(t, addr, since);
       return;
     }
     uint64_t chunk = ChunkOfImage(*t.source, *image);
     if (recording_) {
-      recorder_.Note(t.source->pid, *image);
+      recorder_.Note(t.source->pid, *image, /*zero=*/false);
     }
-    if (prefetch_ != nullptr && !prefetch_->ready() && prefetch_->Has(t.source->pid, *image)) {
-      prefetch_waiters_.push_back({target, addr, since});  // being read already: never twice
+    if (prefetch_ != nullptr && !prefetch_->ready()) {
+      // The working set is being checked and read: the page may be in it, and is then read
+      // once, there. It is ready long before the tree runs, unless the disk is very slow.
+      prefetch_waiters_.push_back({target, addr, since});
       return;
     }
     if (ReadSlot* reading = SlotReading(t.source, chunk)) {
@@ -806,6 +827,11 @@ class LazyPagesDaemon {
     }
   }
 
+  Status EnsureSlot(ReadSlot& s) {
+    LZ_TRY(s.buf.Ensure(max_stored_));
+    return s.decoded.Ensure(chunk_bytes_);
+  }
+
   // The read slot fetching `chunk` of `src`, if one is.
   ReadSlot* SlotReading(const std::shared_ptr<const TaskSource>& src, uint64_t chunk) {
     for (ReadSlot& s : slots_) {
@@ -834,9 +860,9 @@ class LazyPagesDaemon {
                  bool for_fault) {
     const img::ChunkIndexEntry& e = src->store->chunk(chunk);
     // Grows only when a task with larger chunks arrived while this slot was busy.
-    if (s.buf.size() < max_stored_ || s.decoded.size() < chunk_bytes_) {
-      s.buf.resize(max_stored_);
-      s.decoded.resize(chunk_bytes_);
+    if (Status grown = EnsureSlot(s); !grown) {
+      Fatal(grown.error());
+      return;
     }
     s.busy = true;
     s.source = src;
@@ -938,7 +964,7 @@ class LazyPagesDaemon {
       return;
     }
     Status st =
-        s.source->store->DecodeChunk(s.chunk, stored.first(e.stored_size), s.decoded, dctx_);
+        s.source->store->DecodeChunk(s.chunk, stored.first(e.stored_size), s.decoded.span(), dctx_);
     if (!st) {
       Fatal(st.error());
       return;
@@ -955,7 +981,7 @@ class LazyPagesDaemon {
         break;  // only the pages that faulted (below): every page touched must fault once
       }
       if (!t->gone && t->source == s.source) {
-        CopyChunk(*t, s.chunk, e.nr_pages, s.decoded,
+        CopyChunk(*t, s.chunk, e.nr_pages, s.decoded.span(),
                   s.for_fault ? &pages_by_fault_ : &pages_by_fill_);
       }
     }
@@ -1349,17 +1375,15 @@ class LazyPagesDaemon {
     if (!opts_.use_working_set || remote_) {
       return Ok();
     }
-    LZ_ASSIGN_OR_RETURN(prefetch_, WorkingSetPrefetch::Load(opts_.dir, dumped_at_));
-    if (prefetch_ == nullptr) {
-      return Ok();
-    }
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) {
       return FailErrno("eventfd");
     }
     prefetch_done_.reset(fd);
-    PollOnce(fd, MakeTag(kTagPrefetch, 0));
-    prefetch_->Start(fd);
+    prefetch_ = WorkingSetPrefetch::Start(opts_.dir, dumped_at_, fd);
+    if (prefetch_ != nullptr) {
+      PollOnce(fd, MakeTag(kTagPrefetch, 0));
+    }
     return Ok();
   }
 
@@ -1392,6 +1416,8 @@ class LazyPagesDaemon {
       LZ_WARN("lazy-pages: working set not used: %s",
               prefetch_->status().error().Message().c_str());
       prefetch_.reset();
+    } else if (!prefetch_->usable()) {
+      prefetch_.reset();  // made for other images; the warning said why
     } else {
       working_set_pages_ = prefetch_->pages();
       for (auto& t : targets_) {
@@ -1412,6 +1438,10 @@ class LazyPagesDaemon {
   void InstallWorkingSet(Target& t) {
     uint64_t lo = UINT64_MAX, hi = 0;
     for (const WorkingSetPrefetch::Run& r : prefetch_->Of(t.source->pid)) {
+      if (r.zero) {
+        InstallZeroRun(t, r);
+        continue;
+      }
       loop_pieces_.clear();
       t.pending.Intersect(r.vaddr, r.vaddr + r.nr_pages * P, &loop_pieces_);
       for (const PendingRange& piece : loop_pieces_) {
@@ -1426,6 +1456,24 @@ class LazyPagesDaemon {
     }
     if (lo < hi) {
       UffdWake(t.uffd.get(), lo, hi - lo);
+    }
+  }
+
+  // Pages the tree touched that the dump did not store: the zero page, as their fault would
+  // have given them. One by one (a run may cross VMAs); a page that has data (the layout
+  // differs) or that is gone is left to its fault.
+  void InstallZeroRun(Target& t, const WorkingSetPrefetch::Run& r) {
+    for (uint64_t a = r.vaddr; a < r.vaddr + uint64_t{r.nr_pages} * P && !t.gone; a += P) {
+      if (t.pending.ImageOf(a)) {
+        continue;
+      }
+      int err = 0;
+      CopyOutcome o = UffdZero(t.uffd.get(), a, P, &err);
+      if (o == CopyOutcome::kCopied) {
+        pages_by_prefetch_++;
+      } else if (o == CopyOutcome::kTargetGone) {
+        t.gone = true;
+      }
     }
   }
 

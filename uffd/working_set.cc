@@ -20,11 +20,9 @@ struct DCtxFree {
   void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
 };
 
-// Fresh memory is expensive to fault in page by page on a VM: have the kernel fill the whole
-// range at once.
-Result<Mapping> Populated(size_t len, int fd) {
-  int flags = (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_PRIVATE) | MAP_POPULATE;
-  void* p = ::mmap(nullptr, len, fd < 0 ? PROT_READ | PROT_WRITE : PROT_READ, flags, fd, 0);
+// The file's pages mapped from the page cache at once, no copy.
+Result<Mapping> MapFile(size_t len, int fd) {
+  void* p = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
   if (p == MAP_FAILED) {
     return FailErrno("mmap", std::to_string(len) + " bytes");
   }
@@ -66,9 +64,9 @@ class ChunkCache {
 
 }  // namespace
 
-void WorkingSetRecorder::Note(pid_t pid, uint64_t vaddr) {
+void WorkingSetRecorder::Note(pid_t pid, uint64_t vaddr, bool zero) {
   if (seen_.emplace(pid, vaddr).second) {
-    order_.emplace_back(pid, vaddr);
+    order_.push_back({pid, vaddr, zero});
   }
 }
 
@@ -82,10 +80,27 @@ Status WorkingSetRecorder::Write(const std::string& dir, uint64_t dumped_at, uin
   std::map<pid_t, std::unique_ptr<ChunkCache>> caches;
   std::set<std::pair<pid_t, uint64_t>> sources;
   pb::WorkingSetRun* run = nullptr;
-  for (const auto& [pid, vaddr] : order_) {
+  for (const auto& [pid, vaddr, zero] : order_) {
     const TaskSource* src = source_of(pid);
     if (src == nullptr) {
       return Invalid("working set", "pid " + std::to_string(pid) + " is not in the dump");
+    }
+    // A page extends the last run if it follows it in the same task and of the same kind.
+    if (run != nullptr && run->pid() == pid && run->zero() == zero &&
+        run->vaddr() + uint64_t{run->nr_pages()} * P == vaddr) {
+      run->set_nr_pages(run->nr_pages() + 1);
+    } else {
+      run = ws.add_runs();
+      run->set_pid(pid);
+      run->set_vaddr(vaddr);
+      run->set_nr_pages(1);
+      run->set_zero(zero);
+      if (!zero) {
+        run->set_first_page(out->pages_appended());
+      }
+    }
+    if (zero) {
+      continue;  // nothing stored
     }
     std::unique_ptr<ChunkCache>& cache = caches[pid];
     if (cache == nullptr) {
@@ -99,17 +114,6 @@ Status WorkingSetRecorder::Write(const std::string& dir, uint64_t dumped_at, uin
       s->set_chunk(chunk);
       s->set_crc(src->store->chunk(chunk).crc);
     }
-    bool extends = run != nullptr && run->pid() == pid &&
-                   run->vaddr() + uint64_t{run->nr_pages()} * P == vaddr;
-    if (extends) {
-      run->set_nr_pages(run->nr_pages() + 1);
-    } else {
-      run = ws.add_runs();
-      run->set_pid(pid);
-      run->set_vaddr(vaddr);
-      run->set_nr_pages(1);
-      run->set_first_page(out->pages_appended());
-    }
     LZ_TRY(out->Append(page));
   }
   LZ_TRY(out->Finish());
@@ -117,22 +121,49 @@ Status WorkingSetRecorder::Write(const std::string& dir, uint64_t dumped_at, uin
   return img::WriteSingleMessage(dir + "/" + img::kWorkingSetFile, img::ImageKind::kWorkingSet, ws);
 }
 
-Result<std::unique_ptr<WorkingSetPrefetch>> WorkingSetPrefetch::Load(const std::string& dir,
-                                                                     uint64_t dumped_at) {
-  std::string path = dir + "/" + img::kWorkingSetFile;
-  if (::access(path.c_str(), F_OK) != 0) {
-    return std::unique_ptr<WorkingSetPrefetch>();
+std::unique_ptr<WorkingSetPrefetch> WorkingSetPrefetch::Start(const std::string& dir,
+                                                              uint64_t dumped_at, int done_fd) {
+  if (::access((dir + "/" + img::kWorkingSetFile).c_str(), F_OK) != 0) {
+    return nullptr;
   }
+  auto p = std::unique_ptr<WorkingSetPrefetch>(new WorkingSetPrefetch());
+  p->dir_ = dir;
+  p->dumped_at_ = dumped_at;
+  p->start_ns_ = MonotonicNs();
+  p->thread_ = std::thread([raw = p.get(), done_fd] { raw->Work(done_fd); });
+  return p;
+}
+
+WorkingSetPrefetch::~WorkingSetPrefetch() {
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void WorkingSetPrefetch::Work(int done_fd) {
+  status_ = Check();
+  if (status_ && usable_) {
+    status_ = ReadAndDecode();
+  }
+  ready_ns_ = MonotonicNs() - start_ns_;
+  ready_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  (void)!::write(done_fd, &one, sizeof one);
+}
+
+Status WorkingSetPrefetch::Check() {
+  const std::string& dir = dir_;
   auto stale = [&](const std::string& why) {
     LZ_WARN("lazy-pages: the working set in %s is stale (%s): ignored", dir.c_str(), why.c_str());
-    return std::unique_ptr<WorkingSetPrefetch>();
+    return Ok();
   };
   pb::WorkingSet ws;
-  Status read = img::ReadSingleMessage(path, img::ImageKind::kWorkingSet, &ws);
+  Status read =
+      img::ReadSingleMessage(dir + "/" + img::kWorkingSetFile, img::ImageKind::kWorkingSet, &ws);
   if (!read) {
     return stale(read.error().Message());
   }
-  if (ws.dumped_at_unix_ns() != dumped_at) {
+  if (ws.dumped_at_unix_ns() != dumped_at_) {
     return stale("recorded on another dump");
   }
   // Every chunk the pages came from must still have the CRC it had: a store dumped again
@@ -152,54 +183,35 @@ Result<std::unique_ptr<WorkingSetPrefetch>> WorkingSetPrefetch::Load(const std::
                    " changed");
     }
   }
-  auto p = std::unique_ptr<WorkingSetPrefetch>(new WorkingSetPrefetch());
-  p->dir_ = dir;
   auto store = img::PageStoreReader::Open(dir + "/" + img::kWorkingSetPagesFile);
   if (!store) {
-    return stale(store.error().Message());
+    return Unexpected{store.error()};
   }
-  p->store_ = std::move(*store);
-  p->file_size_ = p->store_->file_size();
+  store_ = std::move(*store);
+  file_size_ = store_->file_size();
   for (const pb::WorkingSetRun& r : ws.runs()) {
     uint64_t end = r.vaddr() + uint64_t{r.nr_pages()} * P;
-    if (r.nr_pages() == 0 || r.vaddr() % P != 0 || end < r.vaddr() ||
-        r.first_page() > p->store_->total_pages() ||
-        r.nr_pages() > p->store_->total_pages() - r.first_page()) {
-      return stale("a run lies outside " + std::string(img::kWorkingSetPagesFile));
+    bool outside = !r.zero() && (r.first_page() > store_->total_pages() ||
+                                 r.nr_pages() > store_->total_pages() - r.first_page());
+    if (r.nr_pages() == 0 || r.nr_pages() > (1u << 20) || r.vaddr() % P != 0 || end < r.vaddr() ||
+        outside) {
+      return Invalid(dir + "/" + img::kWorkingSetFile,
+                     "a run lies outside " + std::string(img::kWorkingSetPagesFile));
     }
-    p->runs_[r.pid()].push_back({r.vaddr(), r.nr_pages(), r.first_page(), {}});
-    p->extents_[r.pid()][r.vaddr()] = end;
-    p->pages_ += r.nr_pages();
+    runs_[r.pid()].push_back({r.vaddr(), r.nr_pages(), r.first_page(), r.zero(), {}});
+    pages_ += r.nr_pages();
   }
-  return p;
-}
-
-WorkingSetPrefetch::~WorkingSetPrefetch() {
-  if (thread_.joinable()) {
-    thread_.join();
-  }
-}
-
-void WorkingSetPrefetch::Start(int done_fd) {
-  start_ns_ = MonotonicNs();
-  thread_ = std::thread([this, done_fd] { Work(done_fd); });
-}
-
-void WorkingSetPrefetch::Work(int done_fd) {
-  status_ = ReadAndDecode();
-  ready_ns_ = MonotonicNs() - start_ns_;
-  ready_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  (void)!::write(done_fd, &one, sizeof one);
+  usable_ = true;
+  return Ok();
 }
 
 Status WorkingSetPrefetch::ReadAndDecode() {
   // One read for the whole working set (it was laid out in one piece for this): the mapping
   // is populated from the file at once.
   LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(dir_ + "/" + img::kWorkingSetPagesFile, O_RDONLY));
-  LZ_ASSIGN_OR_RETURN(file_, Populated(file_size_, fd.get()));
+  LZ_ASSIGN_OR_RETURN(file_, MapFile(file_size_, fd.get()));
   uint64_t total = store_->total_pages();
-  LZ_ASSIGN_OR_RETURN(arena_, Populated(std::max<uint64_t>(total, 1) * P, -1));
+  LZ_ASSIGN_OR_RETURN(arena_, Mapping::Populated(std::max<uint64_t>(total, 1) * P));
   std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
   std::span<const std::byte> file(file_.data(), file_.size());
   for (uint64_t k = 0; k < store_->chunk_count(); k++) {
@@ -210,19 +222,12 @@ Status WorkingSetPrefetch::ReadAndDecode() {
   file_ = Mapping();
   for (auto& [pid, runs] : runs_) {
     for (Run& r : runs) {
-      r.pages = std::span<const std::byte>(arena_.data() + r.first_page * P, r.nr_pages * P);
+      if (!r.zero) {
+        r.pages = std::span<const std::byte>(arena_.data() + r.first_page * P, r.nr_pages * P);
+      }
     }
   }
   return Ok();
-}
-
-bool WorkingSetPrefetch::Has(pid_t pid, uint64_t vaddr) const {
-  auto it = extents_.find(pid);
-  if (it == extents_.end()) {
-    return false;
-  }
-  auto e = it->second.upper_bound(vaddr);
-  return e != it->second.begin() && vaddr < std::prev(e)->second;
 }
 
 std::span<const WorkingSetPrefetch::Run> WorkingSetPrefetch::Of(pid_t pid) const {

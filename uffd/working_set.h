@@ -26,8 +26,9 @@ namespace lz {
 /// The pages touched while recording, in the order of their first touch.
 class WorkingSetRecorder {
  public:
-  /// Task `pid` touched its page at dump-time address `vaddr`.
-  void Note(pid_t pid, uint64_t vaddr);
+  /// Task `pid` touched its page at dump-time address `vaddr`; `zero`: a page the dump did not
+  /// store, which reads as zero.
+  void Note(pid_t pid, uint64_t vaddr, bool zero);
   size_t pages() const { return order_.size(); }
   /// Writes working-set.pages (a page store of those pages, in that order) and then
   /// working-set.img into `dir`. `source_of(pid)` gives a task's pagemap and page store.
@@ -35,7 +36,12 @@ class WorkingSetRecorder {
                              const std::function<const TaskSource*(pid_t)>& source_of) const;
 
  private:
-  std::vector<std::pair<pid_t, uint64_t>> order_;
+  struct Touch {
+    pid_t pid;
+    uint64_t vaddr;
+    bool zero;
+  };
+  std::vector<Touch> order_;
   std::set<std::pair<pid_t, uint64_t>> seen_;
 };
 
@@ -47,22 +53,21 @@ class WorkingSetPrefetch {
     uint64_t vaddr = 0;  // dump-time address
     uint32_t nr_pages = 0;
     uint64_t first_page = 0;           // in working-set.pages
-    std::span<const std::byte> pages;  // decoded, once ready()
+    bool zero = false;                 // the zero page, not stored
+    std::span<const std::byte> pages;  // decoded, once ready(); empty for zero runs
   };
 
-  /// The working set of `dir` if there is one made for these images (a stale one, recorded
-  /// on another dump, is ignored with a warning): null when there is none to use.
-  [[nodiscard]] static Result<std::unique_ptr<WorkingSetPrefetch>> Load(const std::string& dir,
-                                                                        uint64_t dumped_at);
+  /// If `dir` holds a working set, starts checking, reading and decoding it on a thread of its
+  /// own, which writes to eventfd `done_fd` when it is done; null when there is none.
+  static std::unique_ptr<WorkingSetPrefetch> Start(const std::string& dir, uint64_t dumped_at,
+                                                   int done_fd);
   ~WorkingSetPrefetch();
 
-  /// Starts reading and decoding; writes to eventfd `done_fd` when done (or failed).
-  void Start(int done_fd);
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   /// After ready(): what went wrong, if anything (then nothing may be installed).
   const Status& status() const { return status_; }
-  /// Whether the page of task `pid` at dump-time address `vaddr` is in the working set.
-  bool Has(pid_t pid, uint64_t vaddr) const;
+  /// After ready(): false when it was made for other images (a warning said why).
+  bool usable() const { return usable_; }
   /// The runs of task `pid`, in the order they were touched.
   std::span<const Run> Of(pid_t pid) const;
   uint64_t pages() const { return pages_; }
@@ -72,12 +77,15 @@ class WorkingSetPrefetch {
  private:
   WorkingSetPrefetch() = default;
   void Work(int done_fd);
+  // Whether the working set was recorded on these images; loads its runs if so.
+  Status Check();
   Status ReadAndDecode();
 
   std::string dir_;
+  uint64_t dumped_at_ = 0;
+  bool usable_ = false;
   std::unique_ptr<img::PageStoreReader> store_;  // working-set.pages
   std::map<pid_t, std::vector<Run>> runs_;
-  std::map<pid_t, std::map<uint64_t, uint64_t>> extents_;  // per task: start -> end, for Has
   uint64_t pages_ = 0;
   uint64_t file_size_ = 0;
   uint64_t start_ns_ = 0;
