@@ -41,6 +41,13 @@ class ByteSink {
  public:
   virtual ~ByteSink() = default;
   [[nodiscard]] virtual Status Write(std::span<const std::byte> bytes) = 0;
+  /// Writes `parts` one after the other (a sink may do it in one call).
+  [[nodiscard]] virtual Status WriteParts(std::span<const std::span<const std::byte>> parts) {
+    for (std::span<const std::byte> p : parts) {
+      LZ_TRY(Write(p));
+    }
+    return Ok();
+  }
   /// Every byte is written: make them the store (rename into place, tell the server).
   [[nodiscard]] virtual Status Commit() = 0;
 };
@@ -73,6 +80,9 @@ class PageStoreWriter {
   PageStoreOptions opts_;
   std::vector<std::byte> batch_;             // raw pages waiting for compression
   std::vector<std::vector<std::byte>> out_;  // compressed chunk buffers of the batch
+  std::vector<size_t> out_len_;              // bytes of out_[k] used; 0: the chunk is stored raw
+  std::vector<uint32_t> crc_;                // CRC32C of each chunk's stored bytes
+  std::vector<std::span<const std::byte>> parts_;  // what one batch writes, in order
   std::vector<ZSTD_CCtx*> cctx_;
   std::vector<ChunkIndexEntry> index_;
   uint64_t file_off_ = 0;
