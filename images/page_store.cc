@@ -80,28 +80,29 @@ class LocalFileSink : public ByteSink {
 
 struct Layout {
   PageStoreFooter footer{};
-  std::vector<ChunkIndexEntry> index;
+  ChunkIndex index;
   uint32_t max_stored = 0;
 };
 
 Status CheckEntry(const std::string& name, const PageStoreFooter& f, const ChunkIndexEntry& e,
                   uint64_t k) {
-  std::string where = name + ": chunk " + std::to_string(k);
+  // Made only for a message: a store has tens of thousands of entries to check.
+  auto where = [&] { return name + ": chunk " + std::to_string(k); };
   bool last = k + 1 == f.chunk_count;
   uint64_t raw_bytes = uint64_t{e.nr_pages} * kPageSize;
   if (e.nr_pages == 0 || e.nr_pages > f.chunk_pages || (!last && e.nr_pages != f.chunk_pages)) {
-    return Invalid(where + ": bad page count " + std::to_string(e.nr_pages));
+    return Invalid(where() + ": bad page count " + std::to_string(e.nr_pages));
   }
   if (e.offset < kDataStart || e.offset > f.index_offset ||
       e.stored_size > f.index_offset - e.offset) {
-    return Invalid(where + ": bytes outside the data area (offset " + std::to_string(e.offset) +
+    return Invalid(where() + ": bytes outside the data area (offset " + std::to_string(e.offset) +
                    ")");
   }
   bool raw = (e.flags & kChunkRaw) != 0;
   if ((e.flags & ~kChunkRaw) != 0 || (raw && e.stored_size != raw_bytes) ||
       (!raw && (f.compression != static_cast<uint32_t>(Compression::kZstd) ||
                 e.stored_size > ZSTD_compressBound(raw_bytes)))) {
-    return Invalid(where + ": bad stored size or flags");
+    return Invalid(where() + ": bad stored size or flags");
   }
   return Ok();
 }

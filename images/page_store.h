@@ -11,12 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "base/populated_allocator.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "images/format.h"
 #include "images/pagemap.h"
 
 namespace lz::img {
+
+/// A store's chunk index: tens of thousands of entries, read at once.
+using ChunkIndex = std::vector<ChunkIndexEntry, PopulatedAllocator<ChunkIndexEntry>>;
 
 struct PageStoreOptions {
   uint32_t chunk_pages = kDefaultChunkPages;
@@ -128,7 +132,7 @@ class PageStoreReader {
   std::string path_;
   UniqueFd fd_;
   PageStoreFooter footer_{};
-  std::vector<ChunkIndexEntry> index_;
+  ChunkIndex index_;
   uint64_t file_size_ = 0;
   uint32_t max_stored_ = 0;
 };

@@ -58,26 +58,33 @@ Status CreateThreads(RestoredTask& t, RemoteThread& main) {
   return Ok();
 }
 
+// The calls of one thread go in one batch (one ptrace stop): their arguments sit at distinct
+// places of the scratch pages.
 Status RestoreThreadKernelState(RestoredTask& t, RemoteThread& rt, const pb::ThreadCore& th) {
+  constexpr size_t kStackOff = kArgOff;
+  constexpr size_t kCommOff = kArgOff + 64;
+  std::vector<RemoteCall> calls;
   if (th.robust_list() != 0) {
-    LZ_TRY(
-        rt.Syscall("set_robust_list", SYS_set_robust_list, th.robust_list(), th.robust_list_len()));
+    calls.push_back(
+        {"set_robust_list", SYS_set_robust_list, {th.robust_list(), th.robust_list_len()}});
   }
   if (th.rseq_addr() != 0) {
-    LZ_TRY(rt.Syscall("rseq", SYS_rseq, th.rseq_addr(), th.rseq_len(), 0, th.rseq_sig()));
+    calls.push_back({"rseq", SYS_rseq, {th.rseq_addr(), th.rseq_len(), 0, th.rseq_sig()}});
   }
   if (!(th.altstack_flags() & SS_DISABLE)) {
     // SS_ONSTACK is state, not a setting; SS_AUTODISARM is a setting and comes back.
     constexpr int kSsAutodisarm = static_cast<int>(1u << 31);  // linux/signal.h
     stack_t ss{reinterpret_cast<void*>(th.altstack_sp()), th.altstack_flags() & kSsAutodisarm,
                th.altstack_size()};
-    LZ_TRY(WriteScratch(t, kArgOff, &ss, sizeof ss));
-    LZ_TRY(rt.Syscall("sigaltstack", SYS_sigaltstack, t.scratch + kArgOff, 0));
+    LZ_TRY(WriteScratch(t, kStackOff, &ss, sizeof ss));
+    calls.push_back({"sigaltstack", SYS_sigaltstack, {t.scratch + kStackOff, 0}});
   }
-  LZ_TRY(rt.Syscall("set_tid_address", SYS_set_tid_address, th.clear_child_tid()));
+  calls.push_back({"set_tid_address", SYS_set_tid_address, {th.clear_child_tid()}});
   std::string comm = th.comm().substr(0, 15);
-  LZ_TRY(WriteScratch(t, kArgOff, comm.c_str(), comm.size() + 1));
-  LZ_TRY(rt.Syscall("prctl PR_SET_NAME", SYS_prctl, PR_SET_NAME, t.scratch + kArgOff));
+  LZ_TRY(WriteScratch(t, kCommOff, comm.c_str(), comm.size() + 1));
+  calls.push_back({"prctl PR_SET_NAME", SYS_prctl, {PR_SET_NAME, t.scratch + kCommOff}});
+  std::vector<long> results;
+  LZ_TRY(rt.RunBatch(calls, t.scratch + kScratchBatchOff, &results));
   for (const std::string& si : th.pending_signals()) {
     siginfo_t info;
     std::memcpy(&info, si.data(), std::min(si.size(), sizeof info));
@@ -90,6 +97,7 @@ Status RestoreThreadKernelState(RestoredTask& t, RemoteThread& rt, const pb::Thr
 
 Status RestoreSignals(RestoredTask& t, RemoteThread& main) {
   const pb::TaskCore& core = t.img->core;
+  std::vector<RemoteCall> calls;  // one batch: each action at its own place in the scratch
   // Reset what lazarus's own handlers left, then install the dumped ones.
   for (int sig = 1; sig <= 64; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) {
@@ -108,9 +116,13 @@ Status RestoreSignals(RestoredTask& t, RemoteThread& main) {
         ours.sa_handler == SIG_DFL && ours.sa_flags == 0) {
       continue;
     }
-    LZ_TRY(WriteScratch(t, kArgOff, &sa, sizeof sa));
-    LZ_TRY(main.Syscall("rt_sigaction", SYS_rt_sigaction, sig, t.scratch + kArgOff, 0, 8));
+    size_t off = kArgOff + static_cast<size_t>(sig) * sizeof sa;  // 65 * 32 < 4096
+    LZ_TRY(WriteScratch(t, off, &sa, sizeof sa));
+    calls.push_back(
+        {"rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), t.scratch + off, 0, 8}});
   }
+  std::vector<long> results;
+  LZ_TRY(main.RunBatch(calls, t.scratch + kScratchBatchOff, &results));
   for (const pb::Itimer& it : core.itimers()) {
     itimerval tv{};
     tv.it_interval.tv_sec = it.interval_us() / 1000000;
