@@ -67,9 +67,14 @@ Status LinkUnixPeers(const std::vector<pb::TaskCore>& cores, std::vector<pb::FdT
       };
       auto peer = peer_of.find(u->peer_ino());
       if (peer == peer_of.end()) {
-        if (u->type() == SOCK_DGRAM && !u->peer_name().empty()) {
+        if (u->type() == SOCK_DGRAM && !u->peer_name().empty() && u->messages_size() == 0) {
           u->set_peer_ino(0);  // outside: reconnected by name, as a client of /dev/log is
           continue;
+        }
+        if (u->messages_size() > 0) {
+          return Invalid(where() +
+                         "unix socket connected outside the dumped tree with messages queued "
+                         "is not supported yet");
         }
         return Invalid(where() +
                        "unix socket connected outside the dumped tree is not supported yet");

@@ -178,7 +178,9 @@ Result<UnixDiag> QueryUnix(uint64_t ino) {
 
 // Every datagram (or seqpacket) queued on `s`, without taking any: each MSG_PEEK moves the
 // socket's peek offset past the message it returned. The task's own peek offset is put back.
-Status PeekMessages(int s, pb::UnixInfo* u) {
+// A message that carries descriptors or credentials is refused: they cannot be sent again as
+// they were (and a peek hands us copies of the descriptors, closed at once).
+Status PeekMessages(int s, int type, pb::UnixInfo* u) {
   int saved = -1;
   socklen_t len = sizeof saved;
   if (::getsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, &len) != 0) {
@@ -189,17 +191,43 @@ Status PeekMessages(int s, pb::UnixInfo* u) {
     return FailErrno("setsockopt SO_PEEK_OFF");
   }
   std::vector<char> buf(1 << 20);
+  alignas(cmsghdr) char control[512];
   Status st = Ok();
   for (;;) {
-    ssize_t n = ::recv(s, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    iovec iov{buf.data(), buf.size()};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(s, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
     if (n < 0) {
-      if (errno != EAGAIN) {
+      if (errno != EAGAIN && errno != ENOTCONN) {  // ENOTCONN: a seqpacket not connected yet
         st = FailErrno("peek unix socket");
       }
       break;
     }
+    bool carries = mh.msg_controllen > 0 || (mh.msg_flags & MSG_CTRUNC);
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        auto* fds = reinterpret_cast<int*>(CMSG_DATA(c));
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t k = 0; k < count; k++) {
+          ::close(fds[k]);
+        }
+      }
+    }
+    if (carries) {
+      st = Invalid(
+          "unix socket holds a queued message with descriptors or credentials, which "
+          "is not supported");
+      break;
+    }
+    if (n == 0 && type == SOCK_SEQPACKET) {
+      break;  // the peer shut down: the end of the queue
+    }
     if (n == 0 || static_cast<size_t>(n) > buf.size()) {
-      // An empty message would not move the peek offset; a huge one does not fit.
+      // An empty datagram would not move the peek offset; a huge one does not fit.
       st = Invalid("unix socket holds a queued message of " + std::to_string(n) +
                    " bytes, which is not supported");
       break;
@@ -243,11 +271,19 @@ Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
       u->set_peer_name(std::string(peer.sun_path, plen - sizeof(sa_family_t)));
     }
   }
-  if (diag.rqueue == 0) {
+  if (type != SOCK_STREAM) {
+    // Peeked whatever the queue length says: for datagrams it is the first one's length only,
+    // which is 0 for an empty one however many follow.
+    LZ_TRY(PeekMessages(s.get(), type, u));
+    if (u->messages_size() > 0 && diag.peer == 0) {
+      return Invalid(
+          "unix datagram socket with messages queued from unconnected senders is "
+          "not supported yet");
+    }
     return Ok();
   }
-  if (type != SOCK_STREAM) {
-    return PeekMessages(s.get(), u);
+  if (diag.rqueue == 0) {
+    return Ok();
   }
   // MSG_PEEK on our copy reads the queued bytes without taking them from the task.
   std::string data(diag.rqueue, '\0');

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -54,6 +55,7 @@ Status FrozenTree::FreezeTask(pid_t pid) {
     tasks_.push_back(std::move(task));
     return Ok();
   }
+  std::optional<Error> main_error;  // why the main thread could not be seized, if it could not
   // Threads can be born while we seize their siblings: list again until nothing is new.
   for (bool grew = true; grew;) {
     grew = false;
@@ -66,8 +68,12 @@ Status FrozenTree::FreezeTask(pid_t pid) {
         continue;
       }
       auto att = SeizeAndStop(tid, kSeizeOptions);
-      if (!att && (att.error().code == ESRCH || (tid == pid && task.threads.empty()))) {
-        continue;  // the thread exited meanwhile (an exited main thread is looked at below)
+      if (!att && tid == pid && task.threads.empty()) {
+        main_error = att.error();  // it may have exited meanwhile: looked at below
+        continue;
+      }
+      if (!att && att.error().code == ESRCH) {
+        continue;  // the thread exited meanwhile
       }
       if (!att) {
         return Unexpected{att.error().Wrap("freeze pid " + std::to_string(pid))};
@@ -91,6 +97,9 @@ Status FrozenTree::FreezeTask(pid_t pid) {
       tasks_.push_back(std::move(task));
       return Ok();
     }
+  }
+  if (task.threads.empty() && main_error && main_error->code != ESRCH) {
+    return Unexpected{main_error->Wrap("freeze pid " + std::to_string(pid))};
   }
   if (task.threads.empty() || task.threads[0].tid() != pid) {
     return Invalid("dump", "main thread of pid " + std::to_string(pid) + " is gone");

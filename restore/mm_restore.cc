@@ -306,14 +306,22 @@ class MmBuilder {
   }
 
   // The front-end made the object and holds it: the task opens it through the front-end's fd.
+  // Read-write, so that a mapping can be made writable later as before; but a read-only shared
+  // mapping of a write-sealed memfd gets a read-only file: the seal, put back once every task
+  // has mapped, refuses any shared mapping that may become writable.
   Result<int> ShmemFd(const pb::Vma& v) {
-    auto it = shmem_fds_.find(v.shmid());
+    constexpr uint32_t kWriteSeals = F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
+    const img::ShmemImages* obj = dump_.FindShmem(static_cast<uint32_t>(v.shmid()));
+    bool sealed = obj != nullptr && (obj->meta.seals() & kWriteSeals) != 0;
+    int access = sealed && v.shared() && !(v.prot() & PROT_WRITE) ? O_RDONLY : O_RDWR;
+    auto key = std::make_pair(v.shmid(), access);
+    auto it = shmem_fds_.find(key);
     if (it != shmem_fds_.end()) {
       return it->second;
     }
     LZ_ASSIGN_OR_RETURN(std::string path, shm_.PathOf(static_cast<uint32_t>(v.shmid())));
-    LZ_ASSIGN_OR_RETURN(int fd, RemoteOpen(path, O_RDWR));
-    shmem_fds_[v.shmid()] = fd;
+    LZ_ASSIGN_OR_RETURN(int fd, RemoteOpen(path, access));
+    shmem_fds_[key] = fd;
     return fd;
   }
 
@@ -458,7 +466,7 @@ class MmBuilder {
   std::vector<Range> keep_;  // ranges UnmapLazarus must not touch
   std::map<std::string, int> file_fds_;
   const SharedMemory& shm_;
-  std::map<uint64_t, int> shmem_fds_;  // by object id, open in the task while it maps
+  std::map<std::pair<uint64_t, int>, int> shmem_fds_;  // by (object id, access), while it maps
 };
 
 }  // namespace

@@ -220,6 +220,7 @@ class LazyPagesDaemon {
     dctx_ = ZSTD_createDCtx();
   }
   ~LazyPagesDaemon() {
+    prefetch_.reset();  // joins its thread, which may still write prefetch_done_
     StopFillThreads();
     if (preload_.joinable()) {
       preload_.join();
@@ -610,8 +611,8 @@ class LazyPagesDaemon {
     LZ_TRY(guard_.Add(pid, uffd.get()));
     AddTarget(pid, std::move(uffd), src, std::move(pending));
     LZ_INFO("lazy-pages: serving pid %d", pid);
-    if (prefetch_ != nullptr && prefetch_->ready()) {
-      InstallWorkingSet(*targets_.back());
+    if (prefetch_ != nullptr && !prefetch_pending_) {
+      InstallWorkingSet(*targets_.back());  // checked, read and usable (OnPrefetchReady)
     }
     return Ok();
   }
@@ -783,7 +784,7 @@ class LazyPagesDaemon {
     if (recording_) {
       recorder_.Note(t.source->pid, *image, /*zero=*/false);
     }
-    if (prefetch_ != nullptr && !prefetch_->ready()) {
+    if (prefetch_pending_) {
       // The working set is being checked and read: the page may be in it, and is then read
       // once, there. It is ready long before the tree runs, unless the disk is very slow.
       prefetch_waiters_.push_back({target, addr, since});
@@ -1126,8 +1127,7 @@ class LazyPagesDaemon {
 
   void FillBackground() {
     __kernel_timespec unused;
-    if (!all_sent_ || FillWaiting(&unused) || recording_ ||
-        (prefetch_ != nullptr && !prefetch_->ready())) {
+    if (!all_sent_ || FillWaiting(&unused) || recording_ || prefetch_pending_) {
       return;  // while recording, every page touched must fault; the prefetch reads its own
     }
     if (opts_.fill_threads > 0) {
@@ -1174,10 +1174,10 @@ class LazyPagesDaemon {
   // applies them, and while it serves faults. A copy that starts before the loop has read
   // such an event fails with EAGAIN (the kernel's mmap_changing) and is retried later.
   void FillThread() {
-    // The fill runs on what the restored tasks leave of the CPU: on two cores, a fill at
-    // normal priority delayed a restored service's first answer by 10-50 ms.
-    sched_param idle{};
-    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    // The fill reads and decodes on what the restored tasks leave of the CPU (SCHED_IDLE): on
+    // two cores, a fill at normal priority delayed a restored service's first answer by
+    // 10-50 ms.
+    sched_param prio{};
     // Chunks are taken a few at a time: on this VM a contended lock hand-off costs as much as
     // decoding a chunk.
     constexpr size_t kBatch = 4;
@@ -1220,10 +1220,14 @@ class LazyPagesDaemon {
           continue;
         }
       }
+      // Reading and decoding hold no lock: at idle priority. Whatever holds a lock the loop
+      // waits for runs at normal priority, or a busy tree would starve it and its faults.
+      pthread_setschedparam(pthread_self(), SCHED_IDLE, &prio);
       Status st = Ok();
       for (size_t i = 0; i < batch.size() && st; i++) {
         st = batch[i].source->store->ReadChunk(batch[i].chunk, stored, decoded[i], dctx.get());
       }
+      pthread_setschedparam(pthread_self(), SCHED_OTHER, &prio);
       std::shared_lock<RwLock> rd(mu_);
       copies.clear();
       {
@@ -1381,6 +1385,7 @@ class LazyPagesDaemon {
     }
     prefetch_done_.reset(fd);
     prefetch_ = WorkingSetPrefetch::Start(opts_.dir, dumped_at_, fd);
+    prefetch_pending_ = prefetch_ != nullptr;
     if (prefetch_ != nullptr) {
       PollOnce(fd, MakeTag(kTagPrefetch, 0));
     }
@@ -1411,6 +1416,10 @@ class LazyPagesDaemon {
   // The working set is decoded: install it in every task there is, then settle the faults
   // that waited for it.
   void OnPrefetchReady() {
+    if (prefetch_ == nullptr || !prefetch_->ready()) {
+      return;
+    }
+    prefetch_pending_ = false;
     prefetch_ns_ = prefetch_->ready_ns();
     if (!prefetch_->status()) {
       LZ_WARN("lazy-pages: working set not used: %s",
@@ -1550,8 +1559,9 @@ class LazyPagesDaemon {
   WorkingSetRecorder recorder_;
   uint64_t record_start_ns_ = 0, record_until_ns_ = 0;
   UniqueFd signal_fd_;
+  UniqueFd prefetch_done_;  // before prefetch_: its thread writes it until joined
   std::unique_ptr<WorkingSetPrefetch> prefetch_;
-  UniqueFd prefetch_done_;
+  bool prefetch_pending_ = false;  // started and not settled by OnPrefetchReady yet
   std::vector<Waiter> prefetch_waiters_;
   uint64_t pages_by_prefetch_ = 0, prefetch_ns_ = 0;
   uint64_t working_set_pages_ = 0;

@@ -75,6 +75,12 @@ Status WorkingSetRecorder::Write(const std::string& dir, uint64_t dumped_at, uin
   pb::WorkingSet ws;
   ws.set_dumped_at_unix_ns(dumped_at);
   ws.set_recorded_ns(recorded_ns);
+  // An older working set goes first: until the new one is whole, none is there, never the old
+  // description of new pages.
+  std::string img_path = dir + "/" + img::kWorkingSetFile;
+  if (::unlink(img_path.c_str()) != 0 && errno != ENOENT) {
+    return FailErrno("unlink", img_path);
+  }
   LZ_ASSIGN_OR_RETURN(auto out, img::PageStoreWriter::Create(dir + "/" + img::kWorkingSetPagesFile,
                                                              img::PageStoreOptions{}));
   std::map<pid_t, std::unique_ptr<ChunkCache>> caches;
@@ -118,7 +124,7 @@ Status WorkingSetRecorder::Write(const std::string& dir, uint64_t dumped_at, uin
   }
   LZ_TRY(out->Finish());
   // Written last: a working-set.img always describes the pages file beside it.
-  return img::WriteSingleMessage(dir + "/" + img::kWorkingSetFile, img::ImageKind::kWorkingSet, ws);
+  return img::WriteSingleMessage(img_path, img::ImageKind::kWorkingSet, ws);
 }
 
 std::unique_ptr<WorkingSetPrefetch> WorkingSetPrefetch::Start(const std::string& dir,

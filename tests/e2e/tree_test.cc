@@ -167,14 +167,14 @@ TEST_P(Tree, SharedMemoryStaysSharedBetweenProcesses) {
   ASSERT_TRUE(w.ReapIfDead(5000));
   ReapDumped({kid});
   // Saved once for the tree, not once per process: the 3 MiB memfd (1 MiB of it a hole), the
-  // 2 MiB of anonymous shared memory, the mapped-only and the private memfd.
+  // 2 MiB of anonymous shared memory, the mapped-only, the private and the sealed memfd.
   RunResult show = RunCmd({LazarusBinary(), "show", dir.File("img/shmem.img")});
   ASSERT_EQ(show.status, 0) << show.output;
   size_t objects = 0;
   for (size_t at = 0; (at = show.output.find("\"pagemap_file\"", at)) != std::string::npos; at++) {
     objects++;
   }
-  EXPECT_EQ(objects, 4u) << show.output;
+  EXPECT_EQ(objects, 5u) << show.output;
   Proc daemon;
   RunResult r = Restore(GetParam(), dir.File("img"), &daemon, dir.File("lazy.log"));
   ASSERT_EQ(r.status, 0) << r.output;

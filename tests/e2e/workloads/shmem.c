@@ -86,6 +86,17 @@ int main(int argc, char** argv) {
   munmap(file_view, 32 * PAGE);
   close(priv_fd);
 
+  // Sealed against writes, then shared read-only: the usual way to hand out immutable data.
+  int sealed_fd = memfd_create("lz-sealed", MFD_ALLOW_SEALING);
+  if (sealed_fd < 0 || ftruncate(sealed_fd, 4 * PAGE)) return 13;
+  uint8_t* tmp = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, sealed_fd, 0);
+  if (tmp == MAP_FAILED) return 14;
+  Fill(tmp, 4 * PAGE, 7);
+  munmap(tmp, 4 * PAGE);
+  if (fcntl(sealed_fd, F_ADD_SEALS, F_SEAL_WRITE)) return 15;
+  uint8_t* sealed = mmap(NULL, 4 * PAGE, PROT_READ, MAP_SHARED, sealed_fd, 0);
+  if (sealed == MAP_FAILED) return 16;
+
   pid_t kid = fork();
   if (kid == 0) {
     WaitForGo();
@@ -131,6 +142,9 @@ int main(int argc, char** argv) {
     snprintf(result, sizeof result, "FAIL: mapped-only memfd content differs\n");
   } else if (!Same(priv, 0, 8 * PAGE, 6) || !Same(priv, 8 * PAGE, 32 * PAGE, 5)) {
     snprintf(result, sizeof result, "FAIL: private mapping of a memfd differs\n");
+  } else if (!Same(sealed, 0, 4 * PAGE, 7) || fcntl(sealed_fd, F_GET_SEALS) != F_SEAL_WRITE ||
+             pwrite(sealed_fd, "x", 1, 0) != -1) {
+    snprintf(result, sizeof result, "FAIL: write-sealed memfd content or seals differ\n");
   } else if (fstat(data_fd, &st) || st.st_size != (off_t)DATA_PAGES * PAGE) {
     snprintf(result, sizeof result, "FAIL: memfd size %ld\n", (long)st.st_size);
   } else if (fcntl(data_fd, F_GET_SEALS) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
