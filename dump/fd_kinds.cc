@@ -13,6 +13,7 @@
 
 #include <climits>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "base/file_util.h"
@@ -176,10 +177,39 @@ Result<UnixDiag> QueryUnix(uint64_t ino) {
 
 }  // namespace
 
+// One MSG_PEEK of what is queued on `s` into `buf`: the bytes (or, with MSG_TRUNC, the whole
+// message's length), and in `*carries` whether it came with descriptors or credentials, which
+// cannot be queued again as they were. A peek hands us copies of the descriptors: closed here.
+Result<size_t> PeekOnce(int s, std::span<char> buf, int flags, bool* carries) {
+  alignas(cmsghdr) char control[512];
+  iovec iov{buf.data(), buf.size()};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ssize_t n = ::recvmsg(s, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | flags);
+  if (n < 0) {
+    return Fail(errno, "peek unix socket");
+  }
+  *carries = mh.msg_controllen > 0 || (mh.msg_flags & MSG_CTRUNC);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      auto* fds = reinterpret_cast<int*>(CMSG_DATA(c));
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < count; k++) {
+        ::close(fds[k]);
+      }
+    }
+  }
+  return static_cast<size_t>(n);
+}
+
+constexpr const char* kCarriesFds =
+    "unix socket holds queued data with descriptors or credentials, which is not supported";
+
 // Every datagram (or seqpacket) queued on `s`, without taking any: each MSG_PEEK moves the
 // socket's peek offset past the message it returned. The task's own peek offset is put back.
-// A message that carries descriptors or credentials is refused: they cannot be sent again as
-// they were (and a peek hands us copies of the descriptors, closed at once).
 Status PeekMessages(int s, int type, pb::UnixInfo* u) {
   int saved = -1;
   socklen_t len = sizeof saved;
@@ -191,48 +221,30 @@ Status PeekMessages(int s, int type, pb::UnixInfo* u) {
     return FailErrno("setsockopt SO_PEEK_OFF");
   }
   std::vector<char> buf(1 << 20);
-  alignas(cmsghdr) char control[512];
   Status st = Ok();
   for (;;) {
-    iovec iov{buf.data(), buf.size()};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof control;
-    ssize_t n = ::recvmsg(s, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
-    if (n < 0) {
-      if (errno != EAGAIN && errno != ENOTCONN) {  // ENOTCONN: a seqpacket not connected yet
-        st = FailErrno("peek unix socket");
+    bool carries = false;
+    auto n = PeekOnce(s, buf, MSG_TRUNC, &carries);
+    if (!n) {
+      if (n.error().code != EAGAIN && n.error().code != ENOTCONN) {  // ENOTCONN: not connected
+        st = Unexpected{n.error()};
       }
       break;
-    }
-    bool carries = mh.msg_controllen > 0 || (mh.msg_flags & MSG_CTRUNC);
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        auto* fds = reinterpret_cast<int*>(CMSG_DATA(c));
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t k = 0; k < count; k++) {
-          ::close(fds[k]);
-        }
-      }
     }
     if (carries) {
-      st = Invalid(
-          "unix socket holds a queued message with descriptors or credentials, which "
-          "is not supported");
+      st = Invalid(kCarriesFds);
       break;
     }
-    if (n == 0 && type == SOCK_SEQPACKET) {
+    if (*n == 0 && type == SOCK_SEQPACKET) {
       break;  // the peer shut down: the end of the queue
     }
-    if (n == 0 || static_cast<size_t>(n) > buf.size()) {
+    if (*n == 0 || *n > buf.size()) {
       // An empty datagram would not move the peek offset; a huge one does not fit.
-      st = Invalid("unix socket holds a queued message of " + std::to_string(n) +
+      st = Invalid("unix socket holds a queued message of " + std::to_string(*n) +
                    " bytes, which is not supported");
       break;
     }
-    u->add_messages(buf.data(), static_cast<size_t>(n));
+    u->add_messages(buf.data(), *n);
   }
   (void)::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, sizeof saved);
   return st;
@@ -285,13 +297,14 @@ Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
   if (diag.rqueue == 0) {
     return Ok();
   }
-  // MSG_PEEK on our copy reads the queued bytes without taking them from the task.
+  // MSG_PEEK on our copy reads the queued bytes without taking them from the task. A peek
+  // stops short at bytes that came with descriptors: refused as well.
   std::string data(diag.rqueue, '\0');
-  ssize_t n = ::recv(s.get(), data.data(), data.size(), MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0) {
-    return FailErrno("peek unix socket");
+  bool carries = false;
+  LZ_ASSIGN_OR_RETURN(size_t n, PeekOnce(s.get(), data, 0, &carries));
+  if (carries || n < data.size()) {
+    return Invalid(kCarriesFds);
   }
-  data.resize(static_cast<size_t>(n));
   u->set_data(std::move(data));
   return Ok();
 }

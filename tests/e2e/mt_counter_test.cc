@@ -150,6 +150,18 @@ TEST_P(MtCounterFailures, UnsupportedFdLeavesTheTaskRunningAsItWas) {
   EXPECT_NE(r.output.find("did not complete"), std::string::npos) << r.output;
 }
 
+// A descriptor in flight on a unix socket cannot be queued again as it was: refused, with the
+// task left running.
+TEST_P(MtCounterFailures, DescriptorInFlightIsRefusedAndTheTaskRunsOn) {
+  Proc w = StartWorkload(8, "passed-fd");
+  RunResult d = Dump(w.pid(), Images());
+  EXPECT_NE(d.status, 0);
+  EXPECT_NE(d.output.find("with descriptors or credentials"), std::string::npos) << d.output;
+  EXPECT_EQ(TracerOf(w.pid()), "0");
+  std::string v = Verdict(w.pid());
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+}
+
 TEST_P(MtCounterFailures, RestoreRefusesATakenPid) {
   Proc w = StartWorkload(8);
   ASSERT_EQ(Dump(w.pid(), Images(), {"-R"}).status, 0);

@@ -2,8 +2,10 @@
 // runs until it gets SIGUSR1 (sent after restore), then checks its own state and writes
 // "PASS" or "FAIL: reason" to the result file.
 //
-// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES [netlink]
-// With "netlink" it also holds a netlink socket, a descriptor lazarus does not dump.
+// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES [netlink|passed-fd]
+// With "netlink" it also holds a netlink socket, a descriptor lazarus does not dump; with
+// "passed-fd", a socketpair with a descriptor in flight (SCM_RIGHTS), which it cannot queue
+// again as it was.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -104,10 +106,40 @@ static void WriteFile(const char* path, const char* text) {
   rename(tmp, path);
 }
 
+// Sends fd 0 over a datagram socketpair and leaves it queued, and bytes with fd 1 on a stream
+// one; both ends stay open.
+static int PassFd(void) {
+  int kinds[2] = {SOCK_DGRAM, SOCK_STREAM};
+  for (int i = 0; i < 2; i++) {
+    int sv[2];
+    if (socketpair(AF_UNIX, kinds[i], 0, sv) != 0) return -1;
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof control);
+    struct msghdr mh = {0};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    int fd = i;
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    if (sendmsg(sv[0], &mh, 0) != 1) return -1;
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc != 4 && argc != 5) {
     fprintf(stderr, "usage: %s READY_FILE RESULT_FILE MEGABYTES [netlink]\n", argv[0]);
     return 2;
+  }
+  if (argc == 5 && strcmp(argv[4], "passed-fd") == 0 && PassFd() != 0) {
+    return 5;
   }
   if (argc == 5 && strcmp(argv[4], "netlink") == 0 && socket(AF_NETLINK, SOCK_RAW, 0) < 0) {
     return 4;
