@@ -13,6 +13,7 @@
 #include "images/image_dir.h"
 #include "images/image_file.h"
 #include "images/page_store.h"
+#include "images/pagemap.pb.h"
 #include "images/stats.pb.h"
 
 namespace lz {
@@ -43,6 +44,8 @@ std::unique_ptr<google::protobuf::Message> MessageFor(img::ImageKind kind,
       return std::make_unique<pb::FdTable>();
     case img::ImageKind::kShmem:
       return std::make_unique<pb::ShmemTable>();
+    case img::ImageKind::kWorkingSet:
+      return std::make_unique<pb::WorkingSet>();
     case img::ImageKind::kStats:
       if (name.find("stats-dump") != std::string::npos) return std::make_unique<pb::DumpStats>();
       if (name.find("stats-restore") != std::string::npos)
@@ -112,6 +115,9 @@ Result<std::string> ShowFile(const std::string& path) {
     return ShowPagemap(path);
   }
   auto msg = MessageFor(kind, path);
+  if (msg == nullptr) {
+    return Invalid(path + ": no reader for a " + img::ImageKindName(kind) + " image");
+  }
   LZ_TRY(img::ReadSingleMessage(path, kind, msg.get()));
   return "{\n  \"magic\": \"" + std::string(img::ImageKindName(kind)) +
          "\",\n  \"entry\": " + ToJson(*msg) + "\n}";

@@ -1396,6 +1396,15 @@ class LazyPagesDaemon {
     recording_ = false;
     working_set_pages_ = recorder_.pages();
     uint64_t took = MonotonicNs() - record_start_ns_;
+    for (auto& t : targets_) {
+      if (t->pid > 0 && !t->gone) {
+        Status files = recorder_.NoteMappedFiles(t->pid);
+        if (!files) {
+          LZ_WARN("lazy-pages: mapped files of pid %d not noted: %s", t->pid,
+                  files.error().Message().c_str());
+        }
+      }
+    }
     Status st =
         recorder_.Write(opts_.dir, dumped_at_, took, [this](pid_t pid) -> const TaskSource* {
           for (auto& t : targets_) {

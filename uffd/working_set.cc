@@ -7,6 +7,7 @@
 #include "base/clock.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "images/image_dir.h"
 #include "images/image_file.h"
 #include "images/pagemap.pb.h"
@@ -70,6 +71,36 @@ void WorkingSetRecorder::Note(pid_t pid, uint64_t vaddr, bool zero) {
   }
 }
 
+Status WorkingSetRecorder::NoteMappedFiles(pid_t pid) {
+  constexpr uint64_t kPresent = 1ull << 63, kFilePage = 1ull << 61;
+  LZ_ASSIGN_OR_RETURN(std::string maps, ReadFileToString(ProcPath(pid, "maps")));
+  LZ_ASSIGN_OR_RETURN(std::vector<ProcVma> vmas, ParseSmaps(maps));
+  LZ_ASSIGN_OR_RETURN(UniqueFd pagemap, OpenFile(ProcPath(pid, "pagemap"), O_RDONLY));
+  std::vector<uint64_t> entries;
+  for (const ProcVma& v : vmas) {
+    if (v.path.empty() || v.path.front() != '/' || v.path.ends_with(" (deleted)")) {
+      continue;
+    }
+    entries.resize((v.end - v.start) / P);
+    LZ_ASSIGN_OR_RETURN(
+        size_t got,
+        PreadFull(pagemap.get(), std::as_writable_bytes(std::span(entries)), v.start / P * 8));
+    auto& ranges = files_[v.path];
+    for (size_t i = 0; i < got / 8; i++) {
+      if ((entries[i] & (kPresent | kFilePage)) != (kPresent | kFilePage)) {
+        continue;
+      }
+      uint64_t off = v.pgoff + i * P;
+      if (!ranges.empty() && ranges.back().first + ranges.back().second == off) {
+        ranges.back().second += P;
+      } else {
+        ranges.emplace_back(off, P);
+      }
+    }
+  }
+  return Ok();
+}
+
 Status WorkingSetRecorder::Write(const std::string& dir, uint64_t dumped_at, uint64_t recorded_ns,
                                  const std::function<const TaskSource*(pid_t)>& source_of) const {
   pb::WorkingSet ws;
@@ -123,6 +154,17 @@ Status WorkingSetRecorder::Write(const std::string& dir, uint64_t dumped_at, uin
     LZ_TRY(out->Append(page));
   }
   LZ_TRY(out->Finish());
+  for (const auto& [path, ranges] : files_) {
+    if (ranges.empty()) {
+      continue;
+    }
+    pb::WorkingSetFile* f = ws.add_files();
+    f->set_path(path);
+    for (const auto& [off, len] : ranges) {
+      f->add_ranges(off);
+      f->add_ranges(len);
+    }
+  }
   // Written last: a working-set.img always describes the pages file beside it.
   return img::WriteSingleMessage(img_path, img::ImageKind::kWorkingSet, ws);
 }
@@ -152,9 +194,26 @@ void WorkingSetPrefetch::Work(int done_fd) {
     status_ = ReadAndDecode();
   }
   ready_ns_ = MonotonicNs() - start_ns_;
+  bool files = status_ && usable_;
   ready_.store(true, std::memory_order_release);
   uint64_t one = 1;
   (void)!::write(done_fd, &one, sizeof one);
+  if (files) {
+    ReadFilesAhead();  // after the pages: the faults wait for those, not for these
+  }
+}
+
+void WorkingSetPrefetch::ReadFilesAhead() {
+  for (const auto& [path, ranges] : files_) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      continue;  // only a hint: the task maps what the restore checked
+    }
+    for (size_t i = 0; i + 1 < ranges.size(); i += 2) {
+      ::readahead(fd, static_cast<off64_t>(ranges[i]), ranges[i + 1]);
+    }
+    ::close(fd);
+  }
 }
 
 Status WorkingSetPrefetch::Check() {
@@ -206,6 +265,9 @@ Status WorkingSetPrefetch::Check() {
     }
     runs_[r.pid()].push_back({r.vaddr(), r.nr_pages(), r.first_page(), r.zero(), {}});
     pages_ += r.nr_pages();
+  }
+  for (const pb::WorkingSetFile& f : ws.files()) {
+    files_.emplace_back(f.path(), std::vector<uint64_t>(f.ranges().begin(), f.ranges().end()));
   }
   usable_ = true;
   return Ok();

@@ -30,6 +30,9 @@ class WorkingSetRecorder {
   /// store, which reads as zero.
   void Note(pid_t pid, uint64_t vaddr, bool zero);
   size_t pages() const { return order_.size(); }
+  /// Notes which pages of the files task `pid` maps are in use now: restored mappings start
+  /// empty, so those are the pages it touched since the restore.
+  [[nodiscard]] Status NoteMappedFiles(pid_t pid);
   /// Writes working-set.pages (a page store of those pages, in that order) and then
   /// working-set.img into `dir`. `source_of(pid)` gives a task's pagemap and page store.
   [[nodiscard]] Status Write(const std::string& dir, uint64_t dumped_at, uint64_t recorded_ns,
@@ -43,6 +46,7 @@ class WorkingSetRecorder {
   };
   std::vector<Touch> order_;
   std::set<std::pair<pid_t, uint64_t>> seen_;
+  std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> files_;  // path -> ranges
 };
 
 /// A recorded working set, read and decoded by a thread of its own as soon as the daemon
@@ -80,12 +84,15 @@ class WorkingSetPrefetch {
   // Whether the working set was recorded on these images; loads its runs if so.
   Status Check();
   Status ReadAndDecode();
+  // Reads the recorded ranges of mapped files ahead, into the page cache.
+  void ReadFilesAhead();
 
   std::string dir_;
   uint64_t dumped_at_ = 0;
   bool usable_ = false;
   std::unique_ptr<img::PageStoreReader> store_;  // working-set.pages
   std::map<pid_t, std::vector<Run>> runs_;
+  std::vector<std::pair<std::string, std::vector<uint64_t>>> files_;  // path, (offset, length)*
   uint64_t pages_ = 0;
   uint64_t file_size_ = 0;
   uint64_t start_ns_ = 0;

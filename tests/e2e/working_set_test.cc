@@ -83,6 +83,11 @@ TEST_F(WorkingSet, SecondLazyRestoreAnswersTheFirstRequestWithoutFaults) {
   // 300 scattered pages for the request, a few more to run at all.
   EXPECT_GE(recorded, 250u);
   EXPECT_GE(faults_recording, recorded);
+  // The service's own binary was mapped and run from: its pages in use are noted, to be read
+  // ahead next time.
+  RunResult ws = RunCmd({LazarusBinary(), "show", img() + "/working-set.img"});
+  EXPECT_NE(ws.output.find("\"path\": \"" + WorkloadBinary("wsservice") + "\""), std::string::npos)
+      << ws.output;
   restored.Kill();
 
   LazyRestore({}, "prefetch.log", false, &restored);
