@@ -34,15 +34,6 @@ Status CheckDeadline(const Deadline& d, const char* step) {
   return Ok();
 }
 
-int FirstFdOf(const pb::FdTable& table, uint32_t file_id) {
-  for (const pb::Fd& fd : table.fds()) {
-    if (fd.file_id() == file_id) {
-      return fd.fd();
-    }
-  }
-  return -1;
-}
-
 // A connected unix socket comes back as a socketpair, so its peer must be in the tree and
 // connected back to it. A datagram socket connected to a named socket outside the tree is
 // connected again by name instead.
@@ -62,7 +53,7 @@ Status LinkUnixPeers(const std::vector<pb::TaskCore>& cores, std::vector<pb::FdT
         continue;
       }
       auto where = [&] {
-        return "fd " + std::to_string(FirstFdOf(fds[i], f.id())) + " of " +
+        return "fd " + std::to_string(img::FirstFdOf(fds[i], f.id())) + " of " +
                std::to_string(cores[i].pid()) + ": ";
       };
       auto peer = peer_of.find(u->peer_ino());
@@ -110,9 +101,9 @@ Status LinkSharedFiles(const std::vector<pb::TaskCore>& cores, std::vector<pb::F
         if (s.task == i) {
           continue;  // within one process, dup'ed fds already share an entry
         }
-        LZ_ASSIGN_OR_RETURN(bool same,
-                            SameOpenFile(cores[s.task].pid(), FirstFdOf(fds[s.task], s.file->id()),
-                                         cores[i].pid(), FirstFdOf(fds[i], f.id())));
+        LZ_ASSIGN_OR_RETURN(
+            bool same, SameOpenFile(cores[s.task].pid(), img::FirstFdOf(fds[s.task], s.file->id()),
+                                    cores[i].pid(), img::FirstFdOf(fds[i], f.id())));
         if (same) {
           if (s.file->tree_id() == 0) {
             s.file->set_tree_id(next_id++);

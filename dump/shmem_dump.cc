@@ -104,13 +104,7 @@ Status ShmemCollector::Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds) {
     if (f.type() != pb::FILE_MEMFD) {
       continue;
     }
-    int fd = -1;
-    for (const pb::Fd& d : fds.fds()) {
-      if (d.file_id() == f.id()) {
-        fd = d.fd();
-        break;
-      }
-    }
+    int fd = img::FirstFdOf(fds, f.id());
     LZ_ASSIGN_OR_RETURN(uint32_t id, IdOf(f.dev(), f.ino(), pb::SHMEM_MEMFD, MemfdName(f.path()),
                                           ProcPath(pid, "fd/" + std::to_string(fd))));
     f.set_shmem_id(id);

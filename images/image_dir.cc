@@ -32,6 +32,15 @@ const ShmemImages* Dump::FindShmem(uint32_t id) const {
   return nullptr;
 }
 
+int FirstFdOf(const pb::FdTable& table, uint32_t file_id) {
+  for (const pb::Fd& fd : table.fds()) {
+    if (fd.file_id() == file_id) {
+      return fd.fd();
+    }
+  }
+  return -1;
+}
+
 Result<pb::Inventory> ReadInventory(const std::string& dir) {
   if (::access((dir + "/" + kIncompleteMarker).c_str(), F_OK) == 0) {
     return Invalid(dir + ": the dump in this directory did not complete; refusing to use it");

@@ -49,6 +49,9 @@ struct Dump {
   const ShmemImages* FindShmem(uint32_t id) const;
 };
 
+/// The first descriptor of `table` that refers to open file `file_id`, or -1.
+int FirstFdOf(const pb::FdTable& table, uint32_t file_id);
+
 /// Reads the inventory, refusing a directory whose dump did not complete.
 [[nodiscard]] Result<pb::Inventory> ReadInventory(const std::string& dir);
 /// Reads every image of the dump in `dir` and checks that they agree with each other.

@@ -567,13 +567,7 @@ Status FileOpener::FinishEpoll(const pb::FdTable& table) {
     if (f.type() != pb::FILE_EPOLL || f.epoll_size() == 0) {
       continue;
     }
-    int epfd = -1;
-    for (const pb::Fd& fd : table.fds()) {
-      if (fd.file_id() == f.id()) {
-        epfd = fd.fd();
-        break;
-      }
-    }
+    int epfd = img::FirstFdOf(table, f.id());
     for (const pb::EpollWatch& w : f.epoll()) {
       epoll_event ev{};
       ev.events = w.events();
