@@ -13,6 +13,11 @@
 
 namespace lz {
 
+/// Bits of a /proc/PID/pagemap entry (one u64 per page).
+constexpr uint64_t kPagemapPresent = 1ull << 63;
+constexpr uint64_t kPagemapSwap = 1ull << 62;
+constexpr uint64_t kPagemapFile = 1ull << 61;  // a file page, or shared anonymous memory
+
 struct ProcVma {
   uint64_t start = 0;
   uint64_t end = 0;

@@ -18,9 +18,6 @@
 namespace lz {
 namespace {
 
-constexpr uint64_t kPmPresent = 1ull << 63;
-constexpr uint64_t kPmSwap = 1ull << 62;
-constexpr uint64_t kPmFile = 1ull << 61;  // file page, or shared anonymous
 // Pages examined per pagemap read and copied per /proc/PID/mem read: 2 MiB, a few syscalls per
 // huge page's worth while keeping the buffer in L2.
 constexpr size_t kBatchPages = 512;
@@ -129,7 +126,9 @@ class VmaPageDumper {
 
  private:
   // Present or swapped, and the task's own (anonymous, or a private copy of a file page).
-  static bool Wanted(uint64_t e) { return (e & (kPmPresent | kPmSwap)) && !(e & kPmFile); }
+  static bool Wanted(uint64_t e) {
+    return (e & (kPagemapPresent | kPagemapSwap)) && !(e & kPagemapFile);
+  }
 
   Status CopySpan(uint64_t addr, size_t n, uint32_t lazy) {
     auto out = std::span(buf_.data(), n * P);

@@ -72,7 +72,6 @@ void WorkingSetRecorder::Note(pid_t pid, uint64_t vaddr, bool zero) {
 }
 
 Status WorkingSetRecorder::NoteMappedFiles(pid_t pid) {
-  constexpr uint64_t kPresent = 1ull << 63, kFilePage = 1ull << 61;
   LZ_ASSIGN_OR_RETURN(std::string maps, ReadFileToString(ProcPath(pid, "maps")));
   LZ_ASSIGN_OR_RETURN(std::vector<ProcVma> vmas, ParseSmaps(maps));
   LZ_ASSIGN_OR_RETURN(UniqueFd pagemap, OpenFile(ProcPath(pid, "pagemap"), O_RDONLY));
@@ -87,7 +86,7 @@ Status WorkingSetRecorder::NoteMappedFiles(pid_t pid) {
         PreadFull(pagemap.get(), std::as_writable_bytes(std::span(entries)), v.start / P * 8));
     auto& ranges = files_[v.path];
     for (size_t i = 0; i < got / 8; i++) {
-      if ((entries[i] & (kPresent | kFilePage)) != (kPresent | kFilePage)) {
+      if ((entries[i] & (kPagemapPresent | kPagemapFile)) != (kPagemapPresent | kPagemapFile)) {
         continue;
       }
       uint64_t off = v.pgoff + i * P;
