@@ -47,6 +47,14 @@ const PageRun* Pagemap::Find(uint64_t addr) const {
   return nullptr;
 }
 
+std::optional<uint64_t> Pagemap::StoredIndexOf(uint64_t addr) const {
+  const PageRun* r = Find(addr);
+  if (r == nullptr || !r->present()) {
+    return std::nullopt;
+  }
+  return r->page_index + (addr - r->vaddr) / kPageSize;
+}
+
 size_t Pagemap::FirstPresentRunFromIndex(uint64_t index) const {
   auto it = std::upper_bound(present_.begin(), present_.end(), index, [this](uint64_t i, size_t r) {
     return i < runs_[r].page_index + runs_[r].nr_pages;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -40,6 +41,8 @@ class Pagemap {
 
   /// The run holding `addr`, or nullptr. O(log runs).
   const PageRun* Find(uint64_t addr) const;
+  /// The page-store index of the page at `addr`, if that page is stored (a present run).
+  std::optional<uint64_t> StoredIndexOf(uint64_t addr) const;
   /// Index of the first present run whose pages reach page_index >= `index`. O(log runs).
   size_t FirstPresentRunFromIndex(uint64_t index) const;
   /// Index in runs() of the first run ending above `addr`.

@@ -33,6 +33,17 @@ TEST(Pagemap, FindIsExact) {
   EXPECT_EQ(pm.Find(0x41000), nullptr);
 }
 
+TEST(Pagemap, StoredIndexOfOnlyForStoredPages) {
+  Pagemap pm;
+  pm.Append({0x10000, 2, kPagePresent, 0});
+  pm.Append({0x10000 + 2 * P, 3, kPageZero, 0});
+  pm.Append({0x20000, 4, kPagePresent, 2});
+  EXPECT_EQ(pm.StoredIndexOf(0x10000 + P + 7), 1u);
+  EXPECT_EQ(pm.StoredIndexOf(0x20000 + 3 * P), 5u);
+  EXPECT_EQ(pm.StoredIndexOf(0x10000 + 2 * P), std::nullopt);  // a zero run
+  EXPECT_EQ(pm.StoredIndexOf(0x20000 + 4 * P), std::nullopt);  // past every run
+}
+
 TEST(Pagemap, FirstPresentRunFromIndex) {
   Pagemap pm;
   pm.Append({0x10000, 4, kPagePresent, 0});

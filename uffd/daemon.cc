@@ -156,8 +156,7 @@ struct PieceCopy {
 
 // The store chunk holding the present dump-time page `image` of `src`.
 uint64_t ChunkOfImage(const TaskSource& src, uint64_t image) {
-  const img::PageRun* run = src.pagemap.pagemap.Find(image);
-  return (run->page_index + (image - run->vaddr) / P) / src.store->chunk_pages();
+  return *src.pagemap.pagemap.StoredIndexOf(image) / src.store->chunk_pages();
 }
 
 // The dump-time address of the first page of chunk `k` of `src`; none past the last chunk.
@@ -1015,11 +1014,12 @@ class LazyPagesDaemon {
   // missing.
   void CopyFaultedPage(Target& t, uint64_t live, const ReadSlot& s) {
     std::optional<uint64_t> image = t.pending.ImageOf(live);
-    const img::PageRun* r = image ? t.source->pagemap.pagemap.Find(*image) : nullptr;
-    if (r == nullptr || !r->present()) {
+    std::optional<uint64_t> stored =
+        image ? t.source->pagemap.pagemap.StoredIndexOf(*image) : std::nullopt;
+    if (!stored) {
       return;
     }
-    uint64_t index = r->page_index + (*image - r->vaddr) / P;
+    uint64_t index = *stored;
     uint64_t first = s.chunk * s.source->store->chunk_pages();
     if (index < first || index >= first + s.source->store->chunk(s.chunk).nr_pages) {
       return;  // moved on to another chunk meanwhile: the fault is handled again

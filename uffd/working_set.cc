@@ -41,12 +41,12 @@ class ChunkCache {
 
   // The content of the page at dump-time `vaddr`, and which chunk holds it.
   Result<std::span<const std::byte>> Page(uint64_t vaddr, uint64_t* chunk) {
-    const img::PageRun* r = src_.pagemap.pagemap.Find(vaddr);
-    if (r == nullptr || !r->present()) {
+    std::optional<uint64_t> stored = src_.pagemap.pagemap.StoredIndexOf(vaddr);
+    if (!stored) {
       return Invalid("working set", "page " + std::to_string(vaddr) + " of pid " +
                                         std::to_string(src_.pid) + " is not stored");
     }
-    uint64_t index = r->page_index + (vaddr - r->vaddr) / P;
+    uint64_t index = *stored;
     *chunk = index / src_.store->chunk_pages();
     if (*chunk != have_) {
       LZ_TRY(src_.store->ReadChunk(*chunk, stored_, decoded_, dctx_.get()));
