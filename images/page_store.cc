@@ -399,7 +399,7 @@ Status ValidatePageStoreBytes(const std::string& name, std::string_view bytes) {
     return Ok();
   };
   LZ_ASSIGN_OR_RETURN(Layout l, ParseLayout(name, bytes.size(), read_at));
-  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  DCtxPtr dctx = NewDCtx();
   std::vector<std::byte> out(size_t{l.footer.chunk_pages} * kPageSize);
   Status st = Ok();
   for (uint64_t k = 0; k < l.index.size() && st; k++) {
@@ -408,13 +408,13 @@ Status ValidatePageStoreBytes(const std::string& name, std::string_view bytes) {
     if (Crc32c(stored) != e.crc) {
       st = Invalid(name + ": chunk " + std::to_string(k) + " checksum mismatch");
     } else if (!(e.flags & kChunkRaw)) {
-      size_t n = ZSTD_decompressDCtx(dctx, out.data(), out.size(), stored.data(), stored.size());
+      size_t n =
+          ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(), stored.data(), stored.size());
       if (ZSTD_isError(n) || n != size_t{e.nr_pages} * kPageSize) {
         st = Invalid(name + ": chunk " + std::to_string(k) + " does not decode");
       }
     }
   }
-  ZSTD_freeDCtx(dctx);
   return st;
 }
 
@@ -437,7 +437,7 @@ Status ReadPresentRuns(const PageStoreReader& store, std::span<const PageRun> ru
                        const std::function<Status(uint64_t, std::span<const std::byte>)>& put) {
   std::vector<std::byte> scratch(store.max_stored_size());
   std::vector<std::byte> chunk(size_t{store.chunk_pages()} * kPageSize);
-  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  DCtxPtr dctx = NewDCtx();
   uint64_t have_chunk = UINT64_MAX;
   for (const PageRun& r : runs) {
     if (!r.present() || !want(r)) {

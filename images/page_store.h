@@ -19,6 +19,13 @@
 
 namespace lz::img {
 
+/// A zstd decoder, freed with its owner; each thread that decodes keeps its own.
+struct DCtxFree {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+using DCtxPtr = std::unique_ptr<ZSTD_DCtx, DCtxFree>;
+inline DCtxPtr NewDCtx() { return DCtxPtr(ZSTD_createDCtx()); }
+
 /// A store's chunk index: tens of thousands of entries, read at once.
 using ChunkIndex = std::vector<ChunkIndexEntry, PopulatedAllocator<ChunkIndexEntry>>;
 

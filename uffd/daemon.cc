@@ -115,10 +115,6 @@ struct FillPick {
   uint64_t chunk = 0;
 };
 
-struct ZstdDCtxFree {
-  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
-};
-
 // A readers-writer lock that prefers its writer: the event loop (the writer) must not starve
 // behind the fill threads' copies (the readers), or faults would wait for the whole fill.
 class RwLock {
@@ -216,7 +212,6 @@ class LazyPagesDaemon {
     for (ReadSlot& s : slots_) {
       s.waiters.reserve(64);
     }
-    dctx_ = ZSTD_createDCtx();
   }
   ~LazyPagesDaemon() {
     prefetch_.reset();  // joins its thread, which may still write prefetch_done_
@@ -224,7 +219,6 @@ class LazyPagesDaemon {
     if (preload_.joinable()) {
       preload_.join();
     }
-    ZSTD_freeDCtx(dctx_);
     if (ring_ready_) {
       io_uring_queue_exit(&ring_);
     }
@@ -963,8 +957,8 @@ class LazyPagesDaemon {
                   "chunk " + std::to_string(s.chunk)});
       return;
     }
-    Status st =
-        s.source->store->DecodeChunk(s.chunk, stored.first(e.stored_size), s.decoded.span(), dctx_);
+    Status st = s.source->store->DecodeChunk(s.chunk, stored.first(e.stored_size), s.decoded.span(),
+                                             dctx_.get());
     if (!st) {
       Fatal(st.error());
       return;
@@ -1181,7 +1175,7 @@ class LazyPagesDaemon {
     // Chunks are taken a few at a time: on this VM a contended lock hand-off costs as much as
     // decoding a chunk.
     constexpr size_t kBatch = 4;
-    std::unique_ptr<ZSTD_DCtx, ZstdDCtxFree> dctx(ZSTD_createDCtx());
+    img::DCtxPtr dctx = img::NewDCtx();
     std::vector<std::byte> stored;
     std::vector<std::vector<std::byte>> decoded(kBatch);
     {
@@ -1554,7 +1548,7 @@ class LazyPagesDaemon {
   UniqueFd fill_idle_;    // eventfd: a fill thread found nothing to do, or failed
   uint32_t max_stored_ = 0;
   size_t chunk_bytes_ = 0;
-  ZSTD_DCtx* dctx_ = nullptr;
+  img::DCtxPtr dctx_ = img::NewDCtx();  // the loop's
   bool all_sent_ = false;
   std::optional<Error> fatal_;
   FILE* trace_ = nullptr;

@@ -17,10 +17,6 @@ namespace {
 
 constexpr uint64_t P = img::kPageSize;
 
-struct DCtxFree {
-  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
-};
-
 // The file's pages mapped from the page cache at once, no copy.
 Result<Mapping> MapFile(size_t len, int fd) {
   void* p = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
@@ -37,7 +33,7 @@ class ChunkCache {
       : src_(src),
         stored_(src.store->max_stored_size()),
         decoded_(size_t{src.store->chunk_pages()} * P),
-        dctx_(ZSTD_createDCtx()) {}
+        dctx_(img::NewDCtx()) {}
 
   // The content of the page at dump-time `vaddr`, and which chunk holds it.
   Result<std::span<const std::byte>> Page(uint64_t vaddr, uint64_t* chunk) {
@@ -59,7 +55,7 @@ class ChunkCache {
   const TaskSource& src_;
   std::vector<std::byte> stored_;
   std::vector<std::byte> decoded_;
-  std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx_;
+  img::DCtxPtr dctx_;
   uint64_t have_ = UINT64_MAX;
 };
 
@@ -279,7 +275,7 @@ Status WorkingSetPrefetch::ReadAndDecode() {
   LZ_ASSIGN_OR_RETURN(file_, MapFile(file_size_, fd.get()));
   uint64_t total = store_->total_pages();
   LZ_ASSIGN_OR_RETURN(arena_, Mapping::Populated(std::max<uint64_t>(total, 1) * P));
-  std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
+  img::DCtxPtr dctx = img::NewDCtx();
   std::span<const std::byte> file(file_.data(), file_.size());
   for (uint64_t k = 0; k < store_->chunk_count(); k++) {
     const img::ChunkIndexEntry& e = store_->chunk(k);
