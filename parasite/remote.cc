@@ -169,10 +169,7 @@ Status RemoteThread::RunBatchRound(std::span<const RemoteCall> calls, uint64_t a
   LZ_TRY(ReadRemote(pid, area + kBatchCodeSpace, std::as_writable_bytes(std::span(out))));
   for (size_t i = 0; i < got; i++) {
     long r = static_cast<long>(out[i * kBatchEntry / 8 + 7]);
-    if (r < 0 && r > -4096) {
-      return Fail(static_cast<int>(-r), std::string("remote ") + calls[i].what,
-                  "in tid " + std::to_string(tid_));
-    }
+    LZ_TRY(CheckResult(r, calls[i].what));
     results->push_back(r);
   }
   if (ran != calls.size()) {
@@ -188,12 +185,16 @@ Result<long> RemoteThread::Syscall(const char* what, long nr, uint64_t a1, uint6
   if (!raw) {
     return Unexpected{raw.error().Wrap(std::string("remote ") + what)};
   }
-  long r = *raw;
-  if (r < 0 && r > -4096) {
+  LZ_TRY(CheckResult(*raw, what));
+  return *raw;
+}
+
+Status RemoteThread::CheckResult(long r, const char* what) const {
+  if (r < 0 && r > -4096) {  // the kernel's -errno range
     return Fail(static_cast<int>(-r), std::string("remote ") + what,
                 "in tid " + std::to_string(tid_));
   }
-  return r;
+  return Ok();
 }
 
 namespace {

@@ -61,6 +61,8 @@ class RemoteThread {
 
  private:
   Status ResumeToSyscallStop(bool want_exit);
+  // A raw syscall result as an error naming `what`, if it is one.
+  Status CheckResult(long r, const char* what) const;
   Status RunBatchRound(std::span<const RemoteCall> calls, uint64_t area,
                        std::vector<long>* results);
   pid_t tid_;
