@@ -11,8 +11,6 @@
 namespace lz {
 namespace {
 
-constexpr uint32_t kPageSize = img::kPageSize;
-
 // Anonymous shared memory is what MAP_SHARED | MAP_ANONYMOUS makes ("/dev/zero (deleted)" in
 // the maps, as the dumped task had it, where a memfd would say "/memfd:"): map it here, keep
 // the file behind the mapping, drop the mapping.
