@@ -445,14 +445,21 @@ Status FileOpener::CreateSocketPair(const pb::OpenFile& f) {
 namespace {
 
 // Connects to a named socket outside the tree, as the dumped socket was.
-Status ConnectUnix(int s, const std::string& name) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (name.size() > sizeof addr.sun_path) {
-    return Invalid("unix socket peer name too long");
+// The address of unix socket name `name` (sun_path bytes as getsockname gives them: a leading
+// NUL for the abstract namespace) and its length; `what` names it in the error.
+Result<socklen_t> UnixAddress(const std::string& name, const char* what, sockaddr_un* addr) {
+  *addr = sockaddr_un{};
+  addr->sun_family = AF_UNIX;
+  if (name.size() > sizeof addr->sun_path) {
+    return Invalid(std::string(what) + " too long");
   }
-  std::memcpy(addr.sun_path, name.data(), name.size());
-  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  std::memcpy(addr->sun_path, name.data(), name.size());
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+}
+
+Status ConnectUnix(int s, const std::string& name) {
+  sockaddr_un addr;
+  LZ_ASSIGN_OR_RETURN(socklen_t len, UnixAddress(name, "unix socket peer name", &addr));
   if (::connect(s, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     std::string shown = name[0] == '\0' ? "@" + name.substr(1) : std::string(name.c_str());
     return FailErrno("connect unix socket to", shown);
@@ -478,12 +485,8 @@ Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
   }
   LZ_ASSIGN_OR_RETURN(UniqueFd s, Above(::socket(AF_UNIX, u.type() | SOCK_CLOEXEC, 0)));
   if (!u.name().empty()) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (u.name().size() > sizeof addr.sun_path) {
-      return Invalid("unix socket name too long");
-    }
-    std::memcpy(addr.sun_path, u.name().data(), u.name().size());
+    sockaddr_un addr;
+    LZ_ASSIGN_OR_RETURN(socklen_t len, UnixAddress(u.name(), "unix socket name", &addr));
     if (u.name()[0] != '\0') {
       // The dumped task's socket file is still there (the task is gone): bind needs it away.
       std::string path(u.name().c_str());
@@ -492,7 +495,6 @@ Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
         ::unlink(path.c_str());
       }
     }
-    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + u.name().size());
     if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
       return FailErrno("bind unix socket");
     }
