@@ -20,8 +20,14 @@
 namespace {
 
 std::string MakeDir() {
-  char tmpl[] = "/tmp/lz-ps-fuzz-XXXXXX";
+  static char tmpl[] = "/tmp/lz-ps-fuzz-XXXXXX";
   std::string dir = ::mkdtemp(tmpl);
+  // The fuzzer exits through exit(), so the scratch store goes with it.
+  std::atexit([] {
+    std::string store = std::string(tmpl) + "/pages-1.img";
+    ::unlink(store.c_str());
+    ::rmdir(tmpl);
+  });
   auto w = lz::img::PageStoreWriter::Create(dir + "/pages-1.img", {});
   std::vector<std::byte> pages(3 * 4096, std::byte{0x5a});
   if (!w || !(*w)->Append(pages) || !(*w)->Finish()) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "base/file_util.h"
 #include "images/core.pb.h"
@@ -23,6 +24,8 @@ std::string MakeImage() {
   EXPECT_TRUE(w->Finish());
   auto bytes = ReadFileToString(path);
   EXPECT_TRUE(bytes);
+  unlink(path.c_str());
+  rmdir(dir);
   return *bytes;
 }
 
