@@ -193,7 +193,7 @@ class TreeDumper {
         continue;
       }
       LZ_ASSIGN_OR_RETURN(MemoryStats m, DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store,
-                                                   &progress, page_server_));
+                                                   HotPagesOf(cores_[i]), &progress, page_server_));
       AddStats(m, stats);
       stats->set_threads(stats->threads() + cores_[i].threads_size());
     }

@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/crc32c.h"
@@ -85,12 +86,13 @@ bool AllZero(const std::byte* p) {
 class VmaPageDumper {
  public:
   VmaPageDumper(int pagemap_fd, int mem_fd, img::PageStoreWriter& store, img::Pagemap& pm,
-                MemoryStats& stats, Progress* progress)
+                MemoryStats& stats, std::span<const uint64_t> hot, Progress* progress)
       : pagemap_fd_(pagemap_fd),
         mem_fd_(mem_fd),
         store_(store),
         pm_(pm),
         stats_(stats),
+        hot_(hot),
         progress_(progress) {
     entries_.resize(kBatchPages);
     buf_.resize(kBatchPages * P);
@@ -113,11 +115,13 @@ class VmaPageDumper {
           i++;
           continue;
         }
+        // A span ends where a page is wanted no more or its laziness changes.
+        bool hot = lazy != 0 && IsHot(addr + i * P);
         size_t j = i;
-        while (j < n && Wanted(entries_[j])) {
+        while (j < n && Wanted(entries_[j]) && (lazy == 0 || IsHot(addr + j * P) == hot)) {
           j++;
         }
-        LZ_TRY(CopySpan(addr + i * P, j - i, lazy));
+        LZ_TRY(CopySpan(addr + i * P, j - i, hot ? 0u : lazy));
         i = j;
       }
     }
@@ -129,6 +133,8 @@ class VmaPageDumper {
   static bool Wanted(uint64_t e) {
     return (e & (kPagemapPresent | kPagemapSwap)) && !(e & kPagemapFile);
   }
+
+  bool IsHot(uint64_t page) const { return std::binary_search(hot_.begin(), hot_.end(), page); }
 
   Status CopySpan(uint64_t addr, size_t n, uint32_t lazy) {
     auto out = std::span(buf_.data(), n * P);
@@ -150,6 +156,7 @@ class VmaPageDumper {
   img::PageStoreWriter& store_;
   img::Pagemap& pm_;
   MemoryStats& stats_;
+  std::span<const uint64_t> hot_;
   std::vector<uint64_t> entries_;
   std::vector<std::byte> buf_;
   bool new_vma_ = true;  // the next run starts a VMA: never merge it into the previous one
@@ -265,9 +272,33 @@ Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSessi
   return mm;
 }
 
+std::vector<uint64_t> HotPagesOf(const pb::TaskCore& core) {
+  std::vector<uint64_t> pages;
+  auto around = [&](uint64_t addr) {
+    uint64_t page = addr & ~(P - 1);
+    for (uint64_t p : {page - P, page, page + P}) {
+      pages.push_back(p);
+    }
+  };
+  for (const pb::ThreadCore& t : core.threads()) {
+    Regs regs{};
+    if (t.gpregs().size() == sizeof regs) {
+      std::memcpy(&regs, t.gpregs().data(), sizeof regs);
+      around(regs.rsp);      // the return path reads above it, the next call pushes below it
+      around(regs.fs_base);  // the TCB above it, static TLS (errno, stack guard) below it
+    }
+    if (t.rseq_addr() != 0) {
+      pages.push_back(t.rseq_addr() & ~(P - 1));
+    }
+  }
+  std::sort(pages.begin(), pages.end());
+  pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
+  return pages;
+}
+
 Result<MemoryStats> DumpPages(pid_t pid, const pb::Mm& mm, const std::string& dir,
-                              const img::PageStoreOptions& opts, Progress* progress,
-                              PageServerClient* page_server) {
+                              const img::PageStoreOptions& opts, std::span<const uint64_t> hot,
+                              Progress* progress, PageServerClient* page_server) {
   LZ_ASSIGN_OR_RETURN(UniqueFd pagemap_fd, OpenFile(ProcPath(pid, "pagemap"), O_RDONLY));
   LZ_ASSIGN_OR_RETURN(UniqueFd mem_fd, OpenFile(ProcPath(pid, "mem"), O_RDONLY));
   std::string name = img::PagesName(pid);
@@ -280,7 +311,7 @@ Result<MemoryStats> DumpPages(pid_t pid, const pb::Mm& mm, const std::string& di
   pm.pages_file = img::PagesName(pid);
   pm.chunk_pages = opts.chunk_pages;
   MemoryStats stats;
-  VmaPageDumper dumper(pagemap_fd.get(), mem_fd.get(), *store, pm.pagemap, stats, progress);
+  VmaPageDumper dumper(pagemap_fd.get(), mem_fd.get(), *store, pm.pagemap, stats, hot, progress);
   for (const pb::Vma& v : mm.vmas()) {
     if (VmaHasPrivatePages(v)) {
       LZ_TRY_CTX(dumper.Dump(v), "dump pages of pid " + std::to_string(pid));

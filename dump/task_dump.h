@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,11 +40,16 @@ void FillTreeLinks(pid_t pid, const ProcStat& st, pb::TaskCore* core);
 /// The fd table; refuses a descriptor of a type that cannot be restored. Deleted files'
 /// contents are saved beside the images in `dir`.
 [[nodiscard]] Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir);
+/// The pages every thread of `core` touches the moment it runs again: its stack around the
+/// stack pointer, its thread control block and TLS around fs_base, its rseq area (which the
+/// kernel writes on the way back to user space). Sorted, page-aligned, without duplicates.
+std::vector<uint64_t> HotPagesOf(const pb::TaskCore& core);
 /// Pages of `mm`'s VMAs that hold data into the page store and pagemap of `pid` in `dir`.
-/// `progress` (may be null) hears of every batch read.
-/// With `page_server`, the page store goes there instead of into `dir`.
+/// Pages listed in `hot` (sorted) are never marked lazy. `progress` (may be null) hears of
+/// every batch read. With `page_server`, the page store goes there instead of into `dir`.
 [[nodiscard]] Result<MemoryStats> DumpPages(pid_t pid, const pb::Mm& mm, const std::string& dir,
                                             const img::PageStoreOptions& opts,
+                                            std::span<const uint64_t> hot = {},
                                             Progress* progress = nullptr,
                                             PageServerClient* page_server = nullptr);
 
