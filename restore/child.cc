@@ -189,6 +189,10 @@ Status SetupTask(const img::Dump& dump, size_t index, int* report_fd, const Rest
   LZ_TRY(opener.OpenSharedFor(t.core.pid()));
   LZ_TRY(ForkChildren(dump, index, *report_fd, opts, opener, floor));
   LZ_TRY(RestoreFds(t.fds, report_fd, opts, opener, floor));
+  // Before chroot: the dumped paths are the ones the dumper saw.
+  LZ_ASSIGN_OR_RETURN(std::vector<MapSource> sources,
+                      PlanMapSources(dump, t, opener.shared_memory(), MapSourceBase(dump, floor)));
+  LZ_TRY(OpenMapSources(sources));
   if (t.core.root() != "/" && ::chroot(t.core.root().c_str()) != 0) {
     return FailErrno("chroot", t.core.root());
   }

@@ -27,6 +27,8 @@ class FileOpener {
  public:
   /// Memfds are opened through `shm`, which the front-end holds for the whole restore.
   FileOpener(std::string images_dir, int floor, const img::Dump& dump, const SharedMemory& shm);
+
+  const SharedMemory& shared_memory() const { return shm_; }
   FileOpener(const FileOpener&) = delete;
   FileOpener& operator=(const FileOpener&) = delete;
 

@@ -1,10 +1,13 @@
 // RestoreMm: rebuild a task's address space from outside with remote syscalls.
 //
-// The task starts as a copy of lazarus. In order: map scratch pages at an address free in both
-// layouts; move the kernel's [vvar]/[vvar_vclock]/[vdso] block to where the dumped code expects
-// it; run further syscalls from the vDSO's own syscall instruction; unmap everything lazarus
-// had; map every dumped VMA; fill the pages (or register them with userfaultfd when lazy);
-// finally set the mm fields (brk, arg/env, auxv, exe) with PR_SET_MM_MAP.
+// The task starts as a copy of lazarus that has opened the files its mappings need
+// (map_sources.cc). Map scratch pages at an address free in both layouts (one remote syscall);
+// then one batch run from them: unregister lazarus's rseq, move the kernel's
+// [vvar]/[vvar_vclock]/[vdso] block to where the dumped code expects it, unmap everything
+// lazarus had, map every dumped VMA, apply its madvise flags, and (lazy) make the userfaultfd.
+// Then fill the eager pages through /proc/PID/mem, register the lazy ranges, and set the mm
+// fields (brk, arg/env, auxv, exe) with PR_SET_MM_MAP in a last batch that also closes the
+// task's copies of the descriptors.
 #include <fcntl.h>
 #include <linux/prctl.h>
 #include <linux/userfaultfd.h>
@@ -91,18 +94,27 @@ class MmBuilder {
     for (const pb::Vma& v : mm_.vmas()) {
       used_.push_back({v.start(), v.end()});
     }
-    LZ_TRY(UnregisterRseq());
     LZ_TRY(MapScratch());
+    // From here on, one batch (one ptrace stop) reshapes the whole address space; it runs
+    // from the scratch pages, which it spares.
+    LZ_TRY(UnregisterRseq());
     LZ_TRY(MoveVdso());
-    LZ_TRY(UnmapLazarus());
+    UnmapLazarus();
     LZ_TRY(MapVmas());
-    LZ_TRY(FillPages());
-    LZ_TRY(ApplyMadvise());
+    ApplyMadvise();
+    size_t uffd_call = calls_.size();
     if (lazy_) {
-      LZ_TRY(RegisterLazy());
+      Call({"userfaultfd", SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK}});
+    }
+    LZ_TRY(RunCalls());
+    LZ_TRY(FillPages());
+    long remote_uffd = -1;
+    if (lazy_) {
+      remote_uffd = results_[uffd_call];
+      LZ_TRY(RegisterLazy(static_cast<int>(remote_uffd)));
       LZ_TRY(HandOverUffd(lazy_sock_, t_));
     }
-    LZ_TRY(SetMmFields());
+    LZ_TRY(SetMmFields(remote_uffd));
     t_.syscall_insn = rt_.syscall_insn();
     return Ok();
   }
@@ -114,8 +126,7 @@ class MmBuilder {
     LZ_ASSIGN_OR_RETURN(RseqConfig rseq, GetRseqConfig(t_.pid));
     if (rseq.addr != 0) {
       constexpr uint64_t kRseqFlagUnregister = 1;
-      LZ_TRY(rt_.Syscall("rseq unregister", SYS_rseq, rseq.addr, rseq.len, kRseqFlagUnregister,
-                         rseq.sig));
+      Call({"rseq unregister", SYS_rseq, {rseq.addr, rseq.len, kRseqFlagUnregister, rseq.sig}});
     }
     return Ok();
   }
@@ -179,21 +190,34 @@ class MmBuilder {
     }
     LZ_ASSIGN_OR_RETURN(uint64_t hole, FindHole(used_, hi - lo));
     for (auto& [cur, dst] : moves) {
-      LZ_TRY(Mremap(cur->start, cur->end - cur->start, hole + (cur->start - lo)));
+      Mremap(cur->start, cur->end - cur->start, hole + (cur->start - lo));
     }
     for (auto& [cur, dst] : moves) {
-      LZ_TRY(Mremap(hole + (cur->start - lo), cur->end - cur->start, dst->start()));
+      Mremap(hole + (cur->start - lo), cur->end - cur->start, dst->start());
       keep_.push_back({dst->start(), dst->end()});
     }
     rt_.set_syscall_insn(dumped_vdso->start() + own.syscall_off);
     return Ok();
   }
 
-  Status Mremap(uint64_t from, uint64_t len, uint64_t to) {
-    LZ_ASSIGN_OR_RETURN(long r, rt_.Syscall("mremap", SYS_mremap, from, len, len,
-                                            MREMAP_MAYMOVE | MREMAP_FIXED, to));
-    if (static_cast<uint64_t>(r) != to) {
-      return Invalid("mremap landed at the wrong address");
+  void Mremap(uint64_t from, uint64_t len, uint64_t to) {
+    Call({"mremap", SYS_mremap, {from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to}}, to);
+  }
+
+  // Queues a call of the batch; `lands_at`, when given, is the address it must return.
+  void Call(RemoteCall c, uint64_t lands_at = 0) {
+    if (lands_at != 0) {
+      expect_.emplace_back(calls_.size(), lands_at);
+    }
+    calls_.push_back(c);
+  }
+
+  Status RunCalls() {
+    LZ_TRY(rt_.RunBatch(calls_, t_.scratch + kScratchBatchOff, &results_));
+    for (auto [i, at] : expect_) {
+      if (static_cast<uint64_t>(results_[i]) != at) {
+        return Invalid(std::string(calls_[i].what) + " landed at the wrong address");
+      }
     }
     return Ok();
   }
@@ -201,7 +225,7 @@ class MmBuilder {
   // Unmaps what lazarus had, sparing the scratch pages and the vDSO block, which may now sit
   // where one of lazarus's mappings was. munmap accepts ranges with nothing mapped in them, so a
   // handful of calls over the gaps between the kept ranges do it (not one per mapping).
-  Status UnmapLazarus() {
+  void UnmapLazarus() {
     constexpr uint64_t kTaskSize = 0x7ffffffff000;  // x86-64, 4-level paging
     std::vector<Range> keep = keep_;
     std::sort(keep.begin(), keep.end(),
@@ -209,53 +233,18 @@ class MmBuilder {
     uint64_t at = 0;
     for (const Range& k : keep) {
       if (k.start > at) {
-        LZ_TRY(rt_.Syscall("munmap", SYS_munmap, at, k.start - at));
+        Call({"munmap", SYS_munmap, {at, k.start - at}});
       }
       at = std::max(at, k.end);
     }
     if (at < kTaskSize) {
-      LZ_TRY(rt_.Syscall("munmap", SYS_munmap, at, kTaskSize - at));
+      Call({"munmap", SYS_munmap, {at, kTaskSize - at}});
     }
-    return Ok();
   }
 
-  Result<int> RemoteOpen(const std::string& path, int flags) {
-    LZ_TRY(WriteScratch(t_, 0, path.c_str(), path.size() + 1));
-    LZ_ASSIGN_OR_RETURN(long fd, rt_.Syscall("open", SYS_openat, static_cast<uint64_t>(AT_FDCWD),
-                                             t_.scratch, flags | O_CLOEXEC, 0));
-    return static_cast<int>(fd);
-  }
-
-  Status CheckMappedFile(const pb::Vma& v) {
-    struct stat st;
-    if (::stat(v.path().c_str(), &st) != 0) {
-      return FailErrno("mapped file", v.path());
-    }
-    int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
-    if (static_cast<uint64_t>(st.st_size) != v.file_size() || mtime != v.file_mtime_ns()) {
-      return Invalid("mapped file " + v.path() + " changed since the dump (size or mtime)");
-    }
-    return Ok();
-  }
-
-  Result<int> FileFd(const pb::Vma& v) {
-    int flags = (v.shared() && (v.prot() & PROT_WRITE)) ? O_RDWR : O_RDONLY;
-    std::string key = v.path() + (flags == O_RDWR ? ":rw" : ":ro");
-    auto it = file_fds_.find(key);
-    if (it != file_fds_.end()) {
-      return it->second;
-    }
-    LZ_TRY(CheckMappedFile(v));
-    LZ_ASSIGN_OR_RETURN(int fd, RemoteOpen(v.path(), flags));
-    file_fds_[key] = fd;
-    return fd;
-  }
-
-  // One mmap per dumped VMA, all in one batch (a remote syscall each would be two ptrace
-  // stops per VMA); the files they map are opened first, one by one.
+  // One mmap per dumped VMA. Files and shared memory come from the descriptors the task
+  // opened for them before it was seized (map_sources.cc).
   Status MapVmas() {
-    std::vector<RemoteCall> calls;
-    std::vector<const pb::Vma*> mapped;
     for (const pb::Vma& v : mm_.vmas()) {
       if (IsSpecial(v.kind())) {
         continue;
@@ -269,15 +258,10 @@ class MmBuilder {
       }
       switch (v.kind()) {
         case pb::VMA_FILE_PRIVATE:
-        case pb::VMA_FILE_SHARED: {
-          LZ_ASSIGN_OR_RETURN(int f, FileFd(v));
-          fd = static_cast<uint64_t>(f);
-          off = v.pgoff();
-          break;
-        }
+        case pb::VMA_FILE_SHARED:
         case pb::VMA_ANON_SHARED:
         case pb::VMA_MEMFD: {
-          LZ_ASSIGN_OR_RETURN(int f, ShmemFd(v));
+          LZ_ASSIGN_OR_RETURN(int f, MapSourceFd(dump_, t_.sources, v, shm_));
           fd = static_cast<uint64_t>(f);
           off = v.pgoff();
           break;
@@ -286,43 +270,9 @@ class MmBuilder {
           flags |= MAP_ANONYMOUS;
           break;
       }
-      calls.push_back({"mmap", SYS_mmap, {v.start(), len, v.prot(), flags, fd, off}});
-      mapped.push_back(&v);
-    }
-    for (auto& [key, fd] : file_fds_) {
-      calls.push_back({"close", SYS_close, {static_cast<uint64_t>(fd)}});
-    }
-    for (auto& [id, fd] : shmem_fds_) {
-      calls.push_back({"close", SYS_close, {static_cast<uint64_t>(fd)}});
-    }
-    std::vector<long> results;
-    LZ_TRY(rt_.RunBatch(calls, t_.scratch + kScratchBatchOff, &results));
-    for (size_t i = 0; i < mapped.size(); i++) {
-      if (static_cast<uint64_t>(results[i]) != mapped[i]->start()) {
-        return Invalid("mmap landed at the wrong address");
-      }
+      Call({"mmap", SYS_mmap, {v.start(), len, v.prot(), flags, fd, off}}, v.start());
     }
     return Ok();
-  }
-
-  // The front-end made the object and holds it: the task opens it through the front-end's fd.
-  // Read-write, so that a mapping can be made writable later as before; but a read-only shared
-  // mapping of a write-sealed memfd gets a read-only file: the seal, put back once every task
-  // has mapped, refuses any shared mapping that may become writable.
-  Result<int> ShmemFd(const pb::Vma& v) {
-    constexpr uint32_t kWriteSeals = F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
-    const img::ShmemImages* obj = dump_.FindShmem(static_cast<uint32_t>(v.shmid()));
-    bool sealed = obj != nullptr && (obj->meta.seals() & kWriteSeals) != 0;
-    int access = sealed && v.shared() && !(v.prot() & PROT_WRITE) ? O_RDONLY : O_RDWR;
-    auto key = std::make_pair(v.shmid(), access);
-    auto it = shmem_fds_.find(key);
-    if (it != shmem_fds_.end()) {
-      return it->second;
-    }
-    LZ_ASSIGN_OR_RETURN(std::string path, shm_.PathOf(static_cast<uint32_t>(v.shmid())));
-    LZ_ASSIGN_OR_RETURN(int fd, RemoteOpen(path, access));
-    shmem_fds_[key] = fd;
-    return fd;
   }
 
   // Whether `addr` lies in a VMA whose untouched pages read as zero (anonymous memory).
@@ -366,7 +316,7 @@ class MmBuilder {
                                 });
   }
 
-  Status ApplyMadvise() {
+  void ApplyMadvise() {
     static const struct {
       uint32_t bit;
       int advice;
@@ -374,30 +324,25 @@ class MmBuilder {
         {pb::MADV_DONTDUMP_FLAG, MADV_DONTDUMP},     {pb::MADV_WIPEONFORK_FLAG, MADV_WIPEONFORK},
         {pb::MADV_DONTFORK_FLAG, MADV_DONTFORK},     {pb::MADV_HUGEPAGE_FLAG, MADV_HUGEPAGE},
         {pb::MADV_NOHUGEPAGE_FLAG, MADV_NOHUGEPAGE}, {pb::MADV_MERGEABLE_FLAG, MADV_MERGEABLE}};
-    std::vector<RemoteCall> calls;
     for (const pb::Vma& v : mm_.vmas()) {
       if (IsSpecial(v.kind())) {
         continue;
       }
       for (const auto& a : kAdvice) {
         if (v.madv() & a.bit) {
-          calls.push_back({"madvise",
-                           SYS_madvise,
-                           {v.start(), v.end() - v.start(), static_cast<uint64_t>(a.advice)}});
+          Call({"madvise",
+                SYS_madvise,
+                {v.start(), v.end() - v.start(), static_cast<uint64_t>(a.advice)}});
         }
       }
     }
-    std::vector<long> results;
-    return rt_.RunBatch(calls, t_.scratch + kScratchBatchOff, &results);
   }
 
-  Status RegisterLazy() {
-    LZ_ASSIGN_OR_RETURN(long remote_fd,
-                        rt_.Syscall("userfaultfd", SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  // `remote_fd`: the task's userfaultfd, made in the batch. The task's copy is closed with the
+  // mm fields: the daemon will hold the only one.
+  Status RegisterLazy(int remote_fd) {
     LZ_ASSIGN_OR_RETURN(UniqueFd pidfd, PidfdOpen(t_.pid));
-    LZ_ASSIGN_OR_RETURN(t_.uffd, PidfdGetfd(pidfd.get(), static_cast<int>(remote_fd)));
-    // The task keeps no copy: the daemon will hold the only one.
-    LZ_TRY(rt_.Syscall("close", SYS_close, remote_fd));
+    LZ_ASSIGN_OR_RETURN(t_.uffd, PidfdGetfd(pidfd.get(), remote_fd));
     uffdio_api api{UFFD_API,
                    UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
                        UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID,
@@ -426,8 +371,12 @@ class MmBuilder {
     return Ok();
   }
 
-  Status SetMmFields() {
-    LZ_ASSIGN_OR_RETURN(int exe_fd, RemoteOpen(mm_.exe_path(), O_RDONLY));
+  // One batch: PR_SET_MM_MAP, then the closes of every descriptor the task opened for us.
+  Status SetMmFields(long remote_uffd) {
+    int exe_fd = ExeSourceFd(t_.sources, mm_);
+    if (exe_fd < 0) {
+      return Invalid("the dump names no executable");
+    }
     prctl_mm_map map{};
     map.start_code = mm_.start_code();
     map.end_code = mm_.end_code();
@@ -449,10 +398,16 @@ class MmBuilder {
     map.auxv_size = static_cast<__u32>(auxv.size());
     map.exe_fd = static_cast<__u32>(exe_fd);
     LZ_TRY(WriteScratch(t_, 0, &map, sizeof map));
-    LZ_TRY(rt_.Syscall("prctl PR_SET_MM_MAP", SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, t_.scratch,
-                       sizeof map));
-    LZ_TRY(rt_.Syscall("close", SYS_close, exe_fd));
-    return Ok();
+    calls_.clear();
+    expect_.clear();
+    Call({"prctl PR_SET_MM_MAP", SYS_prctl, {PR_SET_MM, PR_SET_MM_MAP, t_.scratch, sizeof map}});
+    for (const MapSource& src : t_.sources) {
+      Call({"close", SYS_close, {static_cast<uint64_t>(src.fd)}});
+    }
+    if (remote_uffd >= 0) {
+      Call({"close", SYS_close, {static_cast<uint64_t>(remote_uffd)}});
+    }
+    return RunCalls();
   }
 
   const img::Dump& dump_;
@@ -464,9 +419,10 @@ class MmBuilder {
   std::vector<ProcVma> current_;
   std::vector<Range> used_;
   std::vector<Range> keep_;  // ranges UnmapLazarus must not touch
-  std::map<std::string, int> file_fds_;
   const SharedMemory& shm_;
-  std::map<std::pair<uint64_t, int>, int> shmem_fds_;  // by (object id, access), while it maps
+  std::vector<RemoteCall> calls_;                    // the batch being built
+  std::vector<std::pair<size_t, uint64_t>> expect_;  // (call, the address it must return)
+  std::vector<long> results_;
 };
 
 }  // namespace

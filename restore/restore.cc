@@ -186,7 +186,7 @@ Result<int> PrepareFdFloor(const img::Dump& dump) {
     files += static_cast<size_t>(t.fds.files_size());
   }
   // Room above the floor for every object the restore may hold at once, and some slack.
-  rlim_t need = static_cast<rlim_t>(max_fd) + 1 + files + 64;
+  rlim_t need = static_cast<rlim_t>(MapSourceLimit(dump, max_fd + 1));
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
     return FailErrno("getrlimit RLIMIT_NOFILE");
@@ -204,9 +204,11 @@ Result<int> PrepareFdFloor(const img::Dump& dump) {
 
 Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   uint64_t start = MonotonicNs();
+  LZ_DEBUG("restore: start");
   LZ_ASSIGN_OR_RETURN(img::Dump dump, img::LoadDump(opts.dir));
   LZ_TRY(CheckCompatible(dump));
   LZ_TRY(CheckPidsFree(dump));
+  LZ_DEBUG("restore: images loaded and checked");
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {
     return FailErrno("pipe2");
@@ -220,6 +222,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   LZ_ASSIGN_OR_RETURN(SharedMemory shm, SharedMemory::Create(dump));
   FileOpener opener(opts.dir, floor, dump, shm);
 
+  LZ_DEBUG("restore: shared objects made, forking the tree");
   TreeGuard guard(dump);
   const pb::TaskCore& root = dump.tasks[0].core;
   LZ_ASSIGN_OR_RETURN(pid_t child, CloneWithTid(root.pid(), 0, SIGCHLD));
@@ -236,6 +239,8 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
       tasks.emplace_back();
       tasks.back().img = &t;
       tasks.back().pid = t.core.pid();
+      LZ_ASSIGN_OR_RETURN(tasks.back().sources,
+                          PlanMapSources(dump, t, shm, MapSourceBase(dump, floor)));
     }
   }
   // The page stores are opened (each index read and checked) while the tree forks: on a thread,
@@ -250,6 +255,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   open_stores.join();
   LZ_TRY(ready);
   uint64_t forked = MonotonicNs();
+  LZ_DEBUG("restore: every task forked and ready");
 
   for (RestoredTask& t : tasks) {
     LZ_ASSIGN_OR_RETURN(PtraceAttachment att, SeizeAndStop(t.pid, kSeizeOptions));
@@ -260,6 +266,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   UniqueFd lazy_sock;
   if (opts.lazy) {
     LZ_ASSIGN_OR_RETURN(lazy_sock, ConnectLazyDaemon(opts.dir));
+    LZ_DEBUG("restore: connected to the lazy-pages daemon");
   }
   RestoreResult result;
   for (RestoredTask& t : tasks) {
@@ -270,9 +277,11 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   }
   LZ_TRY(shm.Seal(dump));
   uint64_t mm_done = MonotonicNs();
+  LZ_DEBUG("restore: every address space built");
   for (RestoredTask& t : tasks) {
     LZ_TRY_CTX(RestoreTaskState(t), "restore pid " + std::to_string(t.pid));
   }
+  LZ_DEBUG("restore: every task's state set");
   if (opts.lazy) {
     LZ_TRY(FinishHandOver(lazy_sock.get(), tasks.size()));
   }

@@ -17,6 +17,21 @@
 
 namespace lz {
 
+class FileOpener;
+class SharedMemory;
+
+/// A file a task's mappings (or PR_SET_MM_MAP's exe) come from. The task opens it itself
+/// before it is seized (OpenMapSources), at `fd`, so that the front-end maps every VMA in one
+/// batch; the batch that sets the mm fields closes it.
+struct MapSource {
+  std::string path;  // what the task opens (a shared memory object: the front-end's fd link)
+  int access;        // O_RDONLY or O_RDWR
+  int fd;            // its number in the task, above every other descriptor of the restore
+  bool check;        // a mapped file: must still have the dumped size and mtime
+  uint64_t size;
+  int64_t mtime_ns;
+};
+
 /// One task of the tree being restored, seized by the front-end.
 struct RestoredTask {
   const img::TaskImages* img = nullptr;
@@ -28,16 +43,31 @@ struct RestoredTask {
   Result<std::unique_ptr<img::PageStoreReader>> store = std::unique_ptr<img::PageStoreReader>();
   uint64_t pages_eager = 0;
   uint64_t pages_lazy = 0;
+  std::vector<MapSource> sources;  // the files it opened for its mappings (map_sources.cc)
 };
+
+/// The first descriptor number map sources take, above what RestoreFds keeps above `floor`.
+int MapSourceBase(const img::Dump& dump, int floor);
+/// One above the highest descriptor number any task's map sources may take.
+int MapSourceLimit(const img::Dump& dump, int floor);
+/// Every distinct file (by path and access) task `t` maps, its shared memory objects and its
+/// exe, numbered from `base`. The front-end and the task compute the same plan.
+[[nodiscard]] Result<std::vector<MapSource>> PlanMapSources(const img::Dump& dump,
+                                                            const img::TaskImages& t,
+                                                            const SharedMemory& shm, int base);
+/// The planned descriptor a file or shared memory VMA maps.
+[[nodiscard]] Result<int> MapSourceFd(const img::Dump& dump, const std::vector<MapSource>& sources,
+                                      const pb::Vma& v, const SharedMemory& shm);
+/// The planned descriptor of the exe, or -1.
+int ExeSourceFd(const std::vector<MapSource>& sources, const pb::Mm& mm);
+/// Task side: opens each source, checks a mapped file is as dumped, places it at its number.
+[[nodiscard]] Status OpenMapSources(const std::vector<MapSource>& sources);
 
 // Our pages inside a task being restored: the first four for syscall arguments (paths, auxv,
 // structs), the last four for batches of remote syscalls (code and table; executable).
 constexpr size_t kScratchArgs = 4 * 4096;
 constexpr size_t kScratchBatchOff = kScratchArgs;
 constexpr size_t kScratchSize = kScratchArgs + kBatchAreaSize;
-
-class FileOpener;
-class SharedMemory;
 
 // Child side (runs in the forked task, on a copy of lazarus): sessions, fds, cwd, children.
 // Never returns: the task reports "ready" on `report_fd` and waits to be seized. `opener`

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <fstream>
 #include <sstream>
 
 #include "tests/e2e/harness.h"
@@ -49,6 +51,36 @@ TEST_P(State, EveryKindOfStateComesBack) {
     int status = daemon.Wait(20000);
     EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
+}
+
+// The workload maps work/data.txt privately; a file that changed since the dump would show
+// other bytes through the pages it never wrote, so the restore refuses it with one clear line
+// and leaves no task behind.
+TEST(StateFailures, AMappedFileChangedSinceTheDumpIsRefused) {
+  TempDir dir;
+  std::string work = dir.File("work");
+  mkdir(work.c_str(), 0777);
+  Proc w = Start({WorkloadBinary("state"), dir.File("ready"), dir.File("result"), work},
+                 dir.File("workload.log"));
+  ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "") << "workload did not start";
+  pid_t pid = w.pid();
+  RunResult d = Dump(pid, dir.File("img"));
+  ASSERT_EQ(d.status, 0) << d.output;
+  ASSERT_TRUE(w.ReapIfDead(5000));
+  {
+    std::ofstream grow(work + "/data.txt", std::ios::app);
+    grow << "one more line\n";
+  }
+  Proc daemon;
+  RunResult r = Restore(Mode::kEager, dir.File("img"), &daemon, dir.File("lazy.log"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("data.txt changed since the dump"), std::string::npos) << r.output;
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; i++) {
+    gone = kill(pid, 0) != 0 && errno == ESRCH;
+    usleep(20000);
+  }
+  EXPECT_TRUE(gone) << "a half-restored task was left behind";
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, State,
