@@ -24,7 +24,8 @@ asm(".pushsection .text\n"
 
 // The loop RunBatch copies into the task: position-independent (relative jumps only). r12 points
 // at a table of 64-byte entries {nr, a1..a6, result}, r13 counts them. It stops (int3) after
-// the last entry or at the first whose result is an error; r13 then says how many were left.
+// the last entry or at the first whose result is an error, unless bit 63 of its nr says it may
+// fail; r13 then says how many were left.
 extern "C" char lz_batch_code[];
 extern "C" char lz_batch_code_end[];
 asm(".pushsection .text\n"
@@ -34,6 +35,8 @@ asm(".pushsection .text\n"
     "1: test %r13, %r13\n"
     "  jz 2f\n"
     "  mov (%r12), %rax\n"
+    "  mov %rax, %r14\n"
+    "  btr $63, %rax\n"
     "  mov 8(%r12), %rdi\n"
     "  mov 16(%r12), %rsi\n"
     "  mov 24(%r12), %rdx\n"
@@ -42,9 +45,11 @@ asm(".pushsection .text\n"
     "  mov 48(%r12), %r9\n"
     "  syscall\n"
     "  mov %rax, 56(%r12)\n"
+    "  bt $63, %r14\n"
+    "  jc 3f\n"
     "  cmp $-4095, %rax\n"
     "  jae 2f\n"
-    "  add $64, %r12\n"
+    "3: add $64, %r12\n"
     "  dec %r13\n"
     "  jmp 1b\n"
     "2: int3\n"
@@ -139,7 +144,7 @@ Status RemoteThread::RunBatchRound(std::span<const RemoteCall> calls, uint64_t a
   uint64_t* table = image.data() + kBatchCodeSpace / 8;
   for (size_t i = 0; i < calls.size(); i++) {
     uint64_t* e = table + i * kBatchEntry / 8;
-    e[0] = static_cast<uint64_t>(calls[i].nr);
+    e[0] = static_cast<uint64_t>(calls[i].nr) | (calls[i].may_fail ? uint64_t{1} << 63 : 0);
     std::memcpy(e + 1, calls[i].args, sizeof calls[i].args);
   }
   pid_t pid = tid_;  // the task's memory: any of its threads
@@ -169,7 +174,9 @@ Status RemoteThread::RunBatchRound(std::span<const RemoteCall> calls, uint64_t a
   LZ_TRY(ReadRemote(pid, area + kBatchCodeSpace, std::as_writable_bytes(std::span(out))));
   for (size_t i = 0; i < got; i++) {
     long r = static_cast<long>(out[i * kBatchEntry / 8 + 7]);
-    LZ_TRY(CheckResult(r, calls[i].what));
+    if (!calls[i].may_fail) {
+      LZ_TRY(CheckResult(r, calls[i].what));
+    }
     results->push_back(r);
   }
   if (ran != calls.size()) {

@@ -25,6 +25,7 @@ struct RemoteCall {
   const char* what;  // names the call in errors
   long nr;
   uint64_t args[6];
+  bool may_fail = false;  // its error does not stop the batch; the caller reads its result
 };
 
 /// Bytes of task memory a batch needs: its code and a table of calls. Must be writable and

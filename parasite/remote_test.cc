@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <vector>
 
 namespace lz {
 namespace {
@@ -79,6 +80,48 @@ TEST(Remote, SyscallsRunInTheTargetAndItResumes) {
   EXPECT_EQ(bad.error().code, EBADF);
   EXPECT_NE(bad.error().Message().find("remote close"), std::string::npos);
 
+  ASSERT_TRUE(SetRegs(child.pid(), *saved));
+  att->Detach();
+  uint64_t before = child.count();
+  usleep(50000);
+  EXPECT_GT(child.count(), before) << "the child did not resume";
+}
+
+// A batch runs its calls in order in one stop; a call marked may_fail leaves its error in its
+// result and the batch goes on; any other failing call stops the batch and names itself.
+TEST(Remote, BatchRunsInOrderAndStopsAtTheFirstRealFailure) {
+  CountingChild child;
+  usleep(20000);
+  auto att = SeizeAndStop(child.pid(), PTRACE_O_TRACESYSGOOD);
+  ASSERT_TRUE(att) << att.error().Message();
+  auto saved = GetRegs(child.pid());
+  ASSERT_TRUE(saved);
+  auto insn = FindVdsoSyscallInsn(child.pid());
+  ASSERT_TRUE(insn) << insn.error().Message();
+  RemoteThread rt(child.pid(), *insn);
+  auto area = rt.Syscall("mmap", SYS_mmap, 0, kBatchAreaSize, PROT_READ | PROT_WRITE | PROT_EXEC,
+                         MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0);
+  ASSERT_TRUE(area) << area.error().Message();
+  uint64_t at = static_cast<uint64_t>(*area);
+
+  std::vector<RemoteCall> calls = {{"getpid", SYS_getpid, {}},
+                                   {"close", SYS_close, {100000}, /*may_fail=*/true},
+                                   {"getppid", SYS_getppid, {}}};
+  std::vector<long> results;
+  ASSERT_TRUE(rt.RunBatch(calls, at, &results));
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0], child.pid());
+  EXPECT_EQ(results[1], -EBADF);
+  EXPECT_EQ(results[2], getpid());
+
+  calls[1].may_fail = false;
+  auto st = rt.RunBatch(calls, at, &results);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, EBADF);
+  EXPECT_NE(st.error().Message().find("remote close"), std::string::npos);
+  EXPECT_EQ(results.size(), 1u) << "only the call before the failure ran";
+
+  ASSERT_TRUE(rt.Syscall("munmap", SYS_munmap, at, kBatchAreaSize));
   ASSERT_TRUE(SetRegs(child.pid(), *saved));
   att->Detach();
   uint64_t before = child.count();

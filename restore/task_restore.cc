@@ -187,22 +187,30 @@ Status RestorePosixTimers(RestoredTask& t, RemoteThread& main) {
   return Ok();
 }
 
+// One batch: every limit (each at its own place in the scratch), personality, subreaper.
 Status RestoreProcessMisc(RestoredTask& t, RemoteThread& main) {
   const pb::TaskCore& core = t.img->core;
-  for (const pb::Rlimit& l : core.rlimits()) {
+  std::vector<RemoteCall> calls;
+  for (int i = 0; i < core.rlimits_size(); i++) {
+    const pb::Rlimit& l = core.rlimits(i);
     rlimit64 r{l.cur(), l.max()};
-    LZ_TRY(WriteScratch(t, kArgOff, &r, sizeof r));
-    LZ_ASSIGN_OR_RETURN(long rc,
-                        main.RawSyscall(SYS_prlimit64, 0, l.resource(), t.scratch + kArgOff, 0));
-    if (rc < 0) {
-      // Raising a hard limit needs CAP_SYS_RESOURCE, which this root may lack.
+    size_t off = kArgOff + static_cast<size_t>(i) * sizeof r;
+    LZ_TRY(WriteScratch(t, off, &r, sizeof r));
+    // Raising a hard limit needs CAP_SYS_RESOURCE, which this root may lack: only a warning.
+    calls.push_back({"prlimit64", SYS_prlimit64, {0, l.resource(), t.scratch + off, 0}, true});
+  }
+  calls.push_back({"personality", SYS_personality, {core.personality()}});
+  if (core.child_subreaper()) {
+    calls.push_back({"prctl PR_SET_CHILD_SUBREAPER", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}});
+  }
+  std::vector<long> results;
+  LZ_TRY(main.RunBatch(calls, t.scratch + kScratchBatchOff, &results));
+  for (int i = 0; i < core.rlimits_size(); i++) {
+    const pb::Rlimit& l = core.rlimits(i);
+    if (long rc = results[static_cast<size_t>(i)]; rc < 0) {
       LZ_WARN("pid %d: cannot restore rlimit %u (%lu/%lu): %s", t.pid, l.resource(), l.cur(),
               l.max(), std::strerror(static_cast<int>(-rc)));
     }
-  }
-  LZ_TRY(main.Syscall("personality", SYS_personality, core.personality()));
-  if (core.child_subreaper()) {
-    LZ_TRY(main.Syscall("prctl PR_SET_CHILD_SUBREAPER", SYS_prctl, PR_SET_CHILD_SUBREAPER, 1));
   }
   return Ok();
 }

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -214,6 +215,10 @@ int main(int argc, char** argv) {
   sev._sigev_un._tid = getpid();
   if (timer_create(CLOCK_BOOTTIME, &sev, &disarmed)) return 3;
 
+  // Limits below what the restore runs with: a soft core size, a lowered hard stack limit.
+  struct rlimit core_lim = {4096, RLIM_INFINITY}, stack_lim = {8 << 20, 64 << 20};
+  if (setrlimit(RLIMIT_CORE, &core_lim) != 0 || setrlimit(RLIMIT_STACK, &stack_lim) != 0) return 3;
+
   // Memory: a private file mapping changed in place, a heap buffer, a moved brk.
   char* heap = malloc(1 << 20);
   memset(heap, 0x5a, 1 << 20);
@@ -292,6 +297,10 @@ int main(int argc, char** argv) {
   struct sigaction cur_sa;
   sigaction(SIGUSR1, NULL, &cur_sa);
   if (!(cur_sa.sa_flags & SA_SIGINFO) || !sigismember(&cur_sa.sa_mask, SIGTERM)) Fail("sigaction");
+  struct rlimit lim;
+  if (getrlimit(RLIMIT_CORE, &lim) != 0 || lim.rlim_cur != 4096) Fail("RLIMIT_CORE");
+  if (getrlimit(RLIMIT_STACK, &lim) != 0 || lim.rlim_cur != (8 << 20) || lim.rlim_max != (64 << 20))
+    Fail("RLIMIT_STACK");
   mode_t um = umask(0);
   if (um != 027) Fail("umask");
   char cwd[4096];
