@@ -150,27 +150,34 @@ Result<UniqueFd> ConnectLazyDaemon(const std::string& dir) {
   return sock;
 }
 
+// The ack is not waited for here: FinishHandOver reads every task's, so that the daemon loads
+// a task's images while the restore goes on with the next step.
 Status HandOverUffd(int sock, RestoredTask& t) {
   LazyMsg m{kLazyMagic, kLazyVersion, kLazyTask, t.pid};
   if (SendWithFd(sock, &m, sizeof m, t.uffd.get()) != sizeof m) {
     return FailErrno("send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid));
-  }
-  LazyMsg ack{};
-  if (::recv(sock, &ack, sizeof ack, 0) != sizeof ack || ack.type != kLazyAck || ack.pid != t.pid) {
-    return Invalid("the lazy-pages daemon refused pid " + std::to_string(t.pid) + " (see its log)");
   }
   // The daemon holds its own copy now (SCM_RIGHTS duplicated it); ours goes.
   t.uffd.reset();
   return Ok();
 }
 
-Status FinishHandOver(int sock, size_t tasks) {
-  LazyMsg done{kLazyMagic, kLazyVersion, kLazyAllSent, static_cast<int32_t>(tasks)};
+Status FinishHandOver(int sock, const std::vector<RestoredTask>& tasks) {
+  LazyMsg done{kLazyMagic, kLazyVersion, kLazyAllSent, static_cast<int32_t>(tasks.size())};
   if (::send(sock, &done, sizeof done, MSG_NOSIGNAL) != sizeof done) {
     return FailErrno("send to the lazy-pages daemon");
   }
+  // One ack per task, in the order they were sent, then one for the end of the hand-over.
+  for (const RestoredTask& t : tasks) {
+    LazyMsg ack{};
+    if (::recv(sock, &ack, sizeof ack, MSG_WAITALL) != sizeof ack || ack.type != kLazyAck ||
+        ack.pid != t.pid) {
+      return Invalid("the lazy-pages daemon refused pid " + std::to_string(t.pid) +
+                     " (see its log)");
+    }
+  }
   LazyMsg ack{};
-  if (::recv(sock, &ack, sizeof ack, 0) != sizeof ack || ack.type != kLazyAck) {
+  if (::recv(sock, &ack, sizeof ack, MSG_WAITALL) != sizeof ack || ack.type != kLazyAck) {
     return Invalid("the lazy-pages daemon did not acknowledge the hand-over");
   }
   return Ok();
@@ -283,7 +290,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   }
   LZ_DEBUG("restore: every task's state set");
   if (opts.lazy) {
-    LZ_TRY(FinishHandOver(lazy_sock.get(), tasks.size()));
+    LZ_TRY(FinishHandOver(lazy_sock.get(), tasks));
   }
   if (!opts.pidfile.empty()) {
     LZ_TRY(WritePidfile(opts.pidfile, root.pid()));

@@ -93,10 +93,10 @@ constexpr size_t kScratchSize = kScratchArgs + kBatchAreaSize;
 [[nodiscard]] Status WriteScratch(const RestoredTask& t, size_t offset, const void* data,
                                   size_t len);
 
-/// Sends a task's uffd to the lazy-pages daemon and waits for it to take it.
+/// Sends a task's uffd to the lazy-pages daemon (its ack is read by FinishHandOver).
 [[nodiscard]] Status HandOverUffd(int sock, RestoredTask& t);
-/// Tells the daemon that every task was handed over.
-[[nodiscard]] Status FinishHandOver(int sock, size_t tasks);
+/// Tells the daemon that every task was handed over; fails unless it took each of `tasks`.
+[[nodiscard]] Status FinishHandOver(int sock, const std::vector<RestoredTask>& tasks);
 [[nodiscard]] Result<UniqueFd> ConnectLazyDaemon(const std::string& dir);
 
 }  // namespace lz
