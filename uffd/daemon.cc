@@ -101,6 +101,8 @@ class SlotBuffer {
 
 struct ReadSlot {
   bool busy = false;
+  bool done = false;  // read ahead and read, waiting for the loop to have time (DrainReadAhead)
+  int done_res = 0;
   SlotBuffer decoded;
   std::shared_ptr<const TaskSource> source;
   uint64_t chunk = 0;
@@ -294,6 +296,9 @@ class LazyPagesDaemon {
     for (ReadSlot& s : slots_) {
       LZ_TRY(EnsureSlot(s));
     }
+    // The fill threads start now too, and wait for AllowFill: made when the tree starts
+    // running, their creation and buffers held up the first faults by 3 ms.
+    StartFillThreads();
     int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) {
       return FailErrno("eventfd");
@@ -316,6 +321,10 @@ class LazyPagesDaemon {
       io_uring_cqe* first = nullptr;
       __kernel_timespec ts{};
       bool timed = NextTimer(&ts);
+      if (ReadAheadWaiting()) {
+        ts = {};  // only look for new events, then copy the next chunk read ahead
+        timed = true;
+      }
       lock.unlock();
       r = io_uring_submit_and_wait_timeout(&ring_, &first, 1, timed ? &ts : nullptr, nullptr);
       lock.lock();
@@ -334,6 +343,7 @@ class LazyPagesDaemon {
         return Unexpected{*fatal_};
       }
       ResolveForkedPids();
+      DrainReadAhead();
       if (recording_ && record_until_ns_ != 0 && MonotonicNs() >= record_until_ns_) {
         StopRecording(std::to_string(opts_.record_seconds) + " s passed");
       }
@@ -422,9 +432,19 @@ class LazyPagesDaemon {
         }
         break;
       }
-      case kTagRead:
-        OnReadDone(slots_[idx], res, slots_[idx].buf.span());
+      case kTagRead: {
+        ReadSlot& s = slots_[idx];
+        if (s.for_fault || !s.waiters.empty()) {
+          OnReadDone(s, res, s.buf.span());
+        } else {
+          // Read ahead: copying it in costs ~15 us a page here, which a fault arriving
+          // meanwhile must not wait behind. It is copied when no fault waits (DrainReadAhead).
+          s.done = true;
+          s.done_res = res;
+          ahead_done_.push_back(idx);
+        }
         break;
+      }
       case kTagRemote:
         if (idx == remote_gen_) {
           OnRemoteReadable(flags);
@@ -786,6 +806,10 @@ class LazyPagesDaemon {
     if (ReadSlot* reading = SlotReading(t.source, chunk)) {
       reading->for_fault = true;
       reading->waiters.push_back({target, addr, since});
+      if (reading->done) {  // read ahead, already here
+        reading->done = false;
+        OnReadDone(*reading, reading->done_res, reading->buf.span());
+      }
       return;
     }
     ReadSlot* slot = FreeSlot();
@@ -859,6 +883,7 @@ class LazyPagesDaemon {
       return;
     }
     s.busy = true;
+    s.done = false;
     s.source = src;
     s.chunk = chunk;
     s.for_fault = for_fault;
@@ -1002,6 +1027,19 @@ class LazyPagesDaemon {
     }
     waiters.clear();
     spare_waiters_.swap(waiters);
+    WakeIdleFillThreads();
+  }
+
+  // A slot is free again: the fill threads skipped its chunk, and a copy of it the kernel
+  // asked to retry left pages behind that only they come back for.
+  void WakeIdleFillThreads() {
+    if (fill_threads_.empty()) {
+      return;
+    }
+    std::lock_guard<std::mutex> f(fill_mu_);
+    if (fill_waiting_ > 0 && fill_allowed_) {
+      fill_cv_.notify_all();
+    }
   }
 
   // Copies the one page of chunk `s` that faulted at live address `live` in `t`, if it is still
@@ -1094,7 +1132,9 @@ class LazyPagesDaemon {
   // The next chunk the background fill should fetch, round robin over the tasks, skipping
   // chunks that are being fetched already. Advances that task's cursor past it.
   std::optional<FillPick> PickFillChunk() {
-    size_t attempts = targets_.size() * 2;
+    // Every chunk skipped below is in a read slot or another fill thread's hands: with as many
+    // attempts, the scan gets past them all to the work behind them.
+    size_t attempts = targets_.size() * 2 + kSlots + fill_now_.size();
     while (attempts-- > 0) {
       Target& t = *targets_[fill_next_ % targets_.size()];
       uint64_t& cursor = fill_cursor_[t.id];
@@ -1125,7 +1165,7 @@ class LazyPagesDaemon {
       return;  // while recording, every page touched must fault; the prefetch reads its own
     }
     if (opts_.fill_threads > 0) {
-      StartFillThreads();
+      AllowFill();
       return;
     }
     while (BusySlots() + kFaultReserve < kSlots) {
@@ -1138,13 +1178,16 @@ class LazyPagesDaemon {
   }
 
   void StartFillThreads() {
-    if (!fill_threads_.empty()) {
-      return;
-    }
-    // Every task has been handed over: the buffer sizes are final (forked children share
-    // their parent's images).
     for (int i = 0; i < opts_.fill_threads; i++) {
       fill_threads_.emplace_back([this] { FillThread(); });
+    }
+  }
+
+  void AllowFill() {
+    std::lock_guard<std::mutex> f(fill_mu_);
+    if (!fill_allowed_) {
+      fill_allowed_ = true;
+      fill_cv_.notify_all();
     }
   }
 
@@ -1178,13 +1221,8 @@ class LazyPagesDaemon {
     img::DCtxPtr dctx = img::NewDCtx();
     std::vector<std::byte> stored;
     std::vector<std::vector<std::byte>> decoded(kBatch);
-    {
-      std::shared_lock<RwLock> rd(mu_);
-      stored.resize(max_stored_);
-      for (auto& d : decoded) {
-        d.resize(chunk_bytes_);
-      }
-    }
+    size_t need_stored = 0;
+    size_t need_decoded = 0;
     std::vector<FillPick> batch;
     std::vector<PieceCopy> copies;
     std::vector<PendingRange> pieces;
@@ -1195,6 +1233,15 @@ class LazyPagesDaemon {
         std::unique_lock<std::mutex> f(fill_mu_);
         if (stop_fill_ || fatal_) {
           return;
+        }
+        need_stored = max_stored_;
+        need_decoded = chunk_bytes_;
+        if (!fill_allowed_) {
+          rd.unlock();
+          fill_waiting_++;
+          fill_cv_.wait(f);
+          fill_waiting_--;
+          continue;
         }
         while (batch.size() < kBatch) {
           std::optional<FillPick> pick = PickFillChunk();
@@ -1217,6 +1264,16 @@ class LazyPagesDaemon {
       // Reading and decoding hold no lock: at idle priority. Whatever holds a lock the loop
       // waits for runs at normal priority, or a busy tree would starve it and its faults.
       pthread_setschedparam(pthread_self(), SCHED_IDLE, &prio);
+      // Grown without a lock held (the pages are touched as they are zeroed), and only when a
+      // task with larger chunks arrived.
+      if (stored.size() < need_stored) {
+        stored.resize(need_stored);
+      }
+      for (auto& d : decoded) {
+        if (d.size() < need_decoded) {
+          d.resize(need_decoded);
+        }
+      }
       Status st = Ok();
       for (size_t i = 0; i < batch.size() && st; i++) {
         st = batch[i].source->store->ReadChunk(batch[i].chunk, stored, decoded[i], dctx.get());
@@ -1489,6 +1546,32 @@ class LazyPagesDaemon {
     }
   }
 
+  // Whether a chunk read ahead waits to be copied while no fault waits for a read.
+  bool ReadAheadWaiting() const {
+    if (ahead_done_.empty()) {
+      return false;
+    }
+    return std::none_of(slots_.begin(), slots_.end(),
+                        [](const ReadSlot& s) { return s.busy && s.for_fault; });
+  }
+
+  // Copies one chunk read ahead, unless a fault waits for a read (its completion comes first);
+  // a fault waiting for a free slot gets one this way too.
+  void DrainReadAhead() {
+    if (!ReadAheadWaiting() && deferred_.empty()) {
+      return;
+    }
+    while (!ahead_done_.empty()) {
+      ReadSlot& s = slots_[ahead_done_.front()];
+      ahead_done_.pop_front();
+      if (s.busy && s.done) {  // else a fault took it meanwhile, or it was used again
+        s.done = false;
+        OnReadDone(s, s.done_res, s.buf.span());
+        return;
+      }
+    }
+  }
+
   bool Finished() const {
     if (!all_sent_ || BusySlots() > 0 || !deferred_.empty() || !fill_now_.empty()) {
       return false;
@@ -1537,15 +1620,17 @@ class LazyPagesDaemon {
   uint64_t remote_gen_ = 1;  // tags of the current connection's poll
   // The loop holds mu_ exclusively, fill threads shared; among fill threads, fill_mu_ guards
   // what they change: each Target's pending set and gone flag, fill_cursor_, fill_next_,
-  // fill_now_, fill_waiting_, stop_fill_, pages_by_fill_ and fatal_ (Fatal).
+  // fill_now_, fill_waiting_, stop_fill_, fill_allowed_, pages_by_fill_ and fatal_ (Fatal).
   RwLock mu_;
   std::mutex fill_mu_;
   std::condition_variable fill_cv_;
   std::vector<std::thread> fill_threads_;
   std::vector<FillPick> fill_now_;  // chunks the fill threads are working on
   bool stop_fill_ = false;
-  int fill_waiting_ = 0;  // fill threads waiting on fill_cv_
-  UniqueFd fill_idle_;    // eventfd: a fill thread found nothing to do, or failed
+  bool fill_allowed_ = false;      // AllowFill: the tree runs, nothing holds the fill back
+  int fill_waiting_ = 0;           // fill threads waiting on fill_cv_
+  UniqueFd fill_idle_;             // eventfd: a fill thread found nothing to do, or failed
+  std::deque<size_t> ahead_done_;  // read slots read ahead and read, oldest first
   uint32_t max_stored_ = 0;
   size_t chunk_bytes_ = 0;
   img::DCtxPtr dctx_ = img::NewDCtx();  // the loop's
