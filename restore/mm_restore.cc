@@ -5,9 +5,9 @@
 // then one batch run from them: unregister lazarus's rseq, move the kernel's
 // [vvar]/[vvar_vclock]/[vdso] block to where the dumped code expects it, unmap everything
 // lazarus had, map every dumped VMA, apply its madvise flags, and (lazy) make the userfaultfd.
-// Then fill the eager pages through /proc/PID/mem, register the lazy ranges, and set the mm
-// fields (brk, arg/env, auxv, exe) with PR_SET_MM_MAP in a last batch that also closes the
-// task's copies of the descriptors.
+// Then fill the eager pages through /proc/PID/mem; lazy: register the lazy ranges and put the
+// eager pages inside them with UFFDIO_COPY. Last, set the mm fields (brk, arg/env, auxv, exe)
+// with PR_SET_MM_MAP in a batch that also closes the task's copies of the descriptors.
 #include <fcntl.h>
 #include <linux/prctl.h>
 #include <linux/userfaultfd.h>
@@ -75,13 +75,13 @@ const char* SpecialName(pb::VmaKind k) {
 
 class MmBuilder {
  public:
-  MmBuilder(const img::Dump& dump, RestoredTask& t, int lazy_sock, const SharedMemory& shm)
+  MmBuilder(const img::Dump& dump, RestoredTask& t, LazyHandOver* lazy, const SharedMemory& shm)
       : dump_(dump),
         t_(t),
         mm_(t.img->mm),
         rt_(t.pid, OwnSyscallInsn()),
-        lazy_(lazy_sock >= 0),
-        lazy_sock_(lazy_sock),
+        lazy_(lazy != nullptr),
+        hand_over_(lazy),
         shm_(shm) {}
 
   Status Build() {
@@ -93,6 +93,11 @@ class MmBuilder {
     }
     for (const pb::Vma& v : mm_.vmas()) {
       used_.push_back({v.start(), v.end()});
+    }
+    for (const pb::Vma& v : mm_.vmas()) {
+      if (Registered(v)) {
+        registered_.push_back({v.start(), v.end()});  // in address order, as the VMAs are
+      }
     }
     LZ_TRY(MapScratch());
     // From here on, one batch (one ptrace stop) reshapes the whole address space; it runs
@@ -112,7 +117,8 @@ class MmBuilder {
     if (lazy_) {
       remote_uffd = results_[uffd_call];
       LZ_TRY(RegisterLazy(static_cast<int>(remote_uffd)));
-      LZ_TRY(HandOverUffd(lazy_sock_, t_));
+      LZ_TRY(FillRegistered());
+      LZ_TRY(hand_over_->Send(t_));
     }
     LZ_TRY(SetMmFields(remote_uffd));
     t_.syscall_insn = rt_.syscall_insn();
@@ -275,33 +281,66 @@ class MmBuilder {
     return Ok();
   }
 
-  // Whether `addr` lies in a VMA whose untouched pages read as zero (anonymous memory).
-  bool ZeroBacked(uint64_t addr) const {
+  const pb::Vma* VmaOf(uint64_t addr) const {
     for (const pb::Vma& v : mm_.vmas()) {
       if (v.start() <= addr && addr < v.end()) {
-        return v.kind() != pb::VMA_FILE_PRIVATE && v.kind() != pb::VMA_MEMFD;
+        return &v;
       }
     }
-    return true;
+    return nullptr;
   }
 
-  Status FillPages() {
-    const img::PagemapFile& pm = t_.img->pagemap;
+  // Whether `addr` lies in a VMA whose untouched pages read as zero (anonymous memory).
+  bool ZeroBacked(uint64_t addr) const {
+    const pb::Vma* v = VmaOf(addr);
+    return v == nullptr || (v->kind() != pb::VMA_FILE_PRIVATE && v->kind() != pb::VMA_MEMFD);
+  }
+
+  // A lazy restore registers a whole anonymous private, heap or stack VMA with the uffd when
+  // the dump has a run in it.
+  bool Registered(const pb::Vma& v) const {
+    if (!lazy_ || !(v.kind() == pb::VMA_ANON_PRIVATE || v.kind() == pb::VMA_HEAP ||
+                    v.kind() == pb::VMA_STACK)) {
+      return false;
+    }
+    const img::Pagemap& pm = t_.img->pagemap.pagemap;
+    size_t i = pm.LowerBound(v.start());
+    return i < pm.runs().size() && pm.runs()[i].vaddr < v.end();
+  }
+
+  bool InRegistered(uint64_t addr) const {
+    auto it = std::upper_bound(registered_.begin(), registered_.end(), addr,
+                               [](uint64_t a, const Range& r) { return a < r.end; });
+    return it != registered_.end() && it->start <= addr;
+  }
+
+  Result<const img::PageStoreReader*> Store() {
     if (!t_.store) {
       return Unexpected{t_.store.error()};
     }
     if (*t_.store == nullptr) {
-      LZ_ASSIGN_OR_RETURN(*t_.store, img::OpenStoreOf(dump_.dir, pm));
+      LZ_ASSIGN_OR_RETURN(*t_.store, img::OpenStoreOf(dump_.dir, t_.img->pagemap));
     }
-    const img::PageStoreReader* store = t_.store->get();
+    return t_.store->get();
+  }
+
+  bool Eager(const img::PageRun& r) const { return !(lazy_ && (r.flags & img::kPageLazy)); }
+
+  // The eager pages outside registered VMAs, through /proc/PID/mem. Eager pages inside one
+  // (each thread's hot pages, section 2 of docs/ARCHITECTURE.md) wait for FillRegistered: a
+  // write here could fault in a transparent huge page, and the lazy pages around it would then
+  // be present and zero, and never fault.
+  Status FillPages() {
+    const img::PagemapFile& pm = t_.img->pagemap;
+    LZ_ASSIGN_OR_RETURN(const img::PageStoreReader* store, Store());
     LZ_ASSIGN_OR_RETURN(UniqueFd mem,
                         OpenFile("/proc/" + std::to_string(t_.pid) + "/mem", O_WRONLY));
-    auto eager = [this](const img::PageRun& r) { return !(lazy_ && (r.flags & img::kPageLazy)); };
+    auto wanted = [this](const img::PageRun& r) { return Eager(r) && !InRegistered(r.vaddr); };
     std::vector<std::byte> zeros(P * 64);
     for (const img::PageRun& r : pm.pagemap.runs()) {
-      (eager(r) ? t_.pages_eager : t_.pages_lazy) += r.nr_pages;
+      (Eager(r) ? t_.pages_eager : t_.pages_lazy) += r.nr_pages;
       // Over a file, a page that was zero at dump time must be written: the file may differ.
-      if (r.present() || !eager(r) || ZeroBacked(r.vaddr)) {
+      if (r.present() || !wanted(r) || ZeroBacked(r.vaddr)) {
         continue;
       }
       for (uint64_t p = 0; p < r.nr_pages; p += 64) {
@@ -310,9 +349,38 @@ class MmBuilder {
             PwriteAll(mem.get(), std::span(zeros.data(), n * P), r.vaddr + p * P, "task memory"));
       }
     }
-    return img::ReadPresentRuns(*store, pm.pagemap.runs(), eager,
+    return img::ReadPresentRuns(*store, pm.pagemap.runs(), wanted,
                                 [&](uint64_t addr, std::span<const std::byte> bytes) {
                                   return PwriteAll(mem.get(), bytes, addr, "task memory");
+                                });
+  }
+
+  // Lazy restore, once the uffd is registered: the eager pages of registered VMAs go in with
+  // UFFDIO_COPY (exactly those pages), their zero runs as the zero page, so that none of them
+  // waits for the daemon when the task runs.
+  Status FillRegistered() {
+    const img::PagemapFile& pm = t_.img->pagemap;
+    auto wanted = [this](const img::PageRun& r) { return Eager(r) && InRegistered(r.vaddr); };
+    for (const img::PageRun& r : pm.pagemap.runs()) {
+      if (!r.present() && wanted(r)) {
+        uffdio_zeropage z{{r.vaddr, uint64_t{r.nr_pages} * P}, UFFDIO_ZEROPAGE_MODE_DONTWAKE, 0};
+        // Invariant: z names whole pages of a registered VMA, missing in the stopped task.
+        if (::ioctl(t_.uffd.get(), UFFDIO_ZEROPAGE, &z) != 0) {
+          return FailErrno("UFFDIO_ZEROPAGE", "at " + std::to_string(r.vaddr));
+        }
+      }
+    }
+    LZ_ASSIGN_OR_RETURN(const img::PageStoreReader* store, Store());
+    return img::ReadPresentRuns(*store, pm.pagemap.runs(), wanted,
+                                [&](uint64_t addr, std::span<const std::byte> bytes) -> Status {
+                                  uffdio_copy c{addr, reinterpret_cast<uint64_t>(bytes.data()),
+                                                bytes.size(), UFFDIO_COPY_MODE_DONTWAKE, 0};
+                                  // Invariant: c copies whole pages we hold into a registered VMA
+                                  // of the stopped task.
+                                  if (::ioctl(t_.uffd.get(), UFFDIO_COPY, &c) != 0) {
+                                    return FailErrno("UFFDIO_COPY", "at " + std::to_string(addr));
+                                  }
+                                  return Ok();
                                 });
   }
 
@@ -351,15 +419,8 @@ class MmBuilder {
     if (::ioctl(t_.uffd.get(), UFFDIO_API, &api) != 0) {
       return FailErrno("UFFDIO_API");
     }
-    const img::Pagemap& pm = t_.img->pagemap.pagemap;
     for (const pb::Vma& v : mm_.vmas()) {
-      if (!(v.kind() == pb::VMA_ANON_PRIVATE || v.kind() == pb::VMA_HEAP ||
-            v.kind() == pb::VMA_STACK)) {
-        continue;
-      }
-      size_t i = pm.LowerBound(v.start());
-      bool has_lazy = i < pm.runs().size() && pm.runs()[i].vaddr < v.end();
-      if (!has_lazy) {
+      if (!Registered(v)) {
         continue;  // nothing was there at dump time: untouched pages fault as usual
       }
       uffdio_register reg{{v.start(), v.end() - v.start()}, UFFDIO_REGISTER_MODE_MISSING, 0};
@@ -415,10 +476,11 @@ class MmBuilder {
   const pb::Mm& mm_;
   RemoteThread rt_;
   bool lazy_;
-  int lazy_sock_;
+  LazyHandOver* hand_over_;
   std::vector<ProcVma> current_;
   std::vector<Range> used_;
-  std::vector<Range> keep_;  // ranges UnmapLazarus must not touch
+  std::vector<Range> keep_;        // ranges UnmapLazarus must not touch
+  std::vector<Range> registered_;  // VMAs a lazy restore registers with the uffd, in order
   const SharedMemory& shm_;
   std::vector<RemoteCall> calls_;                    // the batch being built
   std::vector<std::pair<size_t, uint64_t>> expect_;  // (call, the address it must return)
@@ -435,8 +497,9 @@ Status WriteScratch(const RestoredTask& t, size_t offset, const void* data, size
                      std::span(static_cast<const std::byte*>(data), len));
 }
 
-Status RestoreMm(const img::Dump& dump, RestoredTask& t, int lazy_sock, const SharedMemory& shm) {
-  MmBuilder b(dump, t, lazy_sock, shm);
+Status RestoreMm(const img::Dump& dump, RestoredTask& t, LazyHandOver* lazy,
+                 const SharedMemory& shm) {
+  MmBuilder b(dump, t, lazy, shm);
   return b.Build();
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "base/clock.h"
@@ -125,7 +126,7 @@ Status WritePidfile(const std::string& path, pid_t pid) {
 
 }  // namespace
 
-Result<UniqueFd> ConnectLazyDaemon(const std::string& dir) {
+Result<LazyHandOver> LazyHandOver::Connect(const std::string& dir) {
   std::string path = dir + "/" + kLazySocketName;
   int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -147,38 +148,61 @@ Result<UniqueFd> ConnectLazyDaemon(const std::string& dir) {
     }
     ::usleep(1000);
   }
-  return sock;
+  timeval limit{30, 0};  // only Finish blocks; a stuck daemon must not hold the tree forever
+  if (::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0) {
+    return FailErrno("setsockopt SO_RCVTIMEO");
+  }
+  return LazyHandOver(std::move(sock));
 }
 
-// The ack is not waited for here: FinishHandOver reads every task's, so that the daemon loads
-// a task's images while the restore goes on with the next step.
-Status HandOverUffd(int sock, RestoredTask& t) {
+Status LazyHandOver::Send(RestoredTask& t) {
   LazyMsg m{kLazyMagic, kLazyVersion, kLazyTask, t.pid};
-  if (SendWithFd(sock, &m, sizeof m, t.uffd.get()) != sizeof m) {
-    return FailErrno("send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid));
+  if (SendWithFd(sock_.get(), &m, sizeof m, t.uffd.get()) != sizeof m) {
+    // The daemon may have gone after refusing an earlier task: its answer says more.
+    Status acks = ReadAcks(false);
+    return acks ? FailErrno("send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid))
+                : acks;
   }
+  sent_.push_back(t.pid);
   // The daemon holds its own copy now (SCM_RIGHTS duplicated it); ours goes.
   t.uffd.reset();
-  return Ok();
+  return ReadAcks(false);
 }
 
-Status FinishHandOver(int sock, const std::vector<RestoredTask>& tasks) {
-  LazyMsg done{kLazyMagic, kLazyVersion, kLazyAllSent, static_cast<int32_t>(tasks.size())};
-  if (::send(sock, &done, sizeof done, MSG_NOSIGNAL) != sizeof done) {
-    return FailErrno("send to the lazy-pages daemon");
+Status LazyHandOver::Finish() {
+  LazyMsg done{kLazyMagic, kLazyVersion, kLazyAllSent, static_cast<int32_t>(sent_.size())};
+  if (::send(sock_.get(), &done, sizeof done, MSG_NOSIGNAL) != sizeof done) {
+    Status acks = ReadAcks(false);
+    return acks ? FailErrno("send to the lazy-pages daemon") : acks;
   }
-  // One ack per task, in the order they were sent, then one for the end of the hand-over.
-  for (const RestoredTask& t : tasks) {
+  all_sent_ = true;
+  return ReadAcks(true);
+}
+
+Status LazyHandOver::ReadAcks(bool wait) {
+  size_t due = sent_.size() + (all_sent_ ? 1 : 0);
+  while (acked_ < due) {
     LazyMsg ack{};
-    if (::recv(sock, &ack, sizeof ack, MSG_WAITALL) != sizeof ack || ack.type != kLazyAck ||
-        ack.pid != t.pid) {
-      return Invalid("the lazy-pages daemon refused pid " + std::to_string(t.pid) +
-                     " (see its log)");
+    ssize_t n = ::recv(sock_.get(), &ack, sizeof ack, wait ? 0 : MSG_DONTWAIT);
+    if (n < 0 && !wait && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return Ok();
     }
-  }
-  LazyMsg ack{};
-  if (::recv(sock, &ack, sizeof ack, MSG_WAITALL) != sizeof ack || ack.type != kLazyAck) {
-    return Invalid("the lazy-pages daemon did not acknowledge the hand-over");
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return Invalid("the lazy-pages daemon did not answer within 30 s (see its log)");
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    bool for_task = acked_ < sent_.size();
+    std::string who =
+        for_task ? "pid " + std::to_string(sent_[acked_]) : "the end of the hand-over";
+    if (n != sizeof ack) {
+      return Invalid("the lazy-pages daemon went away before it took " + who + " (see its log)");
+    }
+    if (ack.type != kLazyAck || (for_task && ack.pid != sent_[acked_])) {
+      return Invalid("the lazy-pages daemon refused " + who + " (see its log)");
+    }
+    acked_++;
   }
   return Ok();
 }
@@ -270,14 +294,14 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   }
   // The daemon is needed from the first hand-over on: a daemon started together with the
   // restore gets the time the tree took to fork to come up and listen.
-  UniqueFd lazy_sock;
+  std::optional<LazyHandOver> lazy;
   if (opts.lazy) {
-    LZ_ASSIGN_OR_RETURN(lazy_sock, ConnectLazyDaemon(opts.dir));
+    LZ_ASSIGN_OR_RETURN(lazy, LazyHandOver::Connect(opts.dir));
     LZ_DEBUG("restore: connected to the lazy-pages daemon");
   }
   RestoreResult result;
   for (RestoredTask& t : tasks) {
-    LZ_TRY_CTX(RestoreMm(dump, t, opts.lazy ? lazy_sock.get() : -1, shm),
+    LZ_TRY_CTX(RestoreMm(dump, t, lazy ? &*lazy : nullptr, shm),
                "restore memory of pid " + std::to_string(t.pid));
     result.stats.set_pages_eager(result.stats.pages_eager() + t.pages_eager);
     result.stats.set_pages_lazy(result.stats.pages_lazy() + t.pages_lazy);
@@ -290,7 +314,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   }
   LZ_DEBUG("restore: every task's state set");
   if (opts.lazy) {
-    LZ_TRY(FinishHandOver(lazy_sock.get(), tasks));
+    LZ_TRY(lazy->Finish());
   }
   if (!opts.pidfile.empty()) {
     LZ_TRY(WritePidfile(opts.pidfile, root.pid()));

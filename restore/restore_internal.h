@@ -18,6 +18,7 @@
 namespace lz {
 
 class FileOpener;
+class LazyHandOver;
 class SharedMemory;
 
 /// A file a task's mappings (or PR_SET_MM_MAP's exe) come from. The task opens it itself
@@ -81,11 +82,11 @@ constexpr size_t kScratchSize = kScratchArgs + kBatchAreaSize;
 
 /// Address space, from outside: replaces lazarus's mappings by the dumped ones and fills or
 /// registers (lazy) the memory.
-/// With `lazy_sock` >= 0 (lazy restore), the task's uffd goes to the daemon as soon as its
-/// ranges are registered: from then on even the kernel's own accesses (rseq registration,
-/// syscalls reading task memory) fault and must be served.
+/// With `lazy` (lazy restore), the task's uffd goes to the daemon as soon as its ranges are
+/// registered: from then on even the kernel's own accesses (syscalls reading task memory)
+/// fault and must be served.
 /// Shared memory objects are mapped from `shm`, which the front-end holds.
-[[nodiscard]] Status RestoreMm(const img::Dump& dump, RestoredTask& t, int lazy_sock,
+[[nodiscard]] Status RestoreMm(const img::Dump& dump, RestoredTask& t, LazyHandOver* lazy,
                                const SharedMemory& shm);
 /// Threads, signals, timers, limits, credentials and registers, from outside; the last stage.
 [[nodiscard]] Status RestoreTaskState(RestoredTask& t);
@@ -93,10 +94,29 @@ constexpr size_t kScratchSize = kScratchArgs + kBatchAreaSize;
 [[nodiscard]] Status WriteScratch(const RestoredTask& t, size_t offset, const void* data,
                                   size_t len);
 
-/// Sends a task's uffd to the lazy-pages daemon (its ack is read by FinishHandOver).
-[[nodiscard]] Status HandOverUffd(int sock, RestoredTask& t);
-/// Tells the daemon that every task was handed over; fails unless it took each of `tasks`.
-[[nodiscard]] Status FinishHandOver(int sock, const std::vector<RestoredTask>& tasks);
-[[nodiscard]] Result<UniqueFd> ConnectLazyDaemon(const std::string& dir);
+/// The restore's end of the lazy-pages socket. Each task's uffd goes over as soon as its ranges
+/// are registered; the restore does not wait for the daemon's ack there, but reads the acks
+/// that have arrived at every send (so that they never fill the socket, which the daemon does
+/// not wait on) and the rest at the end, each checked against the pid it answers.
+class LazyHandOver {
+ public:
+  /// Connects to DIR/lazy-pages.socket, waiting up to a second for a daemon just started.
+  [[nodiscard]] static Result<LazyHandOver> Connect(const std::string& dir);
+
+  /// Sends `t`'s uffd (SCM_RIGHTS), then closes ours.
+  [[nodiscard]] Status Send(RestoredTask& t);
+  /// kLazyAllSent, then every ack still due, waiting at most 30 s for them.
+  [[nodiscard]] Status Finish();
+
+ private:
+  explicit LazyHandOver(UniqueFd sock) : sock_(std::move(sock)) {}
+  // Reads acks until none is waiting (or, with `wait`, until every one due has come).
+  [[nodiscard]] Status ReadAcks(bool wait);
+
+  UniqueFd sock_;
+  std::vector<pid_t> sent_;
+  size_t acked_ = 0;
+  bool all_sent_ = false;
+};
 
 }  // namespace lz

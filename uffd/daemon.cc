@@ -491,9 +491,13 @@ class LazyPagesDaemon {
     PollOnce(listen_.get(), MakeTag(kTagListen, 0));
   }
 
+  // The restore reads its acks as it sends (restore.cc, LazyHandOver), so the socket never
+  // holds more than a few.
   void Reply(uint32_t type, int32_t pid) {
     LazyMsg m{kLazyMagic, kLazyVersion, type, pid};
-    (void)!::send(control_.get(), &m, sizeof m, MSG_NOSIGNAL);
+    if (::send(control_.get(), &m, sizeof m, MSG_NOSIGNAL) != sizeof m) {
+      LZ_WARN("lazy-pages: cannot answer the restore about pid %d: %s", pid, std::strerror(errno));
+    }
   }
 
   void OnControlReadable(int res) {
@@ -641,8 +645,7 @@ class LazyPagesDaemon {
     PollMulti(t->uffd.get(), MakeTag(kTagUffd, t->id));
     targets_.push_back(std::move(t));
     fill_cursor_.push_back(0);
-    { std::lock_guard<std::mutex> f(fill_mu_); }  // a fill thread about to wait sees it
-    fill_cv_.notify_all();                        // a forked child brings pages to fill
+    WakeIdleFillThreads();  // a forked child brings pages to fill
   }
 
   // Reads every queued uffd event of `t`. Events that change the address space (remove,
@@ -1030,8 +1033,9 @@ class LazyPagesDaemon {
     WakeIdleFillThreads();
   }
 
-  // A slot is free again: the fill threads skipped its chunk, and a copy of it the kernel
-  // asked to retry left pages behind that only they come back for.
+  // Work for idle fill threads may have appeared: a slot is free again (the fill threads
+  // skipped its chunk, and a copy of it the kernel asked to retry left pages behind that only
+  // they come back for), or a forked child brings pages to fill.
   void WakeIdleFillThreads() {
     if (fill_threads_.empty()) {
       return;
