@@ -5,6 +5,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fstream>
+#include <string>
+
 #include "tests/e2e/harness.h"
 
 namespace lz::e2e {
@@ -50,6 +53,35 @@ TEST(UffdEvents, AddressSpaceChangesDuringTheFillAreHonoured) {
 // had decoded for it.
 TEST(UffdEvents, DroppedPagesNeverGetOldContentWhileTheFillRuns) {
   EXPECT_EQ(RunWorkload({"race"}, {"--fill-delay", "0"}, 20000), "PASS\n");
+}
+
+// A thread's stack inside a MADV_HUGEPAGE region: its hot pages must go in without faulting in
+// a huge page, whose other pages (lazy data) would then read as zero and never be filled.
+TEST(UffdEvents, HotPagesInAHugePageRegionLeaveTheDataAroundThem) {
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes;
+  std::getline(thp, modes);
+  ASSERT_EQ(modes.find("[never]"), std::string::npos)
+      << "needs transparent huge pages (madvise or always) to exercise this; the kernel has "
+      << modes;
+  TempDir dir;
+  Proc w =
+      Start({WorkloadBinary("hugestack"), dir.File("ready"), dir.File("result")}, dir.File("log"));
+  ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "") << "workload did not start";
+  pid_t pid = w.pid();
+  RunResult d = Dump(pid, dir.File("img"));
+  ASSERT_EQ(d.status, 0) << d.output;
+  ASSERT_TRUE(w.ReapIfDead(5000));
+  Proc daemon;
+  // The fill held back: every data page the check reads must come through a fault.
+  RunResult r = Restore(Mode::kLazy, dir.File("img"), &daemon, dir.File("lazy.log"), {},
+                        {"--fill-delay", "5000"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  Proc restored(pid);
+  kill(pid, SIGUSR1);
+  EXPECT_EQ(WaitForFile(dir.File("result"), 10000), "PASS\n");
+  int status = daemon.Wait(20000);
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 }  // namespace
