@@ -1283,17 +1283,23 @@ class LazyPagesDaemon {
         st = batch[i].source->store->ReadChunk(batch[i].chunk, stored, decoded[i], dctx.get());
       }
       pthread_setschedparam(pthread_self(), SCHED_OTHER, &prio);
-      std::shared_lock<RwLock> rd(mu_);
-      copies.clear();
-      {
+      if (!st) {
+        std::shared_lock<RwLock> rd(mu_);
         std::lock_guard<std::mutex> f(fill_mu_);
-        if (!st) {
-          Fatal(st.error());
-          uint64_t one = 1;
-          (void)!::write(fill_idle_.get(), &one, sizeof one);
-          return;
-        }
-        for (size_t i = 0; i < batch.size(); i++) {
+        Fatal(st.error());
+        uint64_t one = 1;
+        (void)!::write(fill_idle_.get(), &one, sizeof one);
+        return;
+      }
+      // One chunk at a time under the shared lock: between two, the loop (the lock prefers
+      // writers) gets in to serve a fault instead of waiting for the whole batch's copies,
+      // ~15 us a page here. Each chunk is planned afresh, after whatever events the loop
+      // applied meanwhile.
+      for (size_t i = 0; i < batch.size(); i++) {
+        std::shared_lock<RwLock> rd(mu_);
+        copies.clear();
+        {
+          std::lock_guard<std::mutex> f(fill_mu_);
           uint32_t nr = batch[i].source->store->chunk(batch[i].chunk).nr_pages;
           for (auto& t : targets_) {
             if (!t->gone && t->source == batch[i].source) {
@@ -1301,21 +1307,19 @@ class LazyPagesDaemon {
             }
           }
         }
-      }
-      for (PieceCopy& c : copies) {
-        RunCopy(c);
-      }
-      std::lock_guard<std::mutex> f(fill_mu_);
-      for (const PieceCopy& c : copies) {
-        SettleCopy(c);
-      }
-      std::erase_if(fill_now_, [&](const FillPick& p) {
-        return std::any_of(batch.begin(), batch.end(), [&](const FillPick& b) {
-          return p.source == b.source && p.chunk == b.chunk;
+        for (PieceCopy& c : copies) {
+          RunCopy(c);
+        }
+        std::lock_guard<std::mutex> f(fill_mu_);
+        for (const PieceCopy& c : copies) {
+          SettleCopy(c);
+        }
+        std::erase_if(fill_now_, [&](const FillPick& p) {
+          return p.source == batch[i].source && p.chunk == batch[i].chunk;
         });
-      });
-      if (fill_waiting_ > 0) {
-        fill_cv_.notify_all();  // an idle thread may find work left behind (a retried copy)
+        if (fill_waiting_ > 0) {
+          fill_cv_.notify_all();  // an idle thread may find work left behind (a retried copy)
+        }
       }
     }
   }
