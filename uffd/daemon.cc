@@ -1037,8 +1037,8 @@ class LazyPagesDaemon {
   // skipped its chunk, and a copy of it the kernel asked to retry left pages behind that only
   // they come back for), or a forked child brings pages to fill.
   void WakeIdleFillThreads() {
-    if (fill_threads_.empty()) {
-      return;
+    if (fill_threads_.empty() || !fill_allowed_by_loop_) {
+      return;  // until AllowFill they wait anyway, and AllowFill wakes them
     }
     std::lock_guard<std::mutex> f(fill_mu_);
     if (fill_waiting_ > 0 && fill_allowed_) {
@@ -1187,12 +1187,16 @@ class LazyPagesDaemon {
     }
   }
 
+  // Called every turn of the loop once the fill may run: fill_mu_ is taken only the first
+  // time, so that the loop never waits there for a fill thread planning or settling copies.
   void AllowFill() {
-    std::lock_guard<std::mutex> f(fill_mu_);
-    if (!fill_allowed_) {
-      fill_allowed_ = true;
-      fill_cv_.notify_all();
+    if (fill_allowed_by_loop_) {
+      return;
     }
+    fill_allowed_by_loop_ = true;
+    std::lock_guard<std::mutex> f(fill_mu_);
+    fill_allowed_ = true;
+    fill_cv_.notify_all();
   }
 
   void StopFillThreads() {
@@ -1635,10 +1639,12 @@ class LazyPagesDaemon {
   std::vector<std::thread> fill_threads_;
   std::vector<FillPick> fill_now_;  // chunks the fill threads are working on
   bool stop_fill_ = false;
-  bool fill_allowed_ = false;      // AllowFill: the tree runs, nothing holds the fill back
-  int fill_waiting_ = 0;           // fill threads waiting on fill_cv_
-  UniqueFd fill_idle_;             // eventfd: a fill thread found nothing to do, or failed
-  std::deque<size_t> ahead_done_;  // read slots read ahead and read, oldest first
+  bool fill_allowed_ = false;
+  bool fill_allowed_by_loop_ = false;  // the loop's own copy of fill_allowed_, read without a lock
+                                       // // AllowFill: the tree runs, nothing holds the fill back
+  int fill_waiting_ = 0;               // fill threads waiting on fill_cv_
+  UniqueFd fill_idle_;                 // eventfd: a fill thread found nothing to do, or failed
+  std::deque<size_t> ahead_done_;      // read slots read ahead and read, oldest first
   uint32_t max_stored_ = 0;
   size_t chunk_bytes_ = 0;
   img::DCtxPtr dctx_ = img::NewDCtx();  // the loop's
