@@ -158,9 +158,10 @@ Result<LazyHandOver> LazyHandOver::Connect(const std::string& dir) {
 Status LazyHandOver::Send(RestoredTask& t) {
   LazyMsg m{kLazyMagic, kLazyVersion, kLazyTask, t.pid};
   if (SendWithFd(sock_.get(), &m, sizeof m, t.uffd.get()) != sizeof m) {
+    int err = errno;
     // The daemon may have gone after refusing an earlier task: its answer says more.
     Status acks = ReadAcks(false);
-    return acks ? FailErrno("send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid))
+    return acks ? Fail(err, "send uffd to the lazy-pages daemon", "pid " + std::to_string(t.pid))
                 : acks;
   }
   sent_.push_back(t.pid);
@@ -172,8 +173,9 @@ Status LazyHandOver::Send(RestoredTask& t) {
 Status LazyHandOver::Finish() {
   LazyMsg done{kLazyMagic, kLazyVersion, kLazyAllSent, static_cast<int32_t>(sent_.size())};
   if (::send(sock_.get(), &done, sizeof done, MSG_NOSIGNAL) != sizeof done) {
+    int err = errno;
     Status acks = ReadAcks(false);
-    return acks ? FailErrno("send to the lazy-pages daemon") : acks;
+    return acks ? Fail(err, "send to the lazy-pages daemon") : acks;
   }
   all_sent_ = true;
   return ReadAcks(true);
@@ -197,7 +199,9 @@ Status LazyHandOver::ReadAcks(bool wait) {
     std::string who =
         for_task ? "pid " + std::to_string(sent_[acked_]) : "the end of the hand-over";
     if (n != sizeof ack) {
-      return Invalid("the lazy-pages daemon went away before it took " + who + " (see its log)");
+      // Closed, or reset with our later messages unread: which task it stopped at is not known.
+      return Invalid(
+          "the lazy-pages daemon went away before it acknowledged every task (see its log)");
     }
     if (ack.type != kLazyAck || (for_task && ack.pid != sent_[acked_])) {
       return Invalid("the lazy-pages daemon refused " + who + " (see its log)");

@@ -105,7 +105,7 @@ class LazyHandOver {
 
   /// Sends `t`'s uffd (SCM_RIGHTS), then closes ours.
   [[nodiscard]] Status Send(RestoredTask& t);
-  /// kLazyAllSent, then every ack still due, waiting at most 30 s for them.
+  /// kLazyAllSent, then every ack still due, waiting at most 30 s for each.
   [[nodiscard]] Status Finish();
 
  private:

@@ -1321,9 +1321,10 @@ class LazyPagesDaemon {
         std::erase_if(fill_now_, [&](const FillPick& p) {
           return p.source == batch[i].source && p.chunk == batch[i].chunk;
         });
-        if (fill_waiting_ > 0) {
-          fill_cv_.notify_all();  // an idle thread may find work left behind (a retried copy)
-        }
+      }
+      std::lock_guard<std::mutex> f(fill_mu_);
+      if (fill_waiting_ > 0) {
+        fill_cv_.notify_all();  // an idle thread may find work left behind (a retried copy)
       }
     }
   }

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "tests/e2e/harness.h"
@@ -67,7 +68,14 @@ TEST(UffdEvents, HotPagesInAHugePageRegionLeaveTheDataAroundThem) {
   TempDir dir;
   Proc w =
       Start({WorkloadBinary("hugestack"), dir.File("ready"), dir.File("result")}, dir.File("log"));
-  ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "") << "workload did not start";
+  std::string ready = WaitForFile(dir.File("ready"), 10000);
+  ASSERT_NE(ready, "") << "workload did not start";
+  long ready_pid = 0;
+  unsigned long huge_kib = 0;
+  std::istringstream(ready) >> ready_pid >> huge_kib;  // "PID HUGE_KIB"
+  ASSERT_GT(huge_kib, 0u) << "the workload's region got no transparent huge page, so this "
+                             "test would not exercise anything: "
+                          << ready;
   pid_t pid = w.pid();
   RunResult d = Dump(pid, dir.File("img"));
   ASSERT_EQ(d.status, 0) << d.output;

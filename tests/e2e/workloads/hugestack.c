@@ -23,6 +23,26 @@ static uint64_t Word(size_t i) { return (i * 2654435761u) ^ 0x5eed5eed5eed5eedul
 
 static int InStack(size_t off) { return off >= STACK_AT && off < STACK_AT + STACK_LEN; }
 
+// AnonHugePages of the mapping at `start`, from /proc/self/smaps: whether the kernel gave the
+// region huge pages at all (the test means nothing without them).
+static unsigned long HugeKiB(const void* start) {
+  FILE* f = fopen("/proc/self/smaps", "r");
+  if (f == NULL) return 0;
+  char line[512];
+  int in = 0;
+  unsigned long kib = 0;
+  while (fgets(line, sizeof line, f) != NULL) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+      in = lo == (unsigned long)start;
+    } else if (in && sscanf(line, "AnonHugePages: %lu kB", &kib) == 1) {
+      break;
+    }
+  }
+  fclose(f);
+  return kib;
+}
+
 static void* Sleeper(void* arg) {
   (void)arg;
   for (;;) pause();
@@ -49,7 +69,8 @@ int main(int argc, char** argv) {
   usleep(50000);  // the thread sits in pause(), its stack pointer near the top of its stack
 
   FILE* f = fopen(argv[1], "w");
-  fprintf(f, "%d\n", getpid());
+  if (f == NULL) return 5;
+  fprintf(f, "%d %lu\n", getpid(), HugeKiB(raw));
   fclose(f);
   WaitForGo();
 
@@ -60,6 +81,7 @@ int main(int argc, char** argv) {
     }
   }
   f = fopen(argv[2], "w");
+  if (f == NULL) return 5;
   if (bad == 0) {
     fprintf(f, "PASS\n");
   } else {
