@@ -67,9 +67,10 @@ enum Tag : uint64_t {
   kTagUffd = 3,
   kTagRead = 4,
   kTagFillIdle = 5,
-  kTagRemote = 6,    // the page-server connection; index = connection generation
-  kTagPrefetch = 7,  // the working set is read and decoded
-  kTagSignal = 8,    // SIGUSR1: stop recording the working set
+  kTagRemote = 6,      // the page-server connection; index = connection generation
+  kTagPrefetch = 7,    // the working set is read and decoded
+  kTagSignal = 8,      // SIGUSR1: stop recording the working set
+  kTagControlOut = 9,  // the control socket has room again for queued replies
 };
 
 uint64_t MakeTag(Tag kind, uint64_t index) { return (uint64_t{kind} << 56) | index; }
@@ -414,6 +415,10 @@ class LazyPagesDaemon {
       case kTagListen:
         OnListenReadable();
         break;
+      case kTagControlOut:
+        reply_poll_armed_ = false;
+        FlushReplies();
+        break;
       case kTagControl:
         OnControlReadable(res);
         if (!(flags & IORING_CQE_F_MORE) && control_.valid()) {
@@ -491,12 +496,34 @@ class LazyPagesDaemon {
     PollOnce(listen_.get(), MakeTag(kTagListen, 0));
   }
 
-  // The restore reads its acks as it sends (restore.cc, LazyHandOver), so the socket never
-  // holds more than a few.
+  // Replies never wait for room on the socket: a daemon blocked there while the restore is
+  // blocked sending it the next task would hang both. Those that do not fit wait in
+  // replies_, sent as soon as the socket has room (kTagControlOut); none is dropped.
   void Reply(uint32_t type, int32_t pid) {
-    LazyMsg m{kLazyMagic, kLazyVersion, type, pid};
-    if (::send(control_.get(), &m, sizeof m, MSG_NOSIGNAL) != sizeof m) {
-      LZ_WARN("lazy-pages: cannot answer the restore about pid %d: %s", pid, std::strerror(errno));
+    replies_.push_back(LazyMsg{kLazyMagic, kLazyVersion, type, pid});
+    FlushReplies();
+  }
+
+  void FlushReplies() {
+    while (!replies_.empty() && control_.valid()) {
+      ssize_t n =
+          ::send(control_.get(), &replies_.front(), sizeof(LazyMsg), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n == static_cast<ssize_t>(sizeof(LazyMsg))) {
+        replies_.pop_front();
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!reply_poll_armed_) {
+          reply_poll_armed_ = true;
+          io_uring_sqe* sqe = Sqe();
+          io_uring_prep_poll_add(sqe, control_.get(), POLLOUT);
+          io_uring_sqe_set_data64(sqe, MakeTag(kTagControlOut, 0));
+        }
+        return;
+      }
+      LZ_WARN("lazy-pages: cannot answer the restore: %s", std::strerror(errno));
+      replies_.clear();  // it went away; OnControlReadable notices
+      return;
     }
   }
 
@@ -1645,7 +1672,9 @@ class LazyPagesDaemon {
                                        // // AllowFill: the tree runs, nothing holds the fill back
   int fill_waiting_ = 0;               // fill threads waiting on fill_cv_
   UniqueFd fill_idle_;                 // eventfd: a fill thread found nothing to do, or failed
-  std::deque<size_t> ahead_done_;      // read slots read ahead and read, oldest first
+  std::deque<size_t> ahead_done_;
+  std::deque<LazyMsg> replies_;    // to the restore, waiting for room on the socket
+  bool reply_poll_armed_ = false;  // read slots read ahead and read, oldest first
   uint32_t max_stored_ = 0;
   size_t chunk_bytes_ = 0;
   img::DCtxPtr dctx_ = img::NewDCtx();  // the loop's
