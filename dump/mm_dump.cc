@@ -100,7 +100,7 @@ class VmaPageDumper {
 
   Status Dump(const pb::Vma& vma) {
     new_vma_ = true;
-    uint32_t lazy = VmaIsLazy(vma) ? uint32_t{img::kPageLazy} : 0u;
+    uint32_t lazy = img::VmaIsLazy(vma) ? uint32_t{img::kPageLazy} : 0u;
     for (uint64_t addr = vma.start(); addr < vma.end(); addr += kBatchPages * P) {
       size_t n = std::min<uint64_t>(kBatchPages, (vma.end() - addr) / P);
       auto bytes = std::as_writable_bytes(std::span(entries_.data(), n));
@@ -205,10 +205,6 @@ bool VmaHasPrivatePages(const pb::Vma& v) {
     default:
       return false;
   }
-}
-
-bool VmaIsLazy(const pb::Vma& v) {
-  return v.kind() == pb::VMA_ANON_PRIVATE || v.kind() == pb::VMA_HEAP || v.kind() == pb::VMA_STACK;
 }
 
 Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSession& parasite) {

@@ -81,8 +81,7 @@ class ShmemCollector {
                                     bool new_range, img::PageStoreWriter& store, img::Pagemap& pm,
                                     MemoryStats& stats);
 
-/// Which VMAs' pages are dumped, and which may come back lazily.
+/// Which VMAs' pages are dumped (img::VmaIsLazy says which may come back lazily).
 bool VmaHasPrivatePages(const pb::Vma& vma);
-bool VmaIsLazy(const pb::Vma& vma);
 
 }  // namespace lz

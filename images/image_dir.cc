@@ -23,6 +23,10 @@ std::string PagesName(pid_t pid) { return "pages-" + std::to_string(pid) + ".img
 std::string ShmemPagemapName(uint32_t id) { return "pagemap-shmem-" + std::to_string(id) + ".img"; }
 std::string ShmemPagesName(uint32_t id) { return "pages-shmem-" + std::to_string(id) + ".img"; }
 
+bool VmaIsLazy(const pb::Vma& v) {
+  return v.kind() == pb::VMA_ANON_PRIVATE || v.kind() == pb::VMA_HEAP || v.kind() == pb::VMA_STACK;
+}
+
 const ShmemImages* Dump::FindShmem(uint32_t id) const {
   for (const ShmemImages& s : shmem) {
     if (s.meta.id() == id) {

@@ -49,6 +49,11 @@ struct Dump {
   const ShmemImages* FindShmem(uint32_t id) const;
 };
 
+/// Whether the pages of `v` may be served on demand (kPageLazy): anonymous private, heap and
+/// stack memory, the kinds userfaultfd's missing mode can serve. The dumper marks their runs
+/// so, and a lazy restore registers them.
+bool VmaIsLazy(const pb::Vma& v);
+
 /// The first descriptor of `table` that refers to open file `file_id`, or -1.
 int FirstFdOf(const pb::FdTable& table, uint32_t file_id);
 

@@ -29,6 +29,7 @@
 #include "images/page_store.h"
 #include "restore/restore_internal.h"
 #include "restore/shmem_restore.h"
+#include "uffd/uffd_ops.h"
 
 namespace lz {
 namespace {
@@ -281,26 +282,20 @@ class MmBuilder {
     return Ok();
   }
 
-  const pb::Vma* VmaOf(uint64_t addr) const {
-    for (const pb::Vma& v : mm_.vmas()) {
-      if (v.start() <= addr && addr < v.end()) {
-        return &v;
-      }
-    }
-    return nullptr;
-  }
-
   // Whether `addr` lies in a VMA whose untouched pages read as zero (anonymous memory).
   bool ZeroBacked(uint64_t addr) const {
-    const pb::Vma* v = VmaOf(addr);
-    return v == nullptr || (v->kind() != pb::VMA_FILE_PRIVATE && v->kind() != pb::VMA_MEMFD);
+    for (const pb::Vma& v : mm_.vmas()) {
+      if (v.start() <= addr && addr < v.end()) {
+        return v.kind() != pb::VMA_FILE_PRIVATE && v.kind() != pb::VMA_MEMFD;
+      }
+    }
+    return true;
   }
 
-  // A lazy restore registers a whole anonymous private, heap or stack VMA with the uffd when
-  // the dump has a run in it.
+  // A lazy restore registers a whole VMA of a lazy kind with the uffd when the dump has a run
+  // in it (where nothing was there at dump time, untouched pages fault as usual).
   bool Registered(const pb::Vma& v) const {
-    if (!lazy_ || !(v.kind() == pb::VMA_ANON_PRIVATE || v.kind() == pb::VMA_HEAP ||
-                    v.kind() == pb::VMA_STACK)) {
+    if (!lazy_ || !img::VmaIsLazy(v)) {
       return false;
     }
     const img::Pagemap& pm = t_.img->pagemap.pagemap;
@@ -361,27 +356,27 @@ class MmBuilder {
   Status FillRegistered() {
     const img::PagemapFile& pm = t_.img->pagemap;
     auto wanted = [this](const img::PageRun& r) { return Eager(r) && InRegistered(r.vaddr); };
+    // The task is stopped and its pages there are missing: anything but a whole copy is an
+    // error (no one waits, so nothing is woken).
+    int err = 0;
     for (const img::PageRun& r : pm.pagemap.runs()) {
-      if (!r.present() && wanted(r)) {
-        uffdio_zeropage z{{r.vaddr, uint64_t{r.nr_pages} * P}, UFFDIO_ZEROPAGE_MODE_DONTWAKE, 0};
-        // Invariant: z names whole pages of a registered VMA, missing in the stopped task.
-        if (::ioctl(t_.uffd.get(), UFFDIO_ZEROPAGE, &z) != 0) {
-          return FailErrno("UFFDIO_ZEROPAGE", "at " + std::to_string(r.vaddr));
-        }
+      if (!r.present() && wanted(r) &&
+          UffdZero(t_.uffd.get(), r.vaddr, uint64_t{r.nr_pages} * P, &err, /*wake=*/false) !=
+              CopyOutcome::kCopied) {
+        return Fail(err, "UFFDIO_ZEROPAGE", "at " + std::to_string(r.vaddr));
       }
     }
     LZ_ASSIGN_OR_RETURN(const img::PageStoreReader* store, Store());
-    return img::ReadPresentRuns(*store, pm.pagemap.runs(), wanted,
-                                [&](uint64_t addr, std::span<const std::byte> bytes) -> Status {
-                                  uffdio_copy c{addr, reinterpret_cast<uint64_t>(bytes.data()),
-                                                bytes.size(), UFFDIO_COPY_MODE_DONTWAKE, 0};
-                                  // Invariant: c copies whole pages we hold into a registered VMA
-                                  // of the stopped task.
-                                  if (::ioctl(t_.uffd.get(), UFFDIO_COPY, &c) != 0) {
-                                    return FailErrno("UFFDIO_COPY", "at " + std::to_string(addr));
-                                  }
-                                  return Ok();
-                                });
+    return img::ReadPresentRuns(
+        *store, pm.pagemap.runs(), wanted,
+        [&](uint64_t addr, std::span<const std::byte> bytes) -> Status {
+          uint64_t copied = 0;
+          if (UffdCopy(t_.uffd.get(), addr, bytes.data(), bytes.size(), &copied, &err,
+                       /*wake=*/false) != CopyOutcome::kCopied) {
+            return Fail(err, "UFFDIO_COPY", "at " + std::to_string(addr));
+          }
+          return Ok();
+        });
   }
 
   void ApplyMadvise() {
@@ -419,14 +414,11 @@ class MmBuilder {
     if (::ioctl(t_.uffd.get(), UFFDIO_API, &api) != 0) {
       return FailErrno("UFFDIO_API");
     }
-    for (const pb::Vma& v : mm_.vmas()) {
-      if (!Registered(v)) {
-        continue;  // nothing was there at dump time: untouched pages fault as usual
-      }
-      uffdio_register reg{{v.start(), v.end() - v.start()}, UFFDIO_REGISTER_MODE_MISSING, 0};
+    for (const Range& r : registered_) {
+      uffdio_register reg{{r.start, r.end - r.start}, UFFDIO_REGISTER_MODE_MISSING, 0};
       // Invariant: reg describes a whole anonymous private VMA of the task.
       if (::ioctl(t_.uffd.get(), UFFDIO_REGISTER, &reg) != 0) {
-        return FailErrno("UFFDIO_REGISTER", "range at " + std::to_string(v.start()));
+        return FailErrno("UFFDIO_REGISTER", "range at " + std::to_string(r.start));
       }
     }
     return Ok();

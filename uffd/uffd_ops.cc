@@ -41,8 +41,8 @@ CopyOutcome UffdCopy(int uffd, uint64_t dst, const void* src, uint64_t len, uint
   return Sort(errno);
 }
 
-CopyOutcome UffdZero(int uffd, uint64_t dst, uint64_t len, int* err) {
-  uffdio_zeropage z{{dst, len}, 0, 0};
+CopyOutcome UffdZero(int uffd, uint64_t dst, uint64_t len, int* err, bool wake) {
+  uffdio_zeropage z{{dst, len}, wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE, 0};
   // Invariant: dst is page-aligned inside a range registered on this uffd.
   if (ioctl(uffd, UFFDIO_ZEROPAGE, &z) == 0) {
     return CopyOutcome::kCopied;

@@ -18,8 +18,9 @@ enum class CopyOutcome {
 /// With `wake` false (UFFDIO_COPY_MODE_DONTWAKE) the caller wakes the range itself later.
 CopyOutcome UffdCopy(int uffd, uint64_t dst, const void* src, uint64_t len, uint64_t* copied,
                      int* err, bool wake = true);
-/// UFFDIO_ZEROPAGE: map the zero page over [dst, dst + len).
-CopyOutcome UffdZero(int uffd, uint64_t dst, uint64_t len, int* err);
+/// UFFDIO_ZEROPAGE: map the zero page over [dst, dst + len). With `wake` false
+/// (UFFDIO_ZEROPAGE_MODE_DONTWAKE) nothing waiting there is woken.
+CopyOutcome UffdZero(int uffd, uint64_t dst, uint64_t len, int* err, bool wake = true);
 /// UFFDIO_WAKE: wake threads waiting on [dst, dst + len).
 void UffdWake(int uffd, uint64_t dst, uint64_t len);
 
