@@ -837,8 +837,7 @@ class LazyPagesDaemon {
       reading->for_fault = true;
       reading->waiters.push_back({target, addr, since});
       if (reading->done) {  // read ahead, already here
-        reading->done = false;
-        OnReadDone(*reading, reading->done_res, reading->buf.span());
+        CopyReadAhead(*reading);
       }
       return;
     }
@@ -1586,6 +1585,12 @@ class LazyPagesDaemon {
     }
   }
 
+  // A chunk read ahead whose read has completed (ahead_done_): decoded and copied now.
+  void CopyReadAhead(ReadSlot& s) {
+    s.done = false;
+    OnReadDone(s, s.done_res, s.buf.span());
+  }
+
   // Whether a chunk read ahead waits to be copied while no fault waits for a read.
   bool ReadAheadWaiting() const {
     if (ahead_done_.empty()) {
@@ -1605,8 +1610,7 @@ class LazyPagesDaemon {
       ReadSlot& s = slots_[ahead_done_.front()];
       ahead_done_.pop_front();
       if (s.busy && s.done) {  // else a fault took it meanwhile, or it was used again
-        s.done = false;
-        OnReadDone(s, s.done_res, s.buf.span());
+        CopyReadAhead(s);
         return;
       }
     }
