@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace lz {
@@ -42,6 +43,39 @@ class CountingChild {
   std::atomic<uint64_t>* counter_;
 };
 
+// A thread seized for a test, stopped, with the registers it had to be given back.
+struct Driven {
+  PtraceAttachment att;
+  Regs saved;
+  RemoteThread rt;
+};
+
+// Seizes `pid` and readies remote syscalls through its vDSO (nullopt, with the reason reported
+// to gtest, when that fails).
+std::optional<Driven> Drive(pid_t pid) {
+  auto att = SeizeAndStop(pid, PTRACE_O_TRACESYSGOOD);
+  if (!att) {
+    ADD_FAILURE() << att.error().Message();
+    return std::nullopt;
+  }
+  auto saved = GetRegs(pid);
+  auto insn = FindVdsoSyscallInsn(pid);
+  if (!saved || !insn) {
+    ADD_FAILURE() << (saved ? insn.error() : saved.error()).Message();
+    return std::nullopt;
+  }
+  return Driven{std::move(*att), *saved, RemoteThread(pid, *insn)};
+}
+
+// Gives the child its registers back, detaches, and checks that it counts on.
+void ExpectResumes(CountingChild& child, Driven& d) {
+  ASSERT_TRUE(SetRegs(child.pid(), d.saved));
+  d.att.Detach();
+  uint64_t before = child.count();
+  usleep(50000);
+  EXPECT_GT(child.count(), before) << "the child did not resume";
+}
+
 TEST(Remote, FindSyscallInsn) {
   std::byte code[] = {std::byte{0x90}, std::byte{0x0f}, std::byte{0x05}};
   EXPECT_EQ(FindSyscallInsn(code), 1);
@@ -51,13 +85,9 @@ TEST(Remote, FindSyscallInsn) {
 TEST(Remote, SyscallsRunInTheTargetAndItResumes) {
   CountingChild child;
   usleep(20000);
-  auto att = SeizeAndStop(child.pid(), PTRACE_O_TRACESYSGOOD);
-  ASSERT_TRUE(att) << att.error().Message();
-  auto saved = GetRegs(child.pid());
-  ASSERT_TRUE(saved);
-  auto insn = FindVdsoSyscallInsn(child.pid());
-  ASSERT_TRUE(insn) << insn.error().Message();
-  RemoteThread rt(child.pid(), *insn);
+  std::optional<Driven> d = Drive(child.pid());
+  ASSERT_TRUE(d);
+  RemoteThread& rt = d->rt;
 
   auto pid = rt.Syscall("getpid", SYS_getpid);
   ASSERT_TRUE(pid) << pid.error().Message();
@@ -80,11 +110,7 @@ TEST(Remote, SyscallsRunInTheTargetAndItResumes) {
   EXPECT_EQ(bad.error().code, EBADF);
   EXPECT_NE(bad.error().Message().find("remote close"), std::string::npos);
 
-  ASSERT_TRUE(SetRegs(child.pid(), *saved));
-  att->Detach();
-  uint64_t before = child.count();
-  usleep(50000);
-  EXPECT_GT(child.count(), before) << "the child did not resume";
+  ExpectResumes(child, *d);
 }
 
 // A batch runs its calls in order in one stop; a call marked may_fail leaves its error in its
@@ -92,13 +118,9 @@ TEST(Remote, SyscallsRunInTheTargetAndItResumes) {
 TEST(Remote, BatchRunsInOrderAndStopsAtTheFirstRealFailure) {
   CountingChild child;
   usleep(20000);
-  auto att = SeizeAndStop(child.pid(), PTRACE_O_TRACESYSGOOD);
-  ASSERT_TRUE(att) << att.error().Message();
-  auto saved = GetRegs(child.pid());
-  ASSERT_TRUE(saved);
-  auto insn = FindVdsoSyscallInsn(child.pid());
-  ASSERT_TRUE(insn) << insn.error().Message();
-  RemoteThread rt(child.pid(), *insn);
+  std::optional<Driven> d = Drive(child.pid());
+  ASSERT_TRUE(d);
+  RemoteThread& rt = d->rt;
   auto area = rt.Syscall("mmap", SYS_mmap, 0, kBatchAreaSize, PROT_READ | PROT_WRITE | PROT_EXEC,
                          MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0);
   ASSERT_TRUE(area) << area.error().Message();
@@ -122,11 +144,7 @@ TEST(Remote, BatchRunsInOrderAndStopsAtTheFirstRealFailure) {
   EXPECT_EQ(results.size(), 1u) << "only the call before the failure ran";
 
   ASSERT_TRUE(rt.Syscall("munmap", SYS_munmap, at, kBatchAreaSize));
-  ASSERT_TRUE(SetRegs(child.pid(), *saved));
-  att->Detach();
-  uint64_t before = child.count();
-  usleep(50000);
-  EXPECT_GT(child.count(), before) << "the child did not resume";
+  ExpectResumes(child, *d);
 }
 
 // A thread stopped in pause() by the freeze, driven, given back its registers verbatim and
@@ -148,17 +166,12 @@ TEST(Remote, InterruptedSyscallKeepsItsKernelSemantics) {
   }
   usleep(20000);
   {
-    auto att = SeizeAndStop(pid, PTRACE_O_TRACESYSGOOD);
-    ASSERT_TRUE(att) << att.error().Message();
-    auto saved = GetRegs(pid);
-    ASSERT_TRUE(saved);
-    auto insn = FindVdsoSyscallInsn(pid);
-    ASSERT_TRUE(insn);
-    RemoteThread rt(pid, *insn);
-    ASSERT_TRUE(rt.Syscall("getpid", SYS_getpid));
-    ASSERT_TRUE(SetRegs(pid, *saved));
+    std::optional<Driven> d = Drive(pid);
+    ASSERT_TRUE(d);
+    ASSERT_TRUE(d->rt.Syscall("getpid", SYS_getpid));
+    ASSERT_TRUE(SetRegs(pid, d->saved));
     kill(pid, SIGSTOP);
-    att->Detach();
+    d->att.Detach();
   }
   usleep(50000);
   kill(pid, SIGUSR1);  // arrives while stopped

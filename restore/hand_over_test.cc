@@ -102,16 +102,20 @@ Status SendTasks(LazyHandOver& h, int n) {
   return Ok();
 }
 
+// A whole hand-over of `n` tasks to the daemon listening in `dir`, as a restore does it.
+Status HandOver(const std::string& dir, int n) {
+  LZ_ASSIGN_OR_RETURN(LazyHandOver h, LazyHandOver::Connect(dir));
+  LZ_TRY(SendTasks(h, n));
+  return h.Finish();
+}
+
 TEST(LazyHandOver, HundredsOfTasksAckedAsTheyComeThenTheEnd) {
   FakeDaemon d;
-  // 600 acks, unread, would fill the socket's buffer (~270 fit): the restore must read them as
-  // they come or the daemon's queue would never drain.
+  // 600 acks do not fit in the socket's buffer (~270 do): the daemon, as the real one does,
+  // queues the rest, and every one must arrive, in order.
   d.Serve([](const LazyMsg&) { return kLazyAck; });
-  auto h = LazyHandOver::Connect(d.dir());
-  ASSERT_TRUE(h) << h.error().Message();
-  ASSERT_TRUE(SendTasks(*h, 600));
-  auto done = h->Finish();
-  EXPECT_TRUE(done) << done.error().Message();
+  Status st = HandOver(d.dir(), 600);
+  EXPECT_TRUE(st) << st.error().Message();
 }
 
 TEST(LazyHandOver, ARefusedTaskIsNamed) {
@@ -119,10 +123,7 @@ TEST(LazyHandOver, ARefusedTaskIsNamed) {
   d.Serve([](const LazyMsg& m) -> std::optional<uint32_t> {
     return m.type == kLazyTask && m.pid == 1002 ? kLazyError : kLazyAck;
   });
-  auto h = LazyHandOver::Connect(d.dir());
-  ASSERT_TRUE(h) << h.error().Message();
-  Status sent = SendTasks(*h, 5);
-  Status st = sent ? h->Finish() : sent;
+  Status st = HandOver(d.dir(), 5);
   ASSERT_FALSE(st);
   EXPECT_NE(st.error().Message().find("refused pid 1002"), std::string::npos)
       << st.error().Message();
@@ -136,10 +137,7 @@ TEST(LazyHandOver, ADaemonThatGoesAwayFailsTheHandOver) {
     }
     return kLazyAck;
   });
-  auto h = LazyHandOver::Connect(d.dir());
-  ASSERT_TRUE(h) << h.error().Message();
-  Status sent = SendTasks(*h, 3);
-  Status st = sent ? h->Finish() : sent;
+  Status st = HandOver(d.dir(), 3);
   ASSERT_FALSE(st);
   EXPECT_NE(st.error().Message().find("lazy-pages daemon"), std::string::npos)
       << st.error().Message();
