@@ -82,7 +82,9 @@ Status WorkingSetRecorder::NoteMappedFiles(pid_t pid) {
         PreadFull(pagemap.get(), std::as_writable_bytes(std::span(entries)), v.start / P * 8));
     auto& ranges = files_[v.path];
     for (size_t i = 0; i < got / 8; i++) {
-      if ((entries[i] & (kPagemapPresent | kPagemapFile)) != (kPagemapPresent | kPagemapFile)) {
+      // A private copy counts too: the restore wrote it over the file's page, which the kernel
+      // read first.
+      if ((entries[i] & kPagemapPresent) == 0) {
         continue;
       }
       uint64_t off = v.pgoff + i * P;
@@ -181,21 +183,23 @@ WorkingSetPrefetch::~WorkingSetPrefetch() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  if (files_thread_.joinable()) {
+    files_thread_.join();
+  }
 }
 
 void WorkingSetPrefetch::Work(int done_fd) {
   status_ = Check();
   if (status_ && usable_) {
+    // On a thread of its own: readahead() waits for the file's block map, and the restore
+    // reads those pages as soon as it builds the address spaces, before any fault.
+    files_thread_ = std::thread([this] { ReadFilesAhead(); });
     status_ = ReadAndDecode();
   }
   ready_ns_ = MonotonicNs() - start_ns_;
-  bool files = status_ && usable_;
   ready_.store(true, std::memory_order_release);
   uint64_t one = 1;
   (void)!::write(done_fd, &one, sizeof one);
-  if (files) {
-    ReadFilesAhead();  // after the pages: the faults wait for those, not for these
-  }
 }
 
 void WorkingSetPrefetch::ReadFilesAhead() {

@@ -102,6 +102,7 @@ class WorkingSetPrefetch {
   Status status_ = Ok();
   std::atomic<bool> ready_{false};
   std::thread thread_;
+  std::thread files_thread_;  // ReadFilesAhead
 };
 
 }  // namespace lz
