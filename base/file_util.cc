@@ -149,4 +149,13 @@ bool ParseI64(std::string_view s, int64_t* out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
+Result<std::string> ReadLink(const std::string& path) {
+  char buf[4096];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+  if (n < 0) {
+    return FailErrno("readlink", path);
+  }
+  return std::string(buf, n);
+}
+
 }  // namespace lz

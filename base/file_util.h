@@ -12,6 +12,8 @@
 
 namespace lz {
 
+/// The target of symbolic link `path`.
+[[nodiscard]] Result<std::string> ReadLink(const std::string& path);
 /// open(2) with O_CLOEXEC always added; `what` names the file in errors.
 [[nodiscard]] Result<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode = 0644);
 /// Reads a whole (small, e.g. /proc) file; fails beyond `limit` bytes.

@@ -1,9 +1,11 @@
 #include "base/proc.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -341,6 +343,152 @@ Result<std::vector<EpollEntry>> ParseEpollFdinfo(std::string_view text) {
     out.push_back(e);
   }
   return out;
+}
+
+// "inotify wd:3 ino:2dd sdev:fe00000 mask:4000004 ignored_mask:0 fhandle-bytes:8
+// fhandle-type:1 f_handle:dd02000000000000", every number in hex.
+Result<std::vector<InotifyEntry>> ParseInotifyFdinfo(std::string_view text) {
+  std::vector<InotifyEntry> out;
+  for (std::string_view line : SplitString(text, '\n')) {
+    if (line.rfind("inotify ", 0) != 0) {
+      continue;
+    }
+    auto bad = [&](const char* what) {
+      return Invalid("parse inotify fdinfo", std::string(what) + " in '" + std::string(line) + "'");
+    };
+    InotifyEntry e;
+    uint64_t wd = 0, sdev = 0, mask = 0, handle_bytes = 0, handle_type = 0;
+    unsigned seen = 0;
+    for (std::string_view w : SplitString(line.substr(8), ' ')) {
+      auto colon = w.find(':');
+      if (colon == std::string_view::npos) {
+        continue;
+      }
+      std::string_view key = w.substr(0, colon), val = w.substr(colon + 1);
+      bool ok = true;
+      if (key == "wd") {
+        ok = ParseU64(val, &wd, 16) && wd > 0 && wd <= INT32_MAX;
+        seen |= 1;
+      } else if (key == "ino") {
+        ok = ParseU64(val, &e.ino, 16);
+        seen |= 2;
+      } else if (key == "sdev") {
+        ok = ParseU64(val, &sdev, 16);
+        seen |= 4;
+      } else if (key == "mask") {
+        ok = ParseU64(val, &mask, 16) && mask <= UINT32_MAX;
+        seen |= 8;
+      } else if (key == "fhandle-bytes") {
+        ok = ParseU64(val, &handle_bytes, 16) && handle_bytes <= 128;
+      } else if (key == "fhandle-type") {
+        ok = ParseU64(val, &handle_type, 16) && handle_type <= INT32_MAX;
+      } else if (key == "f_handle") {
+        ok = val.size() % 2 == 0;
+        for (size_t i = 0; ok && i < val.size(); i += 2) {
+          uint64_t byte;
+          ok = ParseU64(val.substr(i, 2), &byte, 16);
+          e.handle.push_back(static_cast<char>(byte));
+        }
+      }
+      if (!ok) {
+        return bad("bad value");
+      }
+    }
+    if (seen != 15) {
+      return bad("a field missing");
+    }
+    if (e.handle.size() != handle_bytes) {
+      return bad("a handle of the wrong size");
+    }
+    e.wd = static_cast<int>(wd);
+    // The kernel's dev_t: 12 bits of major above 20 bits of minor.
+    e.dev = makedev(static_cast<unsigned>(sdev >> 20), static_cast<unsigned>(sdev & 0xfffff));
+    e.mask = static_cast<uint32_t>(mask);
+    e.handle_type = static_cast<int>(handle_type);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string UnescapeOctal(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    uint64_t v;
+    if (s[i] == '\\' && i + 3 < s.size() && ParseU64(s.substr(i + 1, 3), &v, 8) && v < 256) {
+      out.push_back(static_cast<char>(v));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
+Result<std::vector<MountEntry>> ParseMountinfo(std::string_view text) {
+  std::vector<MountEntry> out;
+  for (std::string_view line : SplitString(text, '\n')) {
+    if (line.empty()) {
+      continue;
+    }
+    std::vector<std::string_view> f = SplitString(line, ' ');
+    MountEntry m;
+    uint64_t maj, min;
+    size_t colon = f.size() > 2 ? f[2].find(':') : std::string_view::npos;
+    if (f.size() < 5 || colon == std::string_view::npos || !ParseU64(f[2].substr(0, colon), &maj) ||
+        !ParseU64(f[2].substr(colon + 1), &min) || maj > UINT32_MAX || min > UINT32_MAX) {
+      return Invalid("parse mountinfo", "bad line '" + std::string(line) + "'");
+    }
+    m.dev_major = static_cast<uint32_t>(maj);
+    m.dev_minor = static_cast<uint32_t>(min);
+    m.root = UnescapeOctal(f[3]);
+    m.mount_point = UnescapeOctal(f[4]);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t dev, int handle_type,
+                              std::string_view handle) {
+  if (handle.empty()) {
+    return Fail(EOPNOTSUPP, "open by handle", "its filesystem gives no file handles");
+  }
+  LZ_ASSIGN_OR_RETURN(std::string text, ReadFileToString(proc_dir + "/mountinfo"));
+  LZ_ASSIGN_OR_RETURN(std::vector<MountEntry> mounts, ParseMountinfo(text));
+  // A mount of the whole filesystem first: a handle may name a file outside a bind mount's
+  // directory.
+  std::stable_partition(mounts.begin(), mounts.end(),
+                        [](const MountEntry& m) { return m.root == "/"; });
+  std::vector<unsigned char> buf(sizeof(file_handle) + handle.size());
+  auto* fh = reinterpret_cast<file_handle*>(buf.data());
+  fh->handle_bytes = static_cast<unsigned>(handle.size());
+  fh->handle_type = handle_type;
+  std::memcpy(fh->f_handle, handle.data(), handle.size());
+  int last_errno = ENODEV;
+  for (const MountEntry& m : mounts) {
+    if (makedev(m.dev_major, m.dev_minor) != dev) {
+      continue;
+    }
+    int mfd = ::open((proc_dir + "/root" + m.mount_point).c_str(),
+                     O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // not O_PATH: refused there
+    if (mfd < 0) {
+      last_errno = errno;
+      continue;
+    }
+    int fd = ::open_by_handle_at(mfd, fh, O_PATH | O_CLOEXEC);
+    last_errno = errno;
+    ::close(mfd);
+    if (fd >= 0) {
+      return UniqueFd(fd);
+    }
+  }
+  return Fail(last_errno, "open_by_handle_at",
+              "device " + std::to_string(major(dev)) + ":" + std::to_string(minor(dev)));
 }
 
 // Four lines per timer: "ID: 0", "signal: 36/0000000000001234", "notify: signal/pid.25710"

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 
 namespace lz {
 
@@ -119,5 +120,31 @@ struct ProcPosixTimer {
 
 /// "(sec, nsec)" as in timerfd fdinfo, to nanoseconds.
 bool ParseTimespecPair(std::string_view text, uint64_t* ns);
+
+/// One "inotify wd:..." line of an inotify fd's fdinfo: a watch and the file it watches.
+struct InotifyEntry {
+  int wd = 0;
+  uint64_t ino = 0;
+  uint64_t dev = 0;   // as stat(2) gives it (the line has the kernel's encoding)
+  uint32_t mask = 0;  // events, IN_EXCL_UNLINK, IN_ONESHOT
+  int handle_type = 0;
+  std::string handle;  // the file handle's bytes (open_by_handle_at); empty when it has none
+};
+[[nodiscard]] Result<std::vector<InotifyEntry>> ParseInotifyFdinfo(std::string_view text);
+
+/// One line of /proc/PID/mountinfo, the fields lazarus uses.
+struct MountEntry {
+  uint32_t dev_major = 0;
+  uint32_t dev_minor = 0;
+  std::string root;         // the directory of the filesystem mounted there
+  std::string mount_point;  // octal escapes (\040) decoded
+};
+[[nodiscard]] Result<std::vector<MountEntry>> ParseMountinfo(std::string_view text);
+
+/// Opens (O_PATH) the file that a file handle of device `dev` names, through a mount of that
+/// device in the mount table of `proc_dir` ("/proc/self", "/proc/PID": its mountinfo, and its
+/// root for the mount points).
+[[nodiscard]] Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t dev,
+                                            int handle_type, std::string_view handle);
 
 }  // namespace lz

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,6 +160,82 @@ TEST(Proc, FdinfoKeysAndTimespec) {
   EXPECT_EQ(ns, 2000000500u);
   EXPECT_FALSE(ParseTimespecPair("(2 500)", &ns));
   EXPECT_FALSE(ParseTimespecPair("2, 500", &ns));
+}
+
+TEST(Proc, InotifyFdinfoOfThisProcess) {
+  char dir_path[] = "/tmp/lz-proc-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_path), nullptr);
+  int in = inotify_init1(IN_CLOEXEC);
+  ASSERT_GE(in, 0);
+  int wd1 = inotify_add_watch(in, dir_path, IN_CREATE | IN_DELETE);
+  int wd2 = inotify_add_watch(in, "/", IN_ATTRIB | IN_EXCL_UNLINK | IN_ONESHOT);
+  ASSERT_GT(wd2, wd1);
+  auto text = ReadFileToString("/proc/self/fdinfo/" + std::to_string(in));
+  close(in);
+  struct stat d, root;
+  ASSERT_EQ(stat(dir_path, &d), 0);
+  ASSERT_TRUE(text);
+  auto watches = ParseInotifyFdinfo(*text);
+  ASSERT_TRUE(watches) << watches.error().Message();
+  ASSERT_EQ(watches->size(), 2u);
+  ASSERT_EQ(stat("/", &root), 0);
+  for (const InotifyEntry& e : *watches) {
+    const struct stat& st = e.wd == wd1 ? d : root;
+    EXPECT_EQ(e.ino, st.st_ino);
+    EXPECT_EQ(e.dev, st.st_dev);
+    EXPECT_EQ(e.mask, e.wd == wd1 ? uint32_t{IN_CREATE | IN_DELETE}
+                                  : uint32_t{IN_ATTRIB | IN_EXCL_UNLINK | IN_ONESHOT});
+    // The handle leads back to the file.
+    auto opened = OpenByHandle("/proc/self", e.dev, e.handle_type, e.handle);
+    ASSERT_TRUE(opened) << opened.error().Message();
+    struct stat got;
+    ASSERT_EQ(fstat(opened->get(), &got), 0);
+    EXPECT_EQ(got.st_ino, st.st_ino);
+  }
+  rmdir(dir_path);
+}
+
+TEST(Proc, InotifyFdinfoMalformed) {
+  const char* good =
+      "inotify wd:3 ino:2dd sdev:fe00000 mask:4000004 ignored_mask:0 fhandle-bytes:8 "
+      "fhandle-type:1 f_handle:dd02000000000000\n";
+  auto w = ParseInotifyFdinfo(std::string("pos:\t0\nflags:\t00\n") + good);
+  ASSERT_TRUE(w) << w.error().Message();
+  ASSERT_EQ(w->size(), 1u);
+  EXPECT_EQ((*w)[0].wd, 3);
+  EXPECT_EQ((*w)[0].ino, 0x2ddu);
+  EXPECT_EQ((*w)[0].dev, makedev(254, 0));
+  EXPECT_EQ((*w)[0].handle, std::string("\xdd\x02\0\0\0\0\0\0", 8));
+  EXPECT_FALSE(ParseInotifyFdinfo("inotify wd:3 ino:2dd sdev:fe00000\n"));  // no mask
+  EXPECT_FALSE(ParseInotifyFdinfo(
+      "inotify wd:0 ino:2dd sdev:fe00000 mask:4 fhandle-bytes:0 fhandle-type:1\n"));
+  EXPECT_FALSE(ParseInotifyFdinfo(
+      "inotify wd:1 ino:2dd sdev:fe00000 mask:4 fhandle-bytes:8 fhandle-type:1 f_handle:dd02\n"));
+  EXPECT_FALSE(ParseInotifyFdinfo(
+      "inotify wd:1 ino:zz sdev:fe00000 mask:4 fhandle-bytes:0 fhandle-type:1\n"));
+  EXPECT_FALSE(ParseInotifyFdinfo(
+      "inotify wd:1 ino:1 sdev:fe00000 mask:4 fhandle-bytes:1 fhandle-type:1 f_handle:d\n"));
+}
+
+TEST(Proc, MountinfoOfThisProcess) {
+  auto text = ReadFileToString("/proc/self/mountinfo");
+  ASSERT_TRUE(text);
+  auto mounts = ParseMountinfo(*text);
+  ASSERT_TRUE(mounts) << mounts.error().Message();
+  struct stat root;
+  ASSERT_EQ(stat("/", &root), 0);
+  bool found = false;
+  for (const MountEntry& m : *mounts) {
+    found |= m.mount_point == "/" && makedev(m.dev_major, m.dev_minor) == root.st_dev;
+  }
+  EXPECT_TRUE(found) << "no mount of / with its device";
+  auto odd = ParseMountinfo("36 35 98:0 /mnt1 /mnt/a\\040b\\134 rw,noatime - ext3 /dev/x rw\n");
+  ASSERT_TRUE(odd) << odd.error().Message();
+  EXPECT_EQ((*odd)[0].mount_point, "/mnt/a b\\");
+  EXPECT_EQ((*odd)[0].root, "/mnt1");
+  EXPECT_EQ((*odd)[0].dev_major, 98u);
+  EXPECT_FALSE(ParseMountinfo("36 35 98-0 / /\n"));
+  EXPECT_FALSE(ParseMountinfo("36 35\n"));
 }
 
 TEST(Proc, PosixTimersOfThisProcess) {

@@ -180,15 +180,6 @@ Status DumpCreds(const ProcStatus& st, pb::TaskCore* core) {
   return Ok();
 }
 
-Result<std::string> ReadLink(const std::string& path) {
-  char buf[4096];
-  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
-  if (n < 0) {
-    return FailErrno("readlink", path);
-  }
-  return std::string(buf, n);
-}
-
 }  // namespace
 
 void FillTreeLinks(pid_t pid, const ProcStat& st, pb::TaskCore* core) {

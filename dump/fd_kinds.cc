@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -358,6 +359,53 @@ Status DumpInetSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
   }
   if (type == SOCK_STREAM) {
     si->set_nodelay(IntOpt(s.get(), IPPROTO_TCP, TCP_NODELAY) != 0);
+  }
+  return Ok();
+}
+
+namespace {
+
+// The path that names the file an inotify watch holds, if one still does: a file's handle may
+// lead to a dentry with no name (the file's name is not in the dentry cache); the restore then
+// goes by the handle alone.
+Result<std::string> WatchedPath(pid_t pid, const InotifyEntry& w) {
+  auto opened = OpenByHandle("/proc/" + std::to_string(pid), w.dev, w.handle_type, w.handle);
+  if (!opened) {
+    return Invalid("inotify watch " + std::to_string(w.wd) + " on inode " + std::to_string(w.ino) +
+                   ": the watched file cannot be found (" + opened.error().Message() + ")");
+  }
+  struct stat st;
+  if (::fstat(opened->get(), &st) != 0 || st.st_ino != w.ino || st.st_dev != w.dev) {
+    return Invalid("inotify watch " + std::to_string(w.wd) + ": its file handle leads elsewhere");
+  }
+  if (st.st_nlink == 0 && !S_ISDIR(st.st_mode)) {
+    return Invalid("inotify watch " + std::to_string(w.wd) + " on inode " + std::to_string(w.ino) +
+                   ": the watched file was deleted");
+  }
+  auto link = ReadLink("/proc/self/fd/" + std::to_string(opened->get()));
+  struct stat named;
+  if (!link || link->empty() || link->front() != '/' || ::lstat(link->c_str(), &named) != 0 ||
+      named.st_ino != w.ino || named.st_dev != w.dev) {
+    return std::string();
+  }
+  return *link;
+}
+
+}  // namespace
+
+Status DumpInotify(pid_t pid, const std::string& fdinfo, pb::OpenFile* f) {
+  LZ_ASSIGN_OR_RETURN(std::vector<InotifyEntry> watches, ParseInotifyFdinfo(fdinfo));
+  f->set_type(pb::FILE_INOTIFY);
+  for (const InotifyEntry& e : watches) {
+    LZ_ASSIGN_OR_RETURN(std::string path, WatchedPath(pid, e));
+    pb::InotifyWatch* w = f->add_inotify();
+    w->set_wd(e.wd);
+    w->set_mask(e.mask);
+    w->set_dev(e.dev);
+    w->set_ino(e.ino);
+    w->set_path(path);
+    w->set_handle_type(e.handle_type);
+    w->set_handle(e.handle);
   }
   return Ok();
 }

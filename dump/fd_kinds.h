@@ -18,6 +18,9 @@ namespace lz {
 /// A unix socket: listening or bound, or one end of a connected pair whose other end the
 /// same process holds (checked by DumpFds once the table is complete).
 [[nodiscard]] Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f);
+/// An inotify instance of task `pid`: each watch, with the path of the file it watches
+/// (found through the file handle fdinfo gives) and that handle.
+[[nodiscard]] Status DumpInotify(pid_t pid, const std::string& fdinfo, pb::OpenFile* f);
 /// eventfd, epoll, signalfd, timerfd: from the anon_inode name and the fdinfo text.
 [[nodiscard]] Status DumpAnonInode(const std::string& kind, const std::string& fdinfo,
                                    pb::OpenFile* f);

@@ -134,7 +134,8 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
                        s.error().Message());
       }
     } else if (link.rfind("anon_inode:", 0) == 0) {
-      Status s = DumpAnonInode(link.substr(11), info_text, f);
+      Status s = link == "anon_inode:inotify" ? DumpInotify(pid, info_text, f)
+                                              : DumpAnonInode(link.substr(11), info_text, f);
       if (!s) {
         return Invalid("fd " + std::to_string(fd) + " of " + std::to_string(pid) + ": " +
                        s.error().Message());

@@ -10,7 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 8) {
+  switch (data[0] % 10) {
     case 0:
       (void)lz::ParseSmaps(text);
       break;
@@ -36,6 +36,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 7:
       (void)lz::ParsePosixTimers(text);
+      break;
+    case 8:
+      (void)lz::ParseInotifyFdinfo(text);
+      break;
+    case 9:
+      (void)lz::ParseMountinfo(text);
       break;
   }
   return 0;

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@
 #include <cstring>
 
 #include "base/file_util.h"
+#include "base/proc.h"
 #include "restore/shmem_restore.h"
 
 #ifndef TFD_IOC_SET_TICKS
@@ -176,6 +178,82 @@ Result<UniqueFd> OpenTimerfd(const pb::OpenFile& f) {
   // fdinfo gives the time left, so the timer is rearmed relative to now.
   if (::timerfd_settime(fd, 0, &its, nullptr) != 0) {
     return FailErrno("timerfd_settime");
+  }
+  LZ_TRY(SetStatusFlags(fd, f.flags()));
+  return out;
+}
+
+// What a watch is put on: the path of the dump when it still names the same file, else the
+// file its handle names (through /proc/self/fd: `keep` holds it open), else a file of the same
+// path (the images moved to another machine).
+struct WatchTarget {
+  std::string path;
+  uint32_t flags = 0;  // IN_DONT_FOLLOW when `path` names the watched file itself
+  UniqueFd keep;
+};
+
+Result<WatchTarget> FindWatched(const pb::InotifyWatch& w) {
+  struct stat st;
+  bool named = !w.path().empty() && ::lstat(w.path().c_str(), &st) == 0;
+  if (named && st.st_dev == w.dev() && st.st_ino == w.ino()) {
+    return WatchTarget{w.path(), IN_DONT_FOLLOW, {}};
+  }
+  auto opened = OpenByHandle("/proc/self", w.dev(), w.handle_type(), w.handle());
+  if (opened && ::fstat(opened->get(), &st) == 0 && st.st_ino == w.ino()) {
+    return WatchTarget{"/proc/self/fd/" + std::to_string(opened->get()), 0, std::move(*opened)};
+  }
+  if (named) {
+    return WatchTarget{w.path(), IN_DONT_FOLLOW, {}};
+  }
+  return Invalid("inotify watch " + std::to_string(w.wd()) + ": the watched file " +
+                 (w.path().empty() ? "(inode " + std::to_string(w.ino()) + ")" : w.path()) +
+                 " is not there");
+}
+
+// inotify numbers watches in turn and never reuses a number soon: a watch gets its number
+// back by taking (and giving up) the ones before it.
+constexpr int kMaxSkippedWatches = 1 << 20;
+
+Status AddWatchAs(int ifd, const pb::InotifyWatch& w, bool* skipped) {
+  LZ_ASSIGN_OR_RETURN(WatchTarget t, FindWatched(w));
+  uint32_t mask = w.mask() | t.flags;
+  for (int tries = 0;; tries++) {
+    int wd = ::inotify_add_watch(ifd, t.path.c_str(), mask);
+    if (wd < 0) {
+      return FailErrno("inotify_add_watch", t.path);
+    }
+    if (wd == w.wd()) {
+      return Ok();
+    }
+    if (wd > w.wd() || tries == kMaxSkippedWatches) {
+      return Invalid("inotify watch " + std::to_string(w.wd()) + " on " + w.path() +
+                     " cannot get its number back (the kernel gave " + std::to_string(wd) + ")");
+    }
+    if (::inotify_rm_watch(ifd, wd) != 0) {
+      return FailErrno("inotify_rm_watch");
+    }
+    *skipped = true;
+  }
+}
+
+Result<UniqueFd> OpenInotify(const pb::OpenFile& f) {
+  int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0) {
+    return FailErrno("inotify_init1");
+  }
+  UniqueFd out(fd);
+  std::vector<const pb::InotifyWatch*> watches;
+  for (const pb::InotifyWatch& w : f.inotify()) {
+    watches.push_back(&w);
+  }
+  std::sort(watches.begin(), watches.end(), [](auto* a, auto* b) { return a->wd() < b->wd(); });
+  bool skipped = false;
+  for (const pb::InotifyWatch* w : watches) {
+    LZ_TRY(AddWatchAs(fd, *w, &skipped));
+  }
+  // Each watch given up queued an IN_IGNORED the task must not see.
+  std::vector<char> drain(64 << 10);
+  while (skipped && ::read(fd, drain.data(), drain.size()) > 0) {
   }
   LZ_TRY(SetStatusFlags(fd, f.flags()));
   return out;
@@ -554,6 +632,8 @@ Result<UniqueFd> FileOpener::OpenUnshared(const pb::OpenFile& f) {
       return OpenTimerfd(f);
     case pb::FILE_MEMFD:
       return OpenMemfd(f);
+    case pb::FILE_INOTIFY:
+      return OpenInotify(f);
     case pb::FILE_EVENTFD:
     case pb::FILE_EPOLL:
     case pb::FILE_SIGNALFD:

@@ -286,6 +286,11 @@ Status RestoreCreds(RestoredTask& t, RemoteThread& rt) {
   return Ok();
 }
 
+// The kernel's internal syscall restart codes (include/linux/errno.h), as a thread stopped in
+// a syscall holds them in rax.
+constexpr int64_t kErestartNohand = 514;
+constexpr int64_t kErestartRestartblock = 516;
+
 Status SetFinalRegisters(pid_t tid, const pb::ThreadCore& th) {
   Regs regs;
   if (th.gpregs().size() != sizeof regs) {
@@ -294,7 +299,13 @@ Status SetFinalRegisters(pid_t tid, const pb::ThreadCore& th) {
   std::memcpy(&regs, th.gpregs().data(), sizeof regs);
   // As dumped, -ERESTART* code and orig_rax included: the detach that follows sets
   // TIF_SIGPENDING, so the kernel's own restart logic runs before the thread returns to user
-  // mode (see ParasiteSession::Finish).
+  // mode (see ParasiteSession::Finish). But a syscall that left its rest to a restart block
+  // (poll, nanosleep, a futex wait with a timeout) would run restart_syscall in a task whose
+  // restart block is empty, which fails with EINTR: it runs again from the start instead, with
+  // the arguments it was called with (a timeout counts again from the restore).
+  if (static_cast<int64_t>(regs.rax) == -kErestartRestartblock) {
+    regs.rax = static_cast<uint64_t>(-kErestartNohand);
+  }
   LZ_TRY(SetRegs(tid, regs));
   LZ_TRY(SetXstate(tid, th.xsave()));
   return SetSigmask(tid, th.blocked());

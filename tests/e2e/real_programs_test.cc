@@ -76,6 +76,47 @@ TEST_P(RealPrograms, PythonHttpServerServesTheSamePage) {
   ExpectDaemonDone();
 }
 
+// Whether `path` holds `text` within `timeout_ms`.
+bool WaitForText(const std::string& path, const std::string& text, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 20) {
+    std::ifstream f(path);
+    std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (content.find(text) != std::string::npos) {
+      return true;
+    }
+    usleep(20000);
+  }
+  return false;
+}
+
+// tail -f follows its file through an inotify watch and sleeps on it: a line appended after
+// the restore reaches its output only if the watch came back as tail knows it.
+TEST_P(RealPrograms, TailFollowsItsFileThroughInotify) {
+  RequireBinary("/usr/bin/tail");
+  std::string followed = dir_.File("followed.log");
+  {
+    std::ofstream f(followed);
+    f << "written before the dump\n";
+  }
+  Proc w = Start({"/usr/bin/tail", "-n", "+1", "-f", followed}, dir_.File("tail.out"));
+  ASSERT_TRUE(WaitForText(dir_.File("tail.out"), "before the dump", 10000));
+  bool watches = false;
+  for (int fd = 0; fd < 16; fd++) {
+    char link[64] = {0};
+    std::string at = "/proc/" + std::to_string(w.pid()) + "/fd/" + std::to_string(fd);
+    watches |= readlink(at.c_str(), link, sizeof link - 1) > 0 &&
+               std::string(link) == "anon_inode:inotify";
+  }
+  ASSERT_TRUE(watches) << "this tail does not follow through inotify: the test would test nothing";
+  Proc restored = DumpAndRestore(w);
+  {
+    std::ofstream f(followed, std::ios::app);
+    f << "appended after the restore\n";
+  }
+  EXPECT_TRUE(WaitForText(dir_.File("tail.out"), "appended after the restore", 10000));
+  ExpectDaemonDone();
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, RealPrograms, ::testing::Values(Mode::kEager, Mode::kLazy),
                          [](const auto& info) { return std::string(ModeName(info.param)); });
 

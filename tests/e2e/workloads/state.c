@@ -17,10 +17,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -48,7 +49,8 @@ enum {
   kPairB,
   kUnixListen,
   kFifoR,
-  kFifoW
+  kFifoW,
+  kInotify
 };
 
 static volatile sig_atomic_t got_usr1;
@@ -170,6 +172,27 @@ int main(int argc, char** argv) {
   if (bind(ul, (struct sockaddr*)&un, sizeof un) != 0 || listen(ul, 5) != 0) return 3;
   chmod(un.sun_path, 0666);  // so that it can connect to itself after dropping to nobody
   Place(ul, kUnixListen);
+
+  // inotify: watches on a directory and two files, the middle one removed, so that the last
+  // keeps its number with a gap before it. Nothing but this workload touches watched.d.
+  char wdir[4096], wfile[4096], wgone[4096];
+  snprintf(wdir, sizeof wdir, "%s/watched.d", workdir);
+  snprintf(wfile, sizeof wfile, "%s/watched.d/file", workdir);
+  snprintf(wgone, sizeof wgone, "%s/watched.d/unwatched", workdir);
+  if (mkdir(wdir, 0777) != 0) return 3;
+  close(open(wfile, O_WRONLY | O_CREAT, 0666));
+  close(open(wgone, O_WRONLY | O_CREAT, 0666));
+  // Open to the workload once it runs as nobody.
+  if (chmod(wdir, 0777) != 0 || chmod(wfile, 0666) != 0 || chmod(wgone, 0666) != 0) return 3;
+  int in = inotify_init1(IN_NONBLOCK);
+  int wd_dir = inotify_add_watch(in, wdir, IN_CREATE);
+  int wd_gone = inotify_add_watch(in, wgone, IN_ATTRIB);
+  int wd_file = inotify_add_watch(in, wfile, IN_ATTRIB | IN_EXCL_UNLINK);
+  if (wd_dir < 0 || wd_gone < 0 || wd_file < 0 || inotify_rm_watch(in, wd_gone) != 0) return 3;
+  char ibuf[4096] __attribute__((aligned(8)));
+  while (read(in, ibuf, sizeof ibuf) > 0) {  // the removed watch's IN_IGNORED
+  }
+  Place(in, kInotify);
 
   // Signals: a handler, an alternate stack, a blocked signal queued with a value, a timer.
   struct sigaction sa;
@@ -337,6 +360,22 @@ int main(int argc, char** argv) {
   } else if (accept(kUnixListen, NULL, NULL) < 0) {
     Fail("unix accept");
   }
+  // inotify: nothing queued, then each change reported under the watch's own number.
+  if (!(fcntl(kInotify, F_GETFL) & O_NONBLOCK)) Fail("inotify O_NONBLOCK");
+  if (read(kInotify, ibuf, sizeof ibuf) >= 0) Fail("inotify events before any change");
+  snprintf(path, sizeof path, "%s/watched.d/new", workdir);
+  close(open(path, O_WRONLY | O_CREAT, 0666));
+  utimes(wgone, NULL);  // its watch is gone: no event
+  utimes(wfile, NULL);
+  ssize_t got_ev = read(kInotify, ibuf, sizeof ibuf);
+  struct inotify_event* e1 = (struct inotify_event*)ibuf;
+  struct inotify_event* e2 = got_ev > 0 ? (struct inotify_event*)(ibuf + sizeof *e1 + e1->len) : 0;
+  if (got_ev <= 0 || e1->wd != wd_dir || !(e1->mask & IN_CREATE) || strcmp(e1->name, "new") != 0)
+    Fail("inotify directory watch");
+  else if ((char*)e2 >= ibuf + got_ev || e2->wd != wd_file || !(e2->mask & IN_ATTRIB) ||
+           (char*)e2 + sizeof *e2 + e2->len != ibuf + got_ev)
+    Fail("inotify file watch");
+
   char result[4200];
   snprintf(result, sizeof result, fail[0] ? "FAIL: %s\n" : "PASS\n", fail);
   WriteFile(argv[2], result);
