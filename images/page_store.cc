@@ -353,17 +353,33 @@ Result<std::unique_ptr<PageStoreReader>> PageStoreReader::OpenRemote(const std::
   return r;
 }
 
-Status PageStoreReader::DecodeChunk(uint64_t k, std::span<const std::byte> stored,
-                                    std::span<std::byte> out, ZSTD_DCtx* dctx) const {
+Status PageStoreReader::CheckStored(uint64_t k, std::span<const std::byte> stored) const {
   const ChunkIndexEntry& e = index_[k];
-  size_t raw_bytes = size_t{e.nr_pages} * kPageSize;
-  if (stored.size() != e.stored_size || out.size() < raw_bytes) {
+  if (stored.size() != e.stored_size) {
     return Invalid(path_ + ": chunk " + std::to_string(k) + ": buffer size mismatch");
   }
   if (Crc32c(stored) != e.crc) {
     return Invalid(path_ + ": chunk " + std::to_string(k) + " checksum mismatch at offset " +
                    std::to_string(e.offset));
   }
+  return Ok();
+}
+
+Status PageStoreReader::CheckRawChunk(uint64_t k, std::span<const std::byte> stored) const {
+  if (!(index_[k].flags & kChunkRaw)) {
+    return Invalid(path_ + ": chunk " + std::to_string(k) + " is not stored raw");
+  }
+  return CheckStored(k, stored);
+}
+
+Status PageStoreReader::DecodeChunk(uint64_t k, std::span<const std::byte> stored,
+                                    std::span<std::byte> out, ZSTD_DCtx* dctx) const {
+  const ChunkIndexEntry& e = index_[k];
+  size_t raw_bytes = size_t{e.nr_pages} * kPageSize;
+  if (out.size() < raw_bytes) {
+    return Invalid(path_ + ": chunk " + std::to_string(k) + ": buffer size mismatch");
+  }
+  LZ_TRY(CheckStored(k, stored));
   if (e.flags & kChunkRaw) {
     std::memcpy(out.data(), stored.data(), raw_bytes);
     return Ok();

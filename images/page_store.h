@@ -133,9 +133,12 @@ class PageStoreReader {
   /// Decodes chunk `k` from its stored bytes (read by the caller, e.g. through io_uring).
   [[nodiscard]] Status DecodeChunk(uint64_t k, std::span<const std::byte> stored,
                                    std::span<std::byte> out, ZSTD_DCtx* dctx) const;
+  /// Checks the CRC of chunk `k`, stored raw, from its stored bytes: they are its pages.
+  [[nodiscard]] Status CheckRawChunk(uint64_t k, std::span<const std::byte> stored) const;
 
  private:
   PageStoreReader() = default;
+  Status CheckStored(uint64_t k, std::span<const std::byte> stored) const;
   std::string path_;
   UniqueFd fd_;
   PageStoreFooter footer_{};

@@ -322,9 +322,9 @@ class LazyPagesDaemon {
       io_uring_cqe* first = nullptr;
       __kernel_timespec ts{};
       bool timed = NextTimer(&ts);
-      if (ReadAheadWaiting()) {
-        ts = {};  // only look for new events, then copy the next chunk read ahead
-        timed = true;
+      if (ReadAheadWaiting() || ws_installing_) {
+        ts = {};       // only look for new events, then copy the next chunk read ahead, or install
+        timed = true;  // the next pieces of the working set
       }
       lock.unlock();
       r = io_uring_submit_and_wait_timeout(&ring_, &first, 1, timed ? &ts : nullptr, nullptr);
@@ -345,6 +345,7 @@ class LazyPagesDaemon {
       }
       ResolveForkedPids();
       DrainReadAhead();
+      InstallWorkingSetStep();
       if (recording_ && record_until_ns_ != 0 && MonotonicNs() >= record_until_ns_) {
         StopRecording(std::to_string(opts_.record_seconds) + " s passed");
       }
@@ -656,7 +657,9 @@ class LazyPagesDaemon {
     AddTarget(pid, std::move(uffd), src, std::move(pending));
     LZ_INFO("lazy-pages: serving pid %d", pid);
     if (prefetch_ != nullptr && !prefetch_pending_) {
-      InstallWorkingSet(*targets_.back());  // checked, read and usable (OnPrefetchReady)
+      // Checked, read and usable (OnPrefetchReady): installed from the next turns on, after the
+      // ack, so that the restore never waits for it.
+      targets_.back()->ws_left = prefetch_->Of(pid);
     }
     return Ok();
   }
@@ -831,6 +834,9 @@ class LazyPagesDaemon {
       // The working set is being checked and read: the page may be in it, and is then read
       // once, there. It is ready long before the tree runs, unless the disk is very slow.
       prefetch_waiters_.push_back({target, addr, since});
+      return;
+    }
+    if (!t.ws_left.empty() && CopyFromWorkingSet(t, *image, since)) {
       return;
     }
     if (ReadSlot* reading = SlotReading(t.source, chunk)) {
@@ -1191,7 +1197,7 @@ class LazyPagesDaemon {
 
   void FillBackground() {
     __kernel_timespec unused;
-    if (!all_sent_ || FillWaiting(&unused) || recording_ || prefetch_pending_) {
+    if (!all_sent_ || FillWaiting(&unused) || recording_ || prefetch_pending_ || ws_installing_) {
       return;  // while recording, every page touched must fault; the prefetch reads its own
     }
     if (opts_.fill_threads > 0) {
@@ -1529,8 +1535,10 @@ class LazyPagesDaemon {
     } else {
       working_set_pages_ = prefetch_->pages();
       for (auto& t : targets_) {
-        InstallWorkingSet(*t);
+        t->ws_left = prefetch_->Of(t->source->pid);
       }
+      ws_installing_ = true;
+      InstallWorkingSetStep();
       LZ_INFO("lazy-pages: working set of %lu pages (%lu KiB stored) ready in %lu us",
               prefetch_->pages(), prefetch_->bytes_read() / 1024, prefetch_ns_ / 1000);
     }
@@ -1541,30 +1549,69 @@ class LazyPagesDaemon {
     }
   }
 
-  // Copies the working set of `t`'s images into it, without waking anyone per chunk: one wake
-  // for the whole span at the end.
-  void InstallWorkingSet(Target& t) {
-    uint64_t lo = UINT64_MAX, hi = 0;
-    for (const WorkingSetPrefetch::Run& r : prefetch_->Of(t.source->pid)) {
-      if (r.zero) {
-        InstallZeroRun(t, r);
+  // Installs the next pieces of the working set, in the order the tree touched them, about
+  // kWorkingSetStep pages a turn: the loop serves faults between steps (a fault on a page of
+  // the working set not installed yet is copied from it at once, CopyFromWorkingSet). Without
+  // a wake per piece: one wake per task for the span of the step.
+  void InstallWorkingSetStep() {
+    constexpr uint64_t kWorkingSetStep = 128;
+    uint64_t budget = kWorkingSetStep;
+    bool left = false;
+    for (auto& tp : targets_) {
+      Target& t = *tp;
+      uint64_t lo = UINT64_MAX, hi = 0;
+      while (!t.ws_left.empty() && budget > 0 && !t.gone && !fatal_) {
+        const WorkingSetPrefetch::Run& r = t.ws_left.front();
+        t.ws_left = t.ws_left.subspan(1);
+        budget -= std::min<uint64_t>(budget, r.nr_pages);
+        if (r.zero) {
+          InstallZeroRun(t, r);
+          continue;
+        }
+        loop_pieces_.clear();
+        t.pending.Intersect(r.vaddr, r.vaddr + r.nr_pages * P, &loop_pieces_);
+        for (const PendingRange& piece : loop_pieces_) {
+          const std::byte* src = r.pages.data() + (piece.image_start - r.vaddr);
+          if (!CopyPiece(t, piece, src, &pages_by_prefetch_, /*wake=*/false)) {
+            break;
+          }
+          lo = std::min(lo, piece.live_start());
+          hi = std::max(hi, piece.live_end());
+        }
+      }
+      if (lo < hi && !t.gone) {
+        UffdWake(t.uffd.get(), lo, hi - lo);
+      }
+      if (t.gone) {
+        t.ws_left = {};
+      }
+      left |= !t.ws_left.empty();
+    }
+    ws_installing_ = left;
+  }
+
+  // A fault at dump-time address `image` of `t` while its working set is being installed: if
+  // the page is in it, its run is copied from there now (a read would be slower).
+  bool CopyFromWorkingSet(Target& t, uint64_t image, uint64_t since) {
+    for (const WorkingSetPrefetch::Run& r : t.ws_left) {
+      if (r.zero || image < r.vaddr || image >= r.vaddr + uint64_t{r.nr_pages} * P) {
         continue;
       }
       loop_pieces_.clear();
       t.pending.Intersect(r.vaddr, r.vaddr + r.nr_pages * P, &loop_pieces_);
       for (const PendingRange& piece : loop_pieces_) {
-        if (t.gone || fatal_) {
-          return;
+        if (!CopyPiece(t, piece, r.pages.data() + (piece.image_start - r.vaddr),
+                       &pages_by_prefetch_, /*wake=*/true)) {
+          return true;
         }
-        const std::byte* src = r.pages.data() + (piece.image_start - r.vaddr);
-        CopyPiece(t, piece, src, &pages_by_prefetch_, /*wake=*/false);
-        lo = std::min(lo, piece.live_start());
-        hi = std::max(hi, piece.live_end());
       }
+      if (t.pending.ContainsImage(image)) {
+        return false;  // a copy to retry: the usual way
+      }
+      latencies_.push_back(MonotonicNs() - since);
+      return true;
     }
-    if (lo < hi) {
-      UffdWake(t.uffd.get(), lo, hi - lo);
-    }
+    return false;
   }
 
   // Pages the tree touched that the dump did not store: the zero page, as their fault would
@@ -1698,6 +1745,7 @@ class LazyPagesDaemon {
   UniqueFd prefetch_done_;  // before prefetch_: its thread writes it until joined
   std::unique_ptr<WorkingSetPrefetch> prefetch_;
   bool prefetch_pending_ = false;  // started and not settled by OnPrefetchReady yet
+  bool ws_installing_ = false;     // some target has working-set pages left to install
   std::vector<Waiter> prefetch_waiters_;
   uint64_t pages_by_prefetch_ = 0, prefetch_ns_ = 0;
   uint64_t working_set_pages_ = 0;
@@ -1706,6 +1754,7 @@ class LazyPagesDaemon {
 }  // namespace
 
 Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
+  LZ_DEBUG("lazy-pages: start");
   // Probed once, up front: a kernel without these cannot serve a single fault.
   LZ_TRY(RequireFeatures(KernelFeatures::ProbeForLazyPages(),
                          {"userfaultfd", "uffd_event_fork", "uffd_event_remap", "uffd_event_remove",
@@ -1730,7 +1779,9 @@ Result<pb::LazyStats> RunLazyPages(const LazyPagesOptions& opts) {
     sigaddset(&usr1, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
   }
+  LZ_DEBUG("lazy-pages: probed, inventory read");
   LZ_ASSIGN_OR_RETURN(Guard guard, Guard::Start());
+  LZ_DEBUG("lazy-pages: guard started");
   LazyPagesDaemon d(o, std::move(guard), std::move(remote), std::move(remote_images),
                     inventory.dumped_at_unix_ns(),
                     std::vector<pid_t>(inventory.pids().begin(), inventory.pids().end()));

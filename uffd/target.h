@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "base/unique_fd.h"
@@ -21,6 +23,15 @@ struct TaskSource {
   std::unique_ptr<img::PageStoreReader> store;
 };
 
+/// A run of pages of a recorded working set (uffd/working_set.h), in the order touched.
+struct WorkingSetRun {
+  uint64_t vaddr = 0;  // dump-time address
+  uint32_t nr_pages = 0;
+  uint64_t first_page = 0;           // in working-set.pages
+  bool zero = false;                 // the zero page, not stored
+  std::span<const std::byte> pages;  // once the working set is ready; empty for zero runs
+};
+
 /// Not thread-safe; owned by the daemon's event loop.
 struct Target {
   int id = 0;
@@ -29,6 +40,8 @@ struct Target {
   UniqueFd uffd;
   std::shared_ptr<const TaskSource> source;
   RangeSet pending;  // present pages not copied yet
+  // Its working set still to install (InstallWorkingSetStep), in the order it was touched.
+  std::span<const WorkingSetRun> ws_left;
   bool gone = false;
   bool poll_armed = false;
 };

@@ -53,13 +53,7 @@ class WorkingSetRecorder {
 /// starts, while the restore is still building the tree.
 class WorkingSetPrefetch {
  public:
-  struct Run {
-    uint64_t vaddr = 0;  // dump-time address
-    uint32_t nr_pages = 0;
-    uint64_t first_page = 0;           // in working-set.pages
-    bool zero = false;                 // the zero page, not stored
-    std::span<const std::byte> pages;  // decoded, once ready(); empty for zero runs
-  };
+  using Run = WorkingSetRun;
 
   /// If `dir` holds a working set, starts checking, reading and decoding it on a thread of its
   /// own, which writes to eventfd `done_fd` when it is done; null when there is none.
@@ -84,6 +78,9 @@ class WorkingSetPrefetch {
   // Whether the working set was recorded on these images; loads its runs if so.
   Status Check();
   Status ReadAndDecode();
+  // Where page 0 lies in `file` when every chunk is stored raw, one after the other: the
+  // pages are then used where they are. Null otherwise.
+  const std::byte* InPlace(std::span<const std::byte> file) const;
   // Reads the recorded ranges of mapped files ahead, into the page cache.
   void ReadFilesAhead();
 
@@ -97,8 +94,8 @@ class WorkingSetPrefetch {
   uint64_t file_size_ = 0;
   uint64_t start_ns_ = 0;
   uint64_t ready_ns_ = 0;
-  Mapping file_;   // working-set.pages, mapped
-  Mapping arena_;  // its pages, decoded
+  Mapping file_;   // working-set.pages, mapped: the pages themselves when stored raw
+  Mapping arena_;  // its pages, decoded, when they were compressed
   Status status_ = Ok();
   std::atomic<bool> ready_{false};
   std::thread thread_;
