@@ -385,7 +385,7 @@ Result<std::vector<InotifyEntry>> ParseInotifyFdinfo(std::string_view text) {
       } else if (key == "f_handle") {
         ok = val.size() % 2 == 0;
         for (size_t i = 0; ok && i < val.size(); i += 2) {
-          uint64_t byte;
+          uint64_t byte = 0;
           ok = ParseU64(val.substr(i, 2), &byte, 16);
           e.handle.push_back(static_cast<char>(byte));
         }
@@ -402,7 +402,7 @@ Result<std::vector<InotifyEntry>> ParseInotifyFdinfo(std::string_view text) {
     }
     e.wd = static_cast<int>(wd);
     // The kernel's dev_t: 12 bits of major above 20 bits of minor.
-    e.dev = makedev(static_cast<unsigned>(sdev >> 20), static_cast<unsigned>(sdev & 0xfffff));
+    e.fs_dev = makedev(static_cast<unsigned>(sdev >> 20), static_cast<unsigned>(sdev & 0xfffff));
     e.mask = static_cast<uint32_t>(mask);
     e.handle_type = static_cast<int>(handle_type);
     out.push_back(std::move(e));
@@ -453,7 +453,7 @@ Result<std::vector<MountEntry>> ParseMountinfo(std::string_view text) {
   return out;
 }
 
-Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t dev, int handle_type,
+Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t fs_dev, int handle_type,
                               std::string_view handle) {
   if (handle.empty()) {
     return Fail(EOPNOTSUPP, "open by handle", "its filesystem gives no file handles");
@@ -471,7 +471,7 @@ Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t dev, int han
   std::memcpy(fh->f_handle, handle.data(), handle.size());
   int last_errno = ENODEV;
   for (const MountEntry& m : mounts) {
-    if (makedev(m.dev_major, m.dev_minor) != dev) {
+    if (makedev(m.dev_major, m.dev_minor) != fs_dev) {
       continue;
     }
     int mfd = ::open((proc_dir + "/root" + m.mount_point).c_str(),
@@ -488,7 +488,7 @@ Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t dev, int han
     }
   }
   return Fail(last_errno, "open_by_handle_at",
-              "device " + std::to_string(major(dev)) + ":" + std::to_string(minor(dev)));
+              "device " + std::to_string(major(fs_dev)) + ":" + std::to_string(minor(fs_dev)));
 }
 
 // Four lines per timer: "ID: 0", "signal: 36/0000000000001234", "notify: signal/pid.25710"

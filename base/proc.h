@@ -125,7 +125,9 @@ bool ParseTimespecPair(std::string_view text, uint64_t* ns);
 struct InotifyEntry {
   int wd = 0;
   uint64_t ino = 0;
-  uint64_t dev = 0;   // as stat(2) gives it (the line has the kernel's encoding)
+  // The filesystem's device, as mountinfo lists it (the line has the kernel's encoding). Not
+  // always what stat(2) gives for the file: btrfs subvolumes and overlayfs report their own.
+  uint64_t fs_dev = 0;
   uint32_t mask = 0;  // events, IN_EXCL_UNLINK, IN_ONESHOT
   int handle_type = 0;
   std::string handle;  // the file handle's bytes (open_by_handle_at); empty when it has none
@@ -141,10 +143,10 @@ struct MountEntry {
 };
 [[nodiscard]] Result<std::vector<MountEntry>> ParseMountinfo(std::string_view text);
 
-/// Opens (O_PATH) the file that a file handle of device `dev` names, through a mount of that
-/// device in the mount table of `proc_dir` ("/proc/self", "/proc/PID": its mountinfo, and its
-/// root for the mount points).
-[[nodiscard]] Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t dev,
+/// Opens (O_PATH) the file that a file handle names, through a mount of its filesystem (`fs_dev`
+/// as mountinfo lists it) in the mount table of `proc_dir` ("/proc/self", "/proc/PID": its
+/// mountinfo, and its root for the mount points).
+[[nodiscard]] Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t fs_dev,
                                             int handle_type, std::string_view handle);
 
 }  // namespace lz

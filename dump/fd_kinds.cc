@@ -20,6 +20,7 @@
 #include "base/file_util.h"
 #include "base/proc.h"
 #include "base/sys.h"
+#include "images/format.h"
 
 namespace lz {
 
@@ -365,30 +366,39 @@ Status DumpInetSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
 
 namespace {
 
-// The path that names the file an inotify watch holds, if one still does: a file's handle may
-// lead to a dentry with no name (the file's name is not in the dentry cache); the restore then
-// goes by the handle alone.
-Result<std::string> WatchedPath(pid_t pid, const InotifyEntry& w) {
-  auto opened = OpenByHandle("/proc/" + std::to_string(pid), w.dev, w.handle_type, w.handle);
-  if (!opened) {
-    return Invalid("inotify watch " + std::to_string(w.wd) + " on inode " + std::to_string(w.ino) +
-                   ": the watched file cannot be found (" + opened.error().Message() + ")");
-  }
+// The watched file, found through its handle: its identity as stat(2) gives it, and the path
+// that names it if one still does (a handle may lead to a dentry with no name, when the name
+// is not in the dentry cache: the restore then goes by the handle alone).
+struct Watched {
   struct stat st;
-  if (::fstat(opened->get(), &st) != 0 || st.st_ino != w.ino || st.st_dev != w.dev) {
-    return Invalid("inotify watch " + std::to_string(w.wd) + ": its file handle leads elsewhere");
+  std::string path;
+};
+
+Result<Watched> FindWatched(pid_t pid, const InotifyEntry& w) {
+  std::string which =
+      "inotify watch " + std::to_string(w.wd) + " on inode " + std::to_string(w.ino);
+  if (w.wd > img::kMaxInotifyWd) {
+    return Invalid(which + ": watch numbers above " + std::to_string(img::kMaxInotifyWd) +
+                   " cannot be given back");
   }
-  if (st.st_nlink == 0 && !S_ISDIR(st.st_mode)) {
-    return Invalid("inotify watch " + std::to_string(w.wd) + " on inode " + std::to_string(w.ino) +
-                   ": the watched file was deleted");
+  auto opened = OpenByHandle("/proc/" + std::to_string(pid), w.fs_dev, w.handle_type, w.handle);
+  if (!opened) {
+    return Invalid(which + ": the watched file cannot be found (" + opened.error().Message() + ")");
+  }
+  Watched out;
+  if (::fstat(opened->get(), &out.st) != 0 || out.st.st_ino != w.ino) {
+    return Invalid(which + ": its file handle leads elsewhere");
+  }
+  if (out.st.st_nlink == 0) {
+    return Invalid(which + ": the watched file was deleted");
   }
   auto link = ReadLink("/proc/self/fd/" + std::to_string(opened->get()));
   struct stat named;
-  if (!link || link->empty() || link->front() != '/' || ::lstat(link->c_str(), &named) != 0 ||
-      named.st_ino != w.ino || named.st_dev != w.dev) {
-    return std::string();
+  if (link && !link->empty() && link->front() == '/' && ::lstat(link->c_str(), &named) == 0 &&
+      named.st_ino == out.st.st_ino && named.st_dev == out.st.st_dev) {
+    out.path = *link;
   }
-  return *link;
+  return out;
 }
 
 }  // namespace
@@ -397,13 +407,14 @@ Status DumpInotify(pid_t pid, const std::string& fdinfo, pb::OpenFile* f) {
   LZ_ASSIGN_OR_RETURN(std::vector<InotifyEntry> watches, ParseInotifyFdinfo(fdinfo));
   f->set_type(pb::FILE_INOTIFY);
   for (const InotifyEntry& e : watches) {
-    LZ_ASSIGN_OR_RETURN(std::string path, WatchedPath(pid, e));
+    LZ_ASSIGN_OR_RETURN(Watched found, FindWatched(pid, e));
     pb::InotifyWatch* w = f->add_inotify();
     w->set_wd(e.wd);
     w->set_mask(e.mask);
-    w->set_dev(e.dev);
+    w->set_dev(found.st.st_dev);
     w->set_ino(e.ino);
-    w->set_path(path);
+    w->set_fs_dev(e.fs_dev);
+    w->set_path(found.path);
     w->set_handle_type(e.handle_type);
     w->set_handle(e.handle);
   }

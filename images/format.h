@@ -74,6 +74,10 @@ constexpr uint32_t kFooterMagic = 0x544f4f46;  // "FOOT"
 constexpr uint32_t kMaxChunkPages = 1024;
 constexpr uint32_t kDefaultChunkPages = 16;
 
+// The highest inotify watch number a dump keeps: the restore gives a watch its number back by
+// taking and giving up every number below it.
+constexpr int kMaxInotifyWd = 1 << 20;
+
 /// Names of the files in an image directory.
 constexpr const char* kInventoryFile = "inventory.img";
 constexpr const char* kShmemFile = "shmem.img";

@@ -21,6 +21,7 @@
 
 #include "base/file_util.h"
 #include "base/proc.h"
+#include "images/format.h"
 #include "restore/shmem_restore.h"
 
 #ifndef TFD_IOC_SET_TICKS
@@ -198,8 +199,8 @@ Result<WatchTarget> FindWatched(const pb::InotifyWatch& w) {
   if (named && st.st_dev == w.dev() && st.st_ino == w.ino()) {
     return WatchTarget{w.path(), IN_DONT_FOLLOW, {}};
   }
-  auto opened = OpenByHandle("/proc/self", w.dev(), w.handle_type(), w.handle());
-  if (opened && ::fstat(opened->get(), &st) == 0 && st.st_ino == w.ino()) {
+  auto opened = OpenByHandle("/proc/self", w.fs_dev(), w.handle_type(), w.handle());
+  if (opened && ::fstat(opened->get(), &st) == 0 && st.st_dev == w.dev() && st.st_ino == w.ino()) {
     return WatchTarget{"/proc/self/fd/" + std::to_string(opened->get()), 0, std::move(*opened)};
   }
   if (named) {
@@ -211,12 +212,12 @@ Result<WatchTarget> FindWatched(const pb::InotifyWatch& w) {
 }
 
 // inotify numbers watches in turn and never reuses a number soon: a watch gets its number
-// back by taking (and giving up) the ones before it.
-constexpr int kMaxSkippedWatches = 1 << 20;
-
+// back by taking (and giving up) the ones before it (the dump refuses numbers above
+// img::kMaxInotifyWd). IN_MASK_CREATE: a file that two watches lead to (a path fallback, hard
+// links on another machine) fails instead of merging the watches.
 Status AddWatchAs(int ifd, const pb::InotifyWatch& w, bool* skipped) {
   LZ_ASSIGN_OR_RETURN(WatchTarget t, FindWatched(w));
-  uint32_t mask = w.mask() | t.flags;
+  uint32_t mask = w.mask() | t.flags | IN_MASK_CREATE;
   for (int tries = 0;; tries++) {
     int wd = ::inotify_add_watch(ifd, t.path.c_str(), mask);
     if (wd < 0) {
@@ -225,7 +226,7 @@ Status AddWatchAs(int ifd, const pb::InotifyWatch& w, bool* skipped) {
     if (wd == w.wd()) {
       return Ok();
     }
-    if (wd > w.wd() || tries == kMaxSkippedWatches) {
+    if (wd > w.wd() || tries > img::kMaxInotifyWd) {
       return Invalid("inotify watch " + std::to_string(w.wd()) + " on " + w.path() +
                      " cannot get its number back (the kernel gave " + std::to_string(wd) + ")");
     }
@@ -251,7 +252,8 @@ Result<UniqueFd> OpenInotify(const pb::OpenFile& f) {
   for (const pb::InotifyWatch* w : watches) {
     LZ_TRY(AddWatchAs(fd, *w, &skipped));
   }
-  // Each watch given up queued an IN_IGNORED the task must not see.
+  // Each watch given up queued an IN_IGNORED the task must not see. Events of the watches
+  // already added, from the moments of the restore, go with them.
   std::vector<char> drain(64 << 10);
   while (skipped && ::read(fd, drain.data(), drain.size()) > 0) {
   }

@@ -302,8 +302,11 @@ Status SetFinalRegisters(pid_t tid, const pb::ThreadCore& th) {
   // mode (see ParasiteSession::Finish). But a syscall that left its rest to a restart block
   // (poll, nanosleep, a futex wait with a timeout) would run restart_syscall in a task whose
   // restart block is empty, which fails with EINTR: it runs again from the start instead, with
-  // the arguments it was called with (a timeout counts again from the restore).
-  if (static_cast<int64_t>(regs.rax) == -kErestartRestartblock) {
+  // the arguments it was called with (a timeout counts again from the restore). Unless it was
+  // restart_syscall itself (a task stopped twice in one sleep, e.g. dumped again after a
+  // dump -R): the syscall it continued is not known, and it returns EINTR, as in CRIU.
+  if (static_cast<int64_t>(regs.orig_rax) >= 0 && regs.orig_rax != SYS_restart_syscall &&
+      static_cast<int64_t>(regs.rax) == -kErestartRestartblock) {
     regs.rax = static_cast<uint64_t>(-kErestartNohand);
   }
   LZ_TRY(SetRegs(tid, regs));

@@ -735,6 +735,8 @@ class LazyPagesDaemon {
     RangeSet pending = parent.pending;
     AddTarget(0, std::move(uffd), parent.source, std::move(pending));
     targets_.back()->parent_pid = parent.pid;
+    targets_.back()->ws_left = parent.ws_left;  // and the same working set still to install
+    targets_.back()->ws_done = parent.ws_done;
     unknown_pids_++;
     LZ_INFO("lazy-pages: pid %d forked a child", parent.pid);
   }
@@ -1549,34 +1551,35 @@ class LazyPagesDaemon {
     }
   }
 
-  // Installs the next pieces of the working set, in the order the tree touched them, about
-  // kWorkingSetStep pages a turn: the loop serves faults between steps (a fault on a page of
-  // the working set not installed yet is copied from it at once, CopyFromWorkingSet). Without
-  // a wake per piece: one wake per task for the span of the step.
+  // Installs the next kWorkingSetStep pages of the working set, in the order the tree touched
+  // them: the loop serves faults between steps (a fault on a page of the working set not
+  // installed yet is copied from it at once, CopyFromWorkingSet). Without a wake per piece:
+  // one wake per task for the span of the step.
+  static constexpr uint64_t kWorkingSetStep = 128;
+
   void InstallWorkingSetStep() {
-    constexpr uint64_t kWorkingSetStep = 128;
     uint64_t budget = kWorkingSetStep;
     bool left = false;
     for (auto& tp : targets_) {
       Target& t = *tp;
       uint64_t lo = UINT64_MAX, hi = 0;
       while (!t.ws_left.empty() && budget > 0 && !t.gone && !fatal_) {
-        const WorkingSetPrefetch::Run& r = t.ws_left.front();
-        t.ws_left = t.ws_left.subspan(1);
-        budget -= std::min<uint64_t>(budget, r.nr_pages);
+        const WorkingSetRun& r = t.ws_left.front();
+        uint64_t n = std::min<uint64_t>(budget, r.nr_pages - t.ws_done);
         if (r.zero) {
+          n = r.nr_pages;
           InstallZeroRun(t, r);
-          continue;
-        }
-        loop_pieces_.clear();
-        t.pending.Intersect(r.vaddr, r.vaddr + r.nr_pages * P, &loop_pieces_);
-        for (const PendingRange& piece : loop_pieces_) {
-          const std::byte* src = r.pages.data() + (piece.image_start - r.vaddr);
-          if (!CopyPiece(t, piece, src, &pages_by_prefetch_, /*wake=*/false)) {
-            break;
+        } else {
+          uint64_t from = r.vaddr + t.ws_done * P;
+          if (!CopyRunPart(t, r, from, from + n * P, /*wake=*/false, &lo, &hi)) {
+            break;  // pages to retry once the task's events are read, or the task is gone
           }
-          lo = std::min(lo, piece.live_start());
-          hi = std::max(hi, piece.live_end());
+        }
+        budget -= std::min(budget, n);
+        t.ws_done += static_cast<uint32_t>(n);
+        if (t.ws_done >= r.nr_pages) {
+          t.ws_left = t.ws_left.subspan(1);
+          t.ws_done = 0;
         }
       }
       if (lo < hi && !t.gone) {
@@ -1590,23 +1593,40 @@ class LazyPagesDaemon {
     ws_installing_ = left;
   }
 
+  // Copies the pending pages of dump-time range [from, to) of run `r` from the working set.
+  // False when some are still pending (a copy to retry) or the task is gone.
+  bool CopyRunPart(Target& t, const WorkingSetRun& r, uint64_t from, uint64_t to, bool wake,
+                   uint64_t* lo, uint64_t* hi) {
+    loop_pieces_.clear();
+    t.pending.Intersect(from, to, &loop_pieces_);
+    for (const PendingRange& piece : loop_pieces_) {
+      const std::byte* src = r.pages.data() + (piece.image_start - r.vaddr);
+      if (!CopyPiece(t, piece, src, &pages_by_prefetch_, wake)) {
+        return false;
+      }
+      *lo = std::min(*lo, piece.live_start());
+      *hi = std::max(*hi, piece.live_end());
+    }
+    loop_pieces_.clear();
+    t.pending.Intersect(from, to, &loop_pieces_);
+    return loop_pieces_.empty();
+  }
+
   // A fault at dump-time address `image` of `t` while its working set is being installed: if
-  // the page is in it, its run is copied from there now (a read would be slower).
+  // the page is in it, it and the pages after it in its run (up to a step) are copied from
+  // there now (a read would be slower).
   bool CopyFromWorkingSet(Target& t, uint64_t image, uint64_t since) {
-    for (const WorkingSetPrefetch::Run& r : t.ws_left) {
-      if (r.zero || image < r.vaddr || image >= r.vaddr + uint64_t{r.nr_pages} * P) {
+    for (const WorkingSetRun& r : t.ws_left) {
+      uint64_t end = r.vaddr + uint64_t{r.nr_pages} * P;
+      if (r.zero || image < r.vaddr || image >= end) {
         continue;
       }
-      loop_pieces_.clear();
-      t.pending.Intersect(r.vaddr, r.vaddr + r.nr_pages * P, &loop_pieces_);
-      for (const PendingRange& piece : loop_pieces_) {
-        if (!CopyPiece(t, piece, r.pages.data() + (piece.image_start - r.vaddr),
-                       &pages_by_prefetch_, /*wake=*/true)) {
-          return true;
-        }
-      }
-      if (t.pending.ContainsImage(image)) {
-        return false;  // a copy to retry: the usual way
+      uint64_t from = image & ~uint64_t{P - 1};
+      uint64_t lo = UINT64_MAX, hi = 0;
+      (void)CopyRunPart(t, r, from, std::min(end, from + kWorkingSetStep * P), /*wake=*/true, &lo,
+                        &hi);
+      if (t.gone || t.pending.ContainsImage(image)) {
+        return t.gone;  // a copy to retry: the usual way
       }
       latencies_.push_back(MonotonicNs() - since);
       return true;
@@ -1617,7 +1637,7 @@ class LazyPagesDaemon {
   // Pages the tree touched that the dump did not store: the zero page, as their fault would
   // have given them. One by one (a run may cross VMAs); a page that has data (the layout
   // differs) or that is gone is left to its fault.
-  void InstallZeroRun(Target& t, const WorkingSetPrefetch::Run& r) {
+  void InstallZeroRun(Target& t, const WorkingSetRun& r) {
     for (uint64_t a = r.vaddr; a < r.vaddr + uint64_t{r.nr_pages} * P && !t.gone; a += P) {
       if (t.pending.ImageOf(a)) {
         continue;

@@ -42,6 +42,7 @@ struct Target {
   RangeSet pending;  // present pages not copied yet
   // Its working set still to install (InstallWorkingSetStep), in the order it was touched.
   std::span<const WorkingSetRun> ws_left;
+  uint32_t ws_done = 0;  // pages of ws_left.front() already done
   bool gone = false;
   bool poll_armed = false;
 };

@@ -188,9 +188,6 @@ WorkingSetPrefetch::~WorkingSetPrefetch() {
   if (thread_.joinable()) {
     thread_.join();
   }
-  if (files_thread_.joinable()) {
-    files_thread_.join();
-  }
 }
 
 void WorkingSetPrefetch::Work(int done_fd) {
@@ -198,8 +195,10 @@ void WorkingSetPrefetch::Work(int done_fd) {
   LZ_DEBUG("lazy-pages: working set checked");
   if (status_ && usable_) {
     // On a thread of its own: readahead() waits for the file's block map, and the restore
-    // reads those pages as soon as it builds the address spaces, before any fault.
-    files_thread_ = std::thread([this] { ReadFilesAhead(); });
+    // reads those pages as soon as it builds the address spaces, before any fault. Detached,
+    // with its own copy of the list: nothing waits for a hint (a daemon dropping a working set
+    // that failed must not wait in its loop).
+    std::thread([files = files_] { ReadFilesAhead(files); }).detach();
     status_ = ReadAndDecode();
   }
   ready_ns_ = MonotonicNs() - start_ns_;
@@ -208,8 +207,8 @@ void WorkingSetPrefetch::Work(int done_fd) {
   (void)!::write(done_fd, &one, sizeof one);
 }
 
-void WorkingSetPrefetch::ReadFilesAhead() {
-  for (const auto& [path, ranges] : files_) {
+void WorkingSetPrefetch::ReadFilesAhead(const FileRanges& files) {
+  for (const auto& [path, ranges] : files) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       continue;  // only a hint: the task maps what the restore checked

@@ -1,6 +1,6 @@
 // The working set: the pages a restored tree touches first, recorded page by page during one
 // lazy restore (lazy-pages --record-working-set) and, at the next, read in one go and
-// installed before the tasks fault on them.
+// installed in the order they were touched, as the tree starts (uffd/daemon.cc).
 #pragma once
 
 #include <sys/types.h>
@@ -31,9 +31,10 @@ class WorkingSetRecorder {
   void Note(pid_t pid, uint64_t vaddr, bool zero);
   size_t pages() const { return order_.size(); }
   /// Notes which pages of the files task `pid` maps are in use now: restored mappings start
-  /// empty, so those are the pages it touched since the restore.
+  /// empty, so those are the pages it touched since the restore, and the private copies the
+  /// restore wrote (the kernel read the file's page to make each).
   [[nodiscard]] Status NoteMappedFiles(pid_t pid);
-  /// Writes working-set.pages (a page store of those pages, in that order) and then
+  /// Writes working-set.pages (a page store of those pages, in that order, stored raw) and then
   /// working-set.img into `dir`. `source_of(pid)` gives a task's pagemap and page store.
   [[nodiscard]] Status Write(const std::string& dir, uint64_t dumped_at, uint64_t recorded_ns,
                              const std::function<const TaskSource*(pid_t)>& source_of) const;
@@ -49,14 +50,15 @@ class WorkingSetRecorder {
   std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> files_;  // path -> ranges
 };
 
-/// A recorded working set, read and decoded by a thread of its own as soon as the daemon
+/// A recorded working set, checked and read by a thread of its own as soon as the daemon
 /// starts, while the restore is still building the tree.
 class WorkingSetPrefetch {
  public:
   using Run = WorkingSetRun;
 
-  /// If `dir` holds a working set, starts checking, reading and decoding it on a thread of its
-  /// own, which writes to eventfd `done_fd` when it is done; null when there is none.
+  /// If `dir` holds a working set, starts checking and reading it on a thread of its own
+  /// (and reading its files ahead on another), which writes to eventfd `done_fd` when the
+  /// pages are ready; null when there is none.
   static std::unique_ptr<WorkingSetPrefetch> Start(const std::string& dir, uint64_t dumped_at,
                                                    int done_fd);
   ~WorkingSetPrefetch();
@@ -81,15 +83,17 @@ class WorkingSetPrefetch {
   // Where page 0 lies in `file` when every chunk is stored raw, one after the other: the
   // pages are then used where they are. Null otherwise.
   const std::byte* InPlace(std::span<const std::byte> file) const;
+  using FileRanges =
+      std::vector<std::pair<std::string, std::vector<uint64_t>>>;  // path, (offset, length)*
   // Reads the recorded ranges of mapped files ahead, into the page cache.
-  void ReadFilesAhead();
+  static void ReadFilesAhead(const FileRanges& files);
 
   std::string dir_;
   uint64_t dumped_at_ = 0;
   bool usable_ = false;
   std::unique_ptr<img::PageStoreReader> store_;  // working-set.pages
   std::map<pid_t, std::vector<Run>> runs_;
-  std::vector<std::pair<std::string, std::vector<uint64_t>>> files_;  // path, (offset, length)*
+  FileRanges files_;
   uint64_t pages_ = 0;
   uint64_t file_size_ = 0;
   uint64_t start_ns_ = 0;
@@ -99,7 +103,6 @@ class WorkingSetPrefetch {
   Status status_ = Ok();
   std::atomic<bool> ready_{false};
   std::thread thread_;
-  std::thread files_thread_;  // ReadFilesAhead
 };
 
 }  // namespace lz

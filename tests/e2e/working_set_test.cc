@@ -91,8 +91,16 @@ TEST_F(WorkingSet, SecondLazyRestoreAnswersTheFirstRequestWithoutFaults) {
   restored.Kill();
 
   LazyRestore({}, "prefetch.log", false, &restored);
-  EXPECT_EQ(LazyStat(img(), "pages_by_prefetch"), recorded) << ReadAll(dir_.File("prefetch.log"));
-  EXPECT_LE(LazyStat(img(), "faults"), 2u) << ReadAll(dir_.File("prefetch.log"));
+  uint64_t faults = LazyStat(img(), "faults");
+  uint64_t by_prefetch = LazyStat(img(), "pages_by_prefetch");
+  EXPECT_LE(faults, 2u) << ReadAll(dir_.File("prefetch.log"));
+  // Each page once, from the working set; but the working set is installed while the tree
+  // runs, and a fault elsewhere brings its whole chunk, which may hold some of it.
+  if (faults == 0) {
+    EXPECT_EQ(by_prefetch, recorded) << ReadAll(dir_.File("prefetch.log"));
+  } else {
+    EXPECT_GE(by_prefetch, recorded / 2) << ReadAll(dir_.File("prefetch.log"));
+  }
   restored.Kill();
 
   // Without it, the same request faults again (less than once a page: a fault brings its

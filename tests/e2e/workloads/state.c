@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
@@ -75,6 +78,24 @@ static void OnTick(int sig, siginfo_t* si, void* uc) {
   (void)sig;
   (void)uc;
   if (si->si_code == SI_TIMER && si->si_value.sival_int == 777) ticks++;
+}
+
+// A thread asleep in poll() with no timeout through the dump and the restore: the kernel left
+// it to a restart block, which a restored task does not have; it must wake for its pipe, not
+// with EINTR.
+static int poll_wake[2];
+static int poll_result, poll_errno;
+static volatile pid_t poller_tid;
+static void* Poller(void* arg) {
+  (void)arg;
+  poller_tid = gettid();
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  struct pollfd pfd = {.fd = poll_wake[0], .events = POLLIN};
+  poll_result = poll(&pfd, 1, -1);
+  poll_errno = errno;
+  return NULL;
 }
 
 static void Place(int fd, int at) {
@@ -263,6 +284,22 @@ int main(int argc, char** argv) {
     prctl(PR_SET_DUMPABLE, 1);  // so that root's SIGUSR1 and /proc access keep working
   }
 
+  // After the credentials: setresuid signals every thread, which would end a poll with EINTR.
+  pthread_t poller;
+  if (pipe(poll_wake) != 0 || pthread_create(&poller, NULL, Poller, NULL) != 0) return 3;
+  for (int i = 0;; i++) {  // until it is asleep in poll: /proc shows the syscall's number
+    char at[64], line[64] = {0};
+    snprintf(at, sizeof at, "/proc/self/task/%d/syscall", (int)poller_tid);
+    int sf = poller_tid ? open(at, O_RDONLY) : -1;
+    ssize_t got = sf >= 0 ? read(sf, line, sizeof line - 1) : -1;
+    if (sf >= 0) close(sf);
+    char want[8];
+    snprintf(want, sizeof want, "%d ", SYS_poll);
+    if (got > 0 && strncmp(line, want, strlen(want)) == 0) break;
+    if (i == 2000) return 3;
+    usleep(1000);
+  }
+
   char msg[64];
   snprintf(msg, sizeof msg, "%d %d\n", getpid(), port);
   WriteFile(argv[1], msg);
@@ -375,6 +412,9 @@ int main(int argc, char** argv) {
   else if ((char*)e2 >= ibuf + got_ev || e2->wd != wd_file || !(e2->mask & IN_ATTRIB) ||
            (char*)e2 + sizeof *e2 + e2->len != ibuf + got_ev)
     Fail("inotify file watch");
+
+  if (write(poll_wake[1], "x", 1) != 1 || pthread_join(poller, NULL) != 0 || poll_result != 1)
+    Fail(poll_result < 0 && poll_errno == EINTR ? "poll interrupted by the restore" : "poll");
 
   char result[4200];
   snprintf(result, sizeof result, fail[0] ? "FAIL: %s\n" : "PASS\n", fail);
