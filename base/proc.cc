@@ -345,6 +345,42 @@ Result<std::vector<EpollEntry>> ParseEpollFdinfo(std::string_view text) {
   return out;
 }
 
+// "lock:\t1: FLOCK  ADVISORY  WRITE 15539 fe:00:10953070 0 EOF"; a waiter has "->" after the
+// number.
+Result<std::vector<FdLock>> ParseFdLocks(std::string_view text) {
+  std::vector<FdLock> out;
+  for (std::string_view line : SplitString(text, '\n')) {
+    if (line.rfind("lock:", 0) != 0) {
+      continue;
+    }
+    std::vector<std::string_view> f;
+    for (std::string_view w : SplitString(line.substr(5), ' ')) {
+      for (std::string_view x : SplitString(w, '\t')) {
+        if (!x.empty()) {
+          f.push_back(x);
+        }
+      }
+    }
+    if (f.size() > 1 && f[1] == "->") {
+      continue;
+    }
+    FdLock l;
+    uint64_t start = 0, end = 0;
+    if (f.size() != 8 || f[0].empty() || f[0].back() != ':' ||
+        (f[3] != "READ" && f[3] != "WRITE") || !ParseU64(f[6], &start) ||
+        (f[7] != "EOF" && !ParseU64(f[7], &end)) || (f[7] != "EOF" && end < start)) {
+      return Invalid("parse fdinfo", "bad lock line '" + std::string(line) + "'");
+    }
+    l.kind = std::string(f[1]);
+    l.mode = std::string(f[2]);
+    l.write = f[3] == "WRITE";
+    l.start = start;
+    l.end = f[7] == "EOF" ? UINT64_MAX : end;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
 // "inotify wd:3 ino:2dd sdev:fe00000 mask:4000004 ignored_mask:0 fhandle-bytes:8
 // fhandle-type:1 f_handle:dd02000000000000", every number in hex.
 Result<std::vector<InotifyEntry>> ParseInotifyFdinfo(std::string_view text) {

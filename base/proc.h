@@ -82,6 +82,17 @@ struct ProcFdinfo {
 };
 [[nodiscard]] Result<ProcFdinfo> ParseFdinfo(std::string_view text);
 
+/// One "lock:" line of an fd's fdinfo: a lock held through that open file. Processes waiting
+/// for a lock ("->" lines) are not listed.
+struct FdLock {
+  std::string kind;    // FLOCK, POSIX, OFDLCK, LEASE, DELEG, ...
+  std::string mode;    // ADVISORY, MANDATORY, ACTIVE, BREAKING, ...
+  bool write = false;  // WRITE, else READ
+  uint64_t start = 0;
+  uint64_t end = 0;  // inclusive; UINT64_MAX for "EOF" (to the end of the file, and beyond)
+};
+[[nodiscard]] Result<std::vector<FdLock>> ParseFdLocks(std::string_view text);
+
 /// "/proc/PID/REST".
 std::string ProcPath(pid_t pid, const std::string& rest);
 /// Reads and parses /proc/PID/stat.

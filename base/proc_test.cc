@@ -1,5 +1,6 @@
 #include "base/proc.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -201,6 +202,44 @@ TEST(Proc, InotifyFdinfoOfThisProcess) {
     EXPECT_EQ(got.st_dev, st.st_dev);
   }
   rmdir(dir_path);
+}
+
+TEST(Proc, FdLocksOfThisProcess) {
+  char path[] = "/tmp/lz-lock-test-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  struct flock range = {};
+  range.l_type = F_WRLCK;
+  range.l_whence = SEEK_SET;
+  range.l_start = 10;
+  range.l_len = 5;
+  ASSERT_EQ(fcntl(fd, F_SETLK, &range), 0);
+  auto text = ReadFileToString("/proc/self/fdinfo/" + std::to_string(fd));
+  close(fd);
+  ASSERT_TRUE(text);
+  auto locks = ParseFdLocks(*text);
+  ASSERT_TRUE(locks) << locks.error().Message();
+  ASSERT_EQ(locks->size(), 1u) << *text;
+  EXPECT_EQ((*locks)[0].kind, "POSIX");
+  EXPECT_EQ((*locks)[0].mode, "ADVISORY");
+  EXPECT_TRUE((*locks)[0].write);
+  EXPECT_EQ((*locks)[0].start, 10u);
+  EXPECT_EQ((*locks)[0].end, 14u);
+}
+
+TEST(Proc, FdLocksMalformedAndWaiters) {
+  auto l = ParseFdLocks(
+      "pos:\t0\nlock:\t1: FLOCK  ADVISORY  READ 15539 fe:00:10953070 0 EOF\n"
+      "lock:\t1: -> FLOCK  ADVISORY  WRITE 15600 fe:00:10953070 0 EOF\n");
+  ASSERT_TRUE(l) << l.error().Message();
+  ASSERT_EQ(l->size(), 1u);  // the waiter holds nothing
+  EXPECT_FALSE((*l)[0].write);
+  EXPECT_EQ((*l)[0].end, UINT64_MAX);
+  EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX  ADVISORY  WRITE 1 fe:00:1 20 10\n"));  // end < start
+  EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX  ADVISORY  WRITE 1 fe:00:1 x EOF\n"));
+  EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX  ADVISORY  BOTH 1 fe:00:1 0 EOF\n"));
+  EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX\n"));
 }
 
 TEST(Proc, InotifyFdinfoMalformed) {

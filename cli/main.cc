@@ -89,6 +89,7 @@ int RunDumpCommand(const CliOptions& o) {
             : o.leave_stopped ? DumpOptions::After::kLeaveStopped
                               : DumpOptions::After::kKill;
   d.shell_job = o.shell_job;
+  d.file_locks = o.file_locks;
   d.timeout_sec = o.timeout;
   d.command_line = o.argv;
   img::PageStoreOptions store;

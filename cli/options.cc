@@ -39,6 +39,7 @@ const option kLongOptions[] = {
     {"leave-running", no_argument, nullptr, 'R'},
     {"leave-stopped", no_argument, nullptr, 's'},
     {"shell-job", no_argument, nullptr, 'j'},
+    {"file-locks", no_argument, nullptr, 'l'},
     {"restore-detached", no_argument, nullptr, 'd'},
     {"daemon", no_argument, nullptr, 'd'},
     {"log-file", required_argument, nullptr, 'o'},
@@ -104,6 +105,9 @@ Status Apply(int c, CliOptions& o) {
       break;
     case 'j':
       o.shell_job = true;
+      break;
+    case 'l':
+      o.file_locks = true;
       break;
     case 'd':
       o.restore_detached = true;
@@ -202,7 +206,7 @@ Result<CliOptions> ParseOptions(int argc, char** argv) {
   optind = 1;
   opterr = 0;
   for (;;) {
-    int c = getopt_long(argc, argv, "+t:D:Rsjdo:v::h", kLongOptions, nullptr);
+    int c = getopt_long(argc, argv, "+t:D:Rsjldo:v::h", kLongOptions, nullptr);
     if (c == -1) {
       if (optind >= argc) {
         break;
@@ -251,6 +255,8 @@ void PrintUsage() {
       "  -D|--images-dir DIR   directory for image files\n"
       "     --pidfile FILE     write root task, service or page-server pid to FILE\n"
       "  -j|--shell-job        allow one to dump and restore shell jobs\n"
+      "  -l|--file-locks       handle file locks (flock, POSIX, OFD); without it a task\n"
+      "                        holding one is not dumped\n"
       "  --timeout NUM         a timeout (in seconds) on collecting tasks during dump\n"
       "                        (default 10 seconds)\n"
       "  --lazy-pages          restore pages on demand\n"
@@ -297,7 +303,7 @@ bool PrintCommandHelp(const std::string& command) {
   static const Help kHelp[] = {
       {"dump",
        "Usage: lazarus dump -t PID -D DIR [-R|--leave-running] [-s|--leave-stopped]\n"
-       "       [-j|--shell-job] [-o FILE] [-v[N]] [--display-stats]\n"
+       "       [-j|--shell-job] [-l|--file-locks] [-o FILE] [-v[N]] [--display-stats]\n"
        "       [--compress zstd[:LEVEL]|none] [--chunk-pages N] [--timeout SEC]\n"
        "       [--page-server|--lazy-pages --address ADDR --port PORT [--auth-token-file F]]\n"
        "Checkpoint the process tree rooted at PID into DIR. By default the tree is killed\n"
@@ -308,8 +314,11 @@ bool PrintCommandHelp(const std::string& command) {
       {"pre-dump", "Usage: lazarus pre-dump -t PID -D DIR\n(not implemented yet)\n"},
       {"restore",
        "Usage: lazarus restore -D DIR [-d|--restore-detached] [--pidfile FILE]\n"
-       "       [-j|--shell-job] [--lazy-pages] [-o FILE] [-v[N]] [--display-stats]\n"
-       "Restore the tree dumped in DIR with its pids. Without -d, wait for the root task\n"
+       "       [-j|--shell-job] [-l|--file-locks] [--lazy-pages] [-o FILE] [-v[N]]\n"
+       "       [--display-stats]\n"
+       "Restore the tree dumped in DIR with its pids (and the file locks a dump with\n"
+       "--file-locks kept; -l is accepted for CRIU's command lines). Without -d, wait for the root "
+       "task\n"
        "and exit with its status. With --lazy-pages, memory is served on demand by\n"
        "'lazarus lazy-pages -D DIR', which must be started first.\n"},
       {"lazy-pages",

@@ -20,6 +20,7 @@ struct CliOptions {
   bool leave_running = false;     // -R
   bool leave_stopped = false;     // -s
   bool shell_job = false;         // -j
+  bool file_locks = false;        // -l
   bool restore_detached = false;  // -d on restore
   bool daemon = false;            // -d on page-server
   bool lazy_pages = false;        // --lazy-pages

@@ -234,7 +234,7 @@ class TreeDumper {
     LZ_TRY(parasite->Finish());
     // smaps was read before the parasite mapped its scratch page, so the page is not among
     // the VMAs; Finish() has unmapped it again.
-    LZ_ASSIGN_OR_RETURN(pb::FdTable fds, DumpFds(t.pid, opts_.dir));
+    LZ_ASSIGN_OR_RETURN(pb::FdTable fds, DumpFds(t.pid, opts_.dir, opts_.file_locks));
     cores_.push_back(std::move(core));
     mms_.push_back(std::move(mm));
     fds_.push_back(std::move(fds));

@@ -53,9 +53,42 @@ Status SaveDeletedContent(pid_t pid, int fd, const std::string& dir, pb::OpenFil
   return Ok();
 }
 
+// The locks held through fd `fd` (fdinfo "lock:" lines), kept with its open file when the
+// dump was asked to (--file-locks), refused otherwise: a restored task without its lock would
+// go on as if it held it.
+Status DumpLocks(pid_t pid, int fd, const std::string& link, const std::string& fdinfo,
+                 bool file_locks, pb::OpenFile* f) {
+  LZ_ASSIGN_OR_RETURN(std::vector<FdLock> locks, ParseFdLocks(fdinfo));
+  std::string where = "fd " + std::to_string(fd) + " of " + std::to_string(pid) + " (" + link + ")";
+  for (const FdLock& l : locks) {
+    pb::LockKind kind;
+    if (l.kind == "FLOCK") {
+      kind = pb::LOCK_FLOCK;
+    } else if (l.kind == "POSIX") {
+      kind = pb::LOCK_POSIX;
+    } else if (l.kind == "OFDLCK") {
+      kind = pb::LOCK_OFD;
+    } else {
+      return Invalid(where + ": a " + l.kind + " lock is not supported");
+    }
+    if (l.mode != "ADVISORY") {
+      return Invalid(where + ": a " + l.mode + " lock is not supported");
+    }
+    if (!file_locks) {
+      return Invalid(where + " holds a " + l.kind + " lock: dump with --file-locks to keep it");
+    }
+    pb::FileLock* out = f->add_locks();
+    out->set_kind(kind);
+    out->set_write(l.write);
+    out->set_start(l.start);
+    out->set_end(l.end);
+  }
+  return Ok();
+}
+
 }  // namespace
 
-Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
+Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir, bool file_locks) {
   pb::FdTable table;
   LZ_ASSIGN_OR_RETURN(UniqueFd pidfd, PidfdOpen(pid));
   LZ_ASSIGN_OR_RETURN(std::vector<int> fds, ListNumericDir(ProcPath(pid, "fd")));
@@ -98,6 +131,7 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir) {
     f->set_id(static_cast<uint32_t>(table.files_size()));
     out->set_file_id(f->id());
     f->set_flags(info.flags & ~static_cast<uint32_t>(O_CLOEXEC));
+    LZ_TRY(DumpLocks(pid, fd, link, info_text, file_locks, f));
     f->set_pos(info.pos);
     f->set_dev(st.st_dev);
     f->set_ino(st.st_ino);

@@ -39,7 +39,7 @@ void FillTreeLinks(pid_t pid, const ProcStat& st, pb::TaskCore* core);
                                     ParasiteSession& parasite);
 /// The fd table; refuses a descriptor of a type that cannot be restored. Deleted files'
 /// contents are saved beside the images in `dir`.
-[[nodiscard]] Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir);
+[[nodiscard]] Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir, bool file_locks);
 /// The pages every thread of `core` touches the moment it runs again: its stack around the
 /// stack pointer, its thread control block and TLS around fs_base, its rseq area (which the
 /// kernel writes on the way back to user space). Sorted, page-aligned, without duplicates.

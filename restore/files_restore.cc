@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
@@ -615,7 +616,47 @@ Result<UniqueFd> FileOpener::OpenMemfd(const pb::OpenFile& f) {
   return fd;
 }
 
+struct flock PosixRange(const pb::FileLock& l) {
+  struct flock fl {};
+  fl.l_type = l.write() ? F_WRLCK : F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(l.start());
+  fl.l_len = l.end() == UINT64_MAX ? 0 : static_cast<off_t>(l.end() - l.start() + 1);  // 0: to EOF
+  return fl;
+}
+
+namespace {
+
+// The locks an open file holds itself (flock, OFD), taken on the new open file before any
+// descriptor of the task refers to it. POSIX locks belong to the process and go away when it
+// closes any descriptor of the file: the state restore takes them last (task_restore.cc).
+Status TakeOpenFileLocks(int fd, const pb::OpenFile& f) {
+  for (const pb::FileLock& l : f.locks()) {
+    int r = 0;
+    if (l.kind() == pb::LOCK_FLOCK) {
+      r = ::flock(fd, (l.write() ? LOCK_EX : LOCK_SH) | LOCK_NB);
+    } else if (l.kind() == pb::LOCK_OFD) {
+      struct flock fl = PosixRange(l);
+      r = ::fcntl(fd, F_OFD_SETLK, &fl);
+    }
+    if (r != 0) {
+      return errno == EWOULDBLOCK || errno == EAGAIN
+                 ? Invalid("the lock on " + f.path() + " is held by another process now")
+                 : FailErrno("lock", f.path());
+    }
+  }
+  return Ok();
+}
+
+}  // namespace
+
 Result<UniqueFd> FileOpener::OpenUnshared(const pb::OpenFile& f) {
+  LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenObject(f));
+  LZ_TRY(TakeOpenFileLocks(fd.get(), f));
+  return fd;
+}
+
+Result<UniqueFd> FileOpener::OpenObject(const pb::OpenFile& f) {
   switch (f.type()) {
     case pb::FILE_REG:
       return OpenRegular(f, dir_);

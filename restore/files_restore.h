@@ -2,6 +2,7 @@
 // the objects that several tasks of the tree share.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/types.h>
 
 #include <functional>
@@ -16,6 +17,9 @@
 namespace lz {
 
 class SharedMemory;
+
+/// The byte range of a dumped lock, for fcntl (F_SETLK, F_OFD_SETLK).
+struct flock PosixRange(const pb::FileLock& l);
 
 /// Creates the objects behind the tree's fds. An object held by several tasks (one open file
 /// with a tree id, or a pipe or socketpair whose ends sit in different tasks) is created once,
@@ -54,7 +58,8 @@ class FileOpener {
   // The first entry of the dump that `recorded` accepts (every entry that recorded an object's
   // queued bytes recorded the same ones), or null.
   const pb::OpenFile* FirstRecorded(const std::function<bool(const pb::OpenFile&)>& recorded) const;
-  Result<UniqueFd> OpenUnshared(const pb::OpenFile& f);
+  Result<UniqueFd> OpenUnshared(const pb::OpenFile& f);  // OpenObject, then its own locks
+  Result<UniqueFd> OpenObject(const pb::OpenFile& f);
   Status CreatePipe(const pb::OpenFile& f);
   Status CreateSocketPair(const pb::OpenFile& f);
   Result<UniqueFd> OpenPipeEnd(const pb::OpenFile& f);

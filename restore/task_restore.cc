@@ -18,6 +18,7 @@
 #include "base/kernel_features.h"
 #include "base/log.h"
 #include "base/proc.h"
+#include "restore/files_restore.h"
 #include "restore/restore_internal.h"
 
 namespace lz {
@@ -314,6 +315,28 @@ Status SetFinalRegisters(pid_t tid, const pb::ThreadCore& th) {
   return SetSigmask(tid, th.blocked());
 }
 
+// POSIX locks belong to the process, and a close of any of its descriptors of the file drops
+// them: taken last, from inside the task, through the descriptor it held them by.
+Status RestorePosixLocks(RestoredTask& t, RemoteThread& main) {
+  for (const pb::OpenFile& f : t.img->fds.files()) {
+    for (const pb::FileLock& l : f.locks()) {
+      if (l.kind() != pb::LOCK_POSIX) {
+        continue;
+      }
+      struct flock fl = PosixRange(l);
+      LZ_TRY(WriteScratch(t, kArgOff, &fl, sizeof fl));
+      int fd = img::FirstFdOf(t.img->fds, f.id());
+      auto r = main.Syscall("fcntl F_SETLK", SYS_fcntl, fd, F_SETLK, t.scratch + kArgOff);
+      if (!r) {
+        return r.error().code == EAGAIN || r.error().code == EACCES
+                   ? Invalid("the lock on " + f.path() + " is held by another process now")
+                   : Unexpected{r.error()};
+      }
+    }
+  }
+  return Ok();
+}
+
 }  // namespace
 
 Status RestoreTaskState(RestoredTask& t) {
@@ -338,6 +361,7 @@ Status RestoreTaskState(RestoredTask& t) {
   // A change of credentials clears both of these, so they come after.
   LZ_TRY(main.Syscall("prctl PR_SET_DUMPABLE", SYS_prctl, PR_SET_DUMPABLE, core.dumpable()));
   LZ_TRY(main.Syscall("prctl PR_SET_PDEATHSIG", SYS_prctl, PR_SET_PDEATHSIG, core.pdeath_sig()));
+  LZ_TRY(RestorePosixLocks(t, main));
   LZ_TRY(main.Syscall("munmap scratch", SYS_munmap, t.scratch, kScratchSize));
   for (int i = 0; i < core.threads_size(); i++) {
     LZ_TRY(SetFinalRegisters(core.threads(i).tid(), core.threads(i)));

@@ -37,7 +37,7 @@ TEST_P(State, EveryKindOfStateComesBack) {
   std::string ready = WaitForFile(dir.File("ready"), 10000);
   ASSERT_NE(ready, "") << "workload did not start";
   pid_t pid = w.pid();
-  RunResult d = Dump(pid, dir.File("img"));
+  RunResult d = Dump(pid, dir.File("img"), {"--file-locks"});
   ASSERT_EQ(d.status, 0) << d.output;
   ASSERT_TRUE(w.ReapIfDead(5000));
   Proc daemon;
@@ -53,22 +53,27 @@ TEST_P(State, EveryKindOfStateComesBack) {
   }
 }
 
+// The state workload as root, working in DIR/work.
+Proc StartInWork(const TempDir& dir) {
+  std::string work = dir.File("work");
+  mkdir(work.c_str(), 0777);
+  return Start({WorkloadBinary("state"), dir.File("ready"), dir.File("result"), work},
+               dir.File("workload.log"));
+}
+
 // The workload maps work/data.txt privately; a file that changed since the dump would show
 // other bytes through the pages it never wrote, so the restore refuses it with one clear line
 // and leaves no task behind.
 TEST(StateFailures, AMappedFileChangedSinceTheDumpIsRefused) {
   TempDir dir;
-  std::string work = dir.File("work");
-  mkdir(work.c_str(), 0777);
-  Proc w = Start({WorkloadBinary("state"), dir.File("ready"), dir.File("result"), work},
-                 dir.File("workload.log"));
+  Proc w = StartInWork(dir);
   ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "") << "workload did not start";
   pid_t pid = w.pid();
-  RunResult d = Dump(pid, dir.File("img"));
+  RunResult d = Dump(pid, dir.File("img"), {"--file-locks"});
   ASSERT_EQ(d.status, 0) << d.output;
   ASSERT_TRUE(w.ReapIfDead(5000));
   {
-    std::ofstream grow(work + "/data.txt", std::ios::app);
+    std::ofstream grow(dir.File("work") + "/data.txt", std::ios::app);
     grow << "one more line\n";
   }
   Proc daemon;
@@ -81,6 +86,20 @@ TEST(StateFailures, AMappedFileChangedSinceTheDumpIsRefused) {
     usleep(20000);
   }
   EXPECT_TRUE(gone) << "a half-restored task was left behind";
+}
+
+// Without --file-locks a task holding a lock is not dumped, as in CRIU: restored without it, it
+// would go on as if it held it. The refusal leaves it running as it was: it passes its own
+// checks afterwards.
+TEST(StateFailures, ALockedFileIsRefusedWithoutFileLocks) {
+  TempDir dir;
+  Proc w = StartInWork(dir);
+  ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "") << "workload did not start";
+  RunResult d = Dump(w.pid(), dir.File("img"));
+  EXPECT_NE(d.status, 0);
+  EXPECT_NE(d.output.find("lock: dump with --file-locks"), std::string::npos) << d.output;
+  kill(w.pid(), SIGUSR1);
+  EXPECT_EQ(WaitForFile(dir.File("result"), 10000), "PASS\n");
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, State,

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -30,6 +31,7 @@
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,7 +55,10 @@ enum {
   kUnixListen,
   kFifoR,
   kFifoW,
-  kInotify
+  kInotify,
+  kFlocked,
+  kPosixLocked,
+  kOfdLocked
 };
 
 static volatile sig_atomic_t got_usr1;
@@ -214,6 +219,22 @@ int main(int argc, char** argv) {
   while (read(in, ibuf, sizeof ibuf) > 0) {  // the removed watch's IN_IGNORED
   }
   Place(in, kInotify);
+
+  // File locks (the dump needs --file-locks): flock on one file, a POSIX write lock on bytes
+  // 10-19 of another, an OFD read lock on a third. Open to nobody, whose checks open them anew.
+  const char* lock_names[] = {"flocked", "posix-locked", "ofd-locked"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/%s", workdir, lock_names[i]);
+    int lf = open(path, O_RDWR | O_CREAT, 0666);
+    if (lf < 0 || fchmod(lf, 0666) != 0) return 3;
+    Place(lf, kFlocked + i);
+  }
+  struct flock range = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 10, .l_len = 10};
+  struct flock whole = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
+  if (flock(kFlocked, LOCK_EX) != 0 || fcntl(kPosixLocked, F_SETLK, &range) != 0 ||
+      fcntl(kOfdLocked, F_OFD_SETLK, &whole) != 0) {
+    return 3;
+  }
 
   // Signals: a handler, an alternate stack, a blocked signal queued with a value, a timer.
   struct sigaction sa;
@@ -397,6 +418,36 @@ int main(int argc, char** argv) {
   } else if (accept(kUnixListen, NULL, NULL) < 0) {
     Fail("unix accept");
   }
+  // File locks: another process finds each held, and the bytes beside the POSIX lock free.
+  pid_t prober = fork();
+  if (prober == 0) {
+    int bad = 0, fds[3];
+    for (int i = 0; i < 3; i++) {
+      snprintf(path, sizeof path, "%s/%s", workdir, lock_names[i]);
+      fds[i] = open(path, O_RDWR);
+    }
+    struct flock want = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 15, .l_len = 1};
+    struct flock beside = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 30, .l_len = 5};
+    struct flock all = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (flock(fds[0], LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) bad |= 1;
+    if (fcntl(fds[1], F_SETLK, &want) == 0) bad |= 2;
+    struct flock who = want;
+    if (fcntl(fds[1], F_GETLK, &who) != 0 || who.l_pid != getppid()) bad |= 2;
+    if (fcntl(fds[1], F_SETLK, &beside) != 0) bad |= 4;
+    if (fcntl(fds[2], F_OFD_SETLK, &all) == 0) bad |= 8;
+    _exit(bad);
+  }
+  int prober_status = 0;
+  if (prober < 0 || waitpid(prober, &prober_status, 0) != prober) {
+    Fail("lock prober");
+  } else if (!WIFEXITED(prober_status) || WEXITSTATUS(prober_status) != 0) {
+    int bad = WEXITSTATUS(prober_status);
+    if (bad & 1) Fail("flock not held");
+    if (bad & 2) Fail("POSIX lock not held by this process");
+    if (bad & 4) Fail("POSIX lock wider than dumped");
+    if (bad & 8) Fail("OFD lock not held");
+  }
+
   // inotify: nothing queued, then each change reported under the watch's own number.
   if (!(fcntl(kInotify, F_GETFL) & O_NONBLOCK)) Fail("inotify O_NONBLOCK");
   if (read(kInotify, ibuf, sizeof ibuf) >= 0) Fail("inotify events before any change");
