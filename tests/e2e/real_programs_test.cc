@@ -1,9 +1,15 @@
 // Real programs, as a user runs them: redis-server with data, python3 -m http.server.
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <fstream>
+#include <vector>
 
 #include "tests/e2e/harness.h"
 
@@ -12,12 +18,22 @@ namespace {
 
 class RealPrograms : public ::testing::TestWithParam<Mode> {
  protected:
-  // Dumps `w`, reaps it, restores in the test's mode; the restored root is adopted.
-  Proc DumpAndRestore(Proc& w) {
+  // Dumps `w` (and its `children`, which the dump kills with it), reaps them, restores in the
+  // test's mode; the restored root is adopted.
+  Proc DumpAndRestore(Proc& w, const std::vector<pid_t>& children = {}) {
     pid_t pid = w.pid();
     RunResult d = Dump(pid, dir_.File("img"));
     EXPECT_EQ(d.status, 0) << d.output;
     EXPECT_TRUE(w.ReapIfDead(5000));
+    for (pid_t c : children) {  // they come to this test, a subreaper, once their parent dies
+      bool gone = false;
+      for (int i = 0; i < 250 && !gone; i++) {
+        waitpid(c, nullptr, WNOHANG);
+        gone = kill(c, 0) != 0 && errno == ESRCH;
+        usleep(gone ? 0 : 20000);
+      }
+      EXPECT_TRUE(gone) << "pid " << c << " still there";
+    }
     // Lazy restores here fill on the event loop (the other tests use the default threads).
     RunResult r = Restore(GetParam(), dir_.File("img"), &daemon_, dir_.File("lazy.log"), {},
                           {"--fill-threads", "0"});
@@ -114,6 +130,112 @@ TEST_P(RealPrograms, TailFollowsItsFileThroughInotify) {
     f << "appended after the restore\n";
   }
   EXPECT_TRUE(WaitForText(dir_.File("tail.out"), "appended after the restore", 10000));
+  ExpectDaemonDone();
+}
+
+// The processes whose parent is `pid`.
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  DIR* d = opendir("/proc");
+  while (dirent* e = d ? readdir(d) : nullptr) {
+    pid_t p = atoi(e->d_name);
+    if (p <= 0) {
+      continue;
+    }
+    std::ifstream f("/proc/" + std::string(e->d_name) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    size_t close = stat.rfind(')');
+    int ppid = 0;
+    if (close != std::string::npos && sscanf(stat.c_str() + close + 1, " %*c %d", &ppid) == 1 &&
+        ppid == pid) {
+      out.push_back(p);
+    }
+  }
+  if (d) {
+    closedir(d);
+  }
+  return out;
+}
+
+// nginx as it is run in production: a master and two pre-forked workers sharing its listening
+// socket. After the restore the workers answer, and a reload (SIGHUP) has the master start
+// new workers, which answer too.
+TEST_P(RealPrograms, NginxMasterAndWorkersAnswerAndReload) {
+  RequireBinary("/usr/sbin/nginx");
+  int port = FreePort();
+  chmod(dir_.path().c_str(), 0755);  // the workers run as nobody
+  mkdir(dir_.File("html").c_str(), 0755);
+  mkdir(dir_.File("logs").c_str(), 0755);
+  {
+    std::ofstream page(dir_.File("html/index.html"));
+    page << "served by nginx\n";
+    std::ofstream conf(dir_.File("nginx.conf"));
+    conf << "daemon off; master_process on; worker_processes 2; pid " << dir_.File("nginx.pid")
+         << "; error_log " << dir_.File("logs/error.log") << ";\n"
+         << "events { worker_connections 64; }\n"
+         << "http { access_log off; client_body_temp_path " << dir_.File("body")
+         << "; proxy_temp_path " << dir_.File("proxy") << "; fastcgi_temp_path "
+         << dir_.File("fcgi") << "; uwsgi_temp_path " << dir_.File("uwsgi") << "; scgi_temp_path "
+         << dir_.File("scgi") << ";\n"
+         << "  server { listen 127.0.0.1:" << port << "; root " << dir_.File("html") << "; } }\n";
+  }
+  BecomeSubreaper();
+  Proc w = Start({"/usr/sbin/nginx", "-c", dir_.File("nginx.conf"), "-p", dir_.path()},
+                 dir_.File("nginx.out"));
+  std::string get = "GET / HTTP/1.0\r\n\r\n";
+  ASSERT_TRUE(WaitForService(port, get, "served by nginx", 10000));
+  for (int i = 0; i < 100 && ChildrenOf(w.pid()).size() < 2; i++) {
+    usleep(20000);
+  }
+  ASSERT_EQ(ChildrenOf(w.pid()).size(), 2u);
+  Proc restored = DumpAndRestore(w, ChildrenOf(w.pid()));
+  std::vector<pid_t> workers = ChildrenOf(restored.pid());
+  EXPECT_EQ(workers.size(), 2u);
+  for (int i = 0; i < 4; i++) {
+    EXPECT_NE(Talk(port, get, "served by nginx", 5000).find("served by nginx"), std::string::npos);
+  }
+  kill(restored.pid(), SIGHUP);
+  std::vector<pid_t> now = workers;
+  for (int i = 0; i < 250 && (now.size() != 2 || now == workers); i++) {
+    usleep(20000);
+    now = ChildrenOf(restored.pid());
+    std::sort(now.begin(), now.end());
+    std::sort(workers.begin(), workers.end());
+  }
+  EXPECT_TRUE(now.size() == 2 && now != workers) << "the reload started no new workers";
+  EXPECT_NE(Talk(port, get, "served by nginx", 5000).find("served by nginx"), std::string::npos);
+  ExpectDaemonDone();
+  // The master first: its workers then come to this test (a subreaper), which reaps them.
+  std::vector<pid_t> left = ChildrenOf(restored.pid());
+  restored.Kill();
+  for (pid_t p : left) {
+    Proc(p).Kill();
+  }
+}
+
+// memcached: four worker threads, libevent over epoll, eventfds and pipes between threads.
+TEST_P(RealPrograms, MemcachedKeepsItsKeys) {
+  RequireBinary("/usr/bin/memcached");
+  int port = FreePort();
+  Proc w = Start({"/usr/bin/memcached", "-u", "root", "-l", "127.0.0.1", "-p", std::to_string(port),
+                  "-t", "4", "-m", "64"},
+                 dir_.File("memcached.log"));
+  ASSERT_TRUE(WaitForService(port, "version\r\n", "VERSION", 10000));
+  std::string sets;
+  for (int i = 0; i < 5000; i++) {
+    std::string v = "value-" + std::to_string(i) + std::string(100, 'x');
+    sets += "set key" + std::to_string(i) + " 0 0 " + std::to_string(v.size()) + " noreply\r\n" +
+            v + "\r\n";
+  }
+  ASSERT_NE(Talk(port, sets + "get key4999\r\n", "END\r\n", 10000).find("value-4999"),
+            std::string::npos);
+  Proc restored = DumpAndRestore(w);
+  EXPECT_NE(Talk(port, "get key1234\r\n", "END\r\n", 5000).find("value-1234x"), std::string::npos);
+  EXPECT_NE(Talk(port, "get key0 key4999\r\n", "END\r\n", 5000).find("value-4999"),
+            std::string::npos);
+  EXPECT_NE(Talk(port, "set after 0 0 7\r\nrestore\r\nget after\r\n", "END\r\n", 5000)
+                .find("VALUE after 0 7\r\nrestore"),
+            std::string::npos);
   ExpectDaemonDone();
 }
 
