@@ -311,6 +311,56 @@ Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
   return Ok();
 }
 
+namespace {
+
+// The SOL_NETLINK options that are on or off, kept as they were.
+constexpr int kNetlinkFlags[] = {
+    NETLINK_PKTINFO, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS,    NETLINK_LISTEN_ALL_NSID,
+    NETLINK_CAP_ACK, NETLINK_EXT_ACK,         NETLINK_GET_STRICT_CHK};
+
+Status DumpNetlinkSocket(int s, int type, int proto, pb::OpenFile* f) {
+  if (type != SOCK_RAW && type != SOCK_DGRAM) {
+    return Invalid("netlink socket of type " + std::to_string(type) + " is not supported");
+  }
+  f->set_type(pb::FILE_NETLINK);
+  pb::NetlinkInfo* n = f->mutable_netlink();
+  n->set_protocol(proto);
+  n->set_type(type);
+  sockaddr_nl local{};
+  socklen_t len = sizeof local;
+  if (::getsockname(s, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+    return FailErrno("getsockname", "netlink socket");
+  }
+  n->set_portid(local.nl_pid);
+  // Every group joined, past the 32 that sockaddr_nl has room for.
+  std::vector<uint32_t> bits(64);
+  len = static_cast<socklen_t>(bits.size() * sizeof(uint32_t));
+  if (::getsockopt(s, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, bits.data(), &len) != 0) {
+    return FailErrno("getsockopt NETLINK_LIST_MEMBERSHIPS");
+  }
+  for (uint32_t g = 0; g < std::min<size_t>(len, bits.size() * 4) * 8; g++) {
+    if (bits[g / 32] & (1u << (g % 32))) {
+      n->add_groups(g + 1);
+    }
+  }
+  sockaddr_nl peer{};
+  len = sizeof peer;
+  if (::getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    n->set_dst_portid(peer.nl_pid);
+    n->set_dst_group(peer.nl_groups);
+  }
+  n->set_rcvbuf(IntOpt(s, SOL_SOCKET, SO_RCVBUF));
+  n->set_sndbuf(IntOpt(s, SOL_SOCKET, SO_SNDBUF));
+  for (int opt : kNetlinkFlags) {
+    if (IntOpt(s, SOL_NETLINK, opt) > 0) {
+      n->add_flags(opt);
+    }
+  }
+  return Ok();
+}
+
+}  // namespace
+
 Status DumpInetSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f) {
   LZ_ASSIGN_OR_RETURN(UniqueFd s, PidfdGetfd(pidfd, fd));
   int family = IntOpt(s.get(), SOL_SOCKET, SO_DOMAIN);
@@ -319,9 +369,11 @@ Status DumpInetSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
   if (family == AF_UNIX) {
     return DumpUnixSocket(pidfd, fd, st, f);
   }
+  if (family == AF_NETLINK) {
+    return DumpNetlinkSocket(s.get(), type, proto, f);
+  }
   if (family != AF_INET && family != AF_INET6) {
-    return Invalid(std::string(family == AF_NETLINK ? "netlink socket" : "socket") +
-                   " is not supported");
+    return Invalid("socket of family " + std::to_string(family) + " is not supported");
   }
   if (type != SOCK_STREAM && type != SOCK_DGRAM) {
     return Invalid("inet socket of type " + std::to_string(type) + " is not supported");

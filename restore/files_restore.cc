@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -154,6 +155,49 @@ Result<UniqueFd> OpenInetSocket(const pb::OpenFile& f) {
   if (!s.peer().empty() && ::connect(fd, reinterpret_cast<const sockaddr*>(s.peer().data()),
                                      static_cast<socklen_t>(s.peer().size())) != 0) {
     return FailErrno("connect");
+  }
+  LZ_TRY(SetStatusFlags(fd, f.flags()));
+  return sock;
+}
+
+// A netlink socket at the address it had (the kernel chose it, usually the pid, which the
+// restored task has again), with its groups and options. Another socket may hold that address
+// now: then the kernel chooses another, as it would have at the task's first send.
+Result<UniqueFd> OpenNetlinkSocket(const pb::OpenFile& f) {
+  const pb::NetlinkInfo& n = f.netlink();
+  int fd = ::socket(AF_NETLINK, n.type() | SOCK_CLOEXEC, n.protocol());
+  if (fd < 0) {
+    return FailErrno("socket", "netlink protocol " + std::to_string(n.protocol()));
+  }
+  UniqueFd sock(fd);
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_RCVBUF, n.rcvbuf() / 2, "SO_RCVBUF"));
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_SNDBUF, n.sndbuf() / 2, "SO_SNDBUF"));
+  for (int opt : n.flags()) {
+    LZ_TRY(SetIntOpt(fd, SOL_NETLINK, opt, 1, "netlink option"));
+  }
+  if (n.portid() != 0) {
+    sockaddr_nl a{};
+    a.nl_family = AF_NETLINK;
+    a.nl_pid = n.portid();
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      a.nl_pid = 0;
+      if (errno != EADDRINUSE || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        return FailErrno("bind", "netlink port " + std::to_string(n.portid()));
+      }
+    }
+  }
+  for (uint32_t g : n.groups()) {
+    LZ_TRY(SetIntOpt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, static_cast<int>(g),
+                     "NETLINK_ADD_MEMBERSHIP"));
+  }
+  if (n.dst_portid() != 0 || n.dst_group() != 0) {
+    sockaddr_nl d{};
+    d.nl_family = AF_NETLINK;
+    d.nl_pid = n.dst_portid();
+    d.nl_groups = n.dst_group();
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&d), sizeof d) != 0) {
+      return FailErrno("connect", "netlink socket");
+    }
   }
   LZ_TRY(SetStatusFlags(fd, f.flags()));
   return sock;
@@ -677,6 +721,8 @@ Result<UniqueFd> FileOpener::OpenObject(const pb::OpenFile& f) {
       return OpenMemfd(f);
     case pb::FILE_INOTIFY:
       return OpenInotify(f);
+    case pb::FILE_NETLINK:
+      return OpenNetlinkSocket(f);
     case pb::FILE_EVENTFD:
     case pb::FILE_EPOLL:
     case pb::FILE_SIGNALFD:

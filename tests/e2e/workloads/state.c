@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -58,7 +60,8 @@ enum {
   kInotify,
   kFlocked,
   kPosixLocked,
-  kOfdLocked
+  kOfdLocked,
+  kNetlink
 };
 
 static volatile sig_atomic_t got_usr1;
@@ -235,6 +238,21 @@ int main(int argc, char** argv) {
       fcntl(kOfdLocked, F_OFD_SETLK, &whole) != 0) {
     return 3;
   }
+
+  // A route netlink socket bound to its address, in the link group and group 33 (past the 32
+  // that bind's bitmask holds), with NETLINK_NO_ENOBUFS on.
+  int nl = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+  struct sockaddr_nl nla = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK};
+  int group33 = 33;
+  if (nl < 0 || bind(nl, (struct sockaddr*)&nla, sizeof nla) != 0 ||
+      setsockopt(nl, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group33, sizeof group33) != 0 ||
+      setsockopt(nl, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) != 0) {
+    return 3;
+  }
+  socklen_t nlen = sizeof nla;
+  getsockname(nl, (struct sockaddr*)&nla, &nlen);
+  uint32_t portid = nla.nl_pid;
+  Place(nl, kNetlink);
 
   // Signals: a handler, an alternate stack, a blocked signal queued with a value, a timer.
   struct sigaction sa;
@@ -418,6 +436,37 @@ int main(int argc, char** argv) {
   } else if (accept(kUnixListen, NULL, NULL) < 0) {
     Fail("unix accept");
   }
+  // Netlink: the same address, groups and option, and the kernel answers a request.
+  struct sockaddr_nl now = {0};
+  nlen = sizeof now;
+  uint32_t members[4] = {0};
+  socklen_t mlen = sizeof members;
+  int noenobufs = 0;
+  socklen_t olen = sizeof noenobufs;
+  if (getsockname(kNetlink, (struct sockaddr*)&now, &nlen) != 0 || now.nl_pid != portid)
+    Fail("netlink address");
+  if (getsockopt(kNetlink, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, members, &mlen) != 0 ||
+      members[0] != 1u || members[1] != 1u)  // groups 1 and 33
+    Fail("netlink groups");
+  if (getsockopt(kNetlink, SOL_NETLINK, NETLINK_NO_ENOBUFS, &noenobufs, &olen) != 0 || !noenobufs)
+    Fail("netlink option");
+  struct {
+    struct nlmsghdr h;
+    struct rtgenmsg g;
+  } req = {{.nlmsg_len = sizeof req,
+            .nlmsg_type = RTM_GETLINK,
+            .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+            .nlmsg_seq = 7},
+           {.rtgen_family = AF_UNSPEC}};
+  char nlbuf[16384] __attribute__((aligned(8)));
+  ssize_t nr = send(kNetlink, &req, sizeof req, 0) == sizeof req
+                   ? recv(kNetlink, nlbuf, sizeof nlbuf, 0)
+                   : -1;
+  // A link notification may come first; the answer carries the request's sequence number.
+  while (nr > 0 && ((struct nlmsghdr*)nlbuf)->nlmsg_seq != 7)
+    nr = recv(kNetlink, nlbuf, sizeof nlbuf, 0);
+  if (nr <= 0 || ((struct nlmsghdr*)nlbuf)->nlmsg_type != RTM_NEWLINK) Fail("netlink request");
+
   // File locks: another process finds each held, and the bytes beside the POSIX lock free.
   pid_t prober = fork();
   if (prober == 0) {
