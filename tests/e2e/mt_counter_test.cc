@@ -136,7 +136,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, MtCounter, ::testing::Values(Mode::kEager, Mode:
 class MtCounterFailures : public MtCounter {};
 
 TEST_P(MtCounterFailures, UnsupportedFdLeavesTheTaskRunningAsItWas) {
-  Proc w = StartWorkload(8, "netlink");
+  Proc w = StartWorkload(8, "pidfd");
   RunResult d = Dump(w.pid(), Images());
   EXPECT_NE(d.status, 0);
   EXPECT_NE(d.output.find("is not supported"), std::string::npos) << d.output;

@@ -2,14 +2,13 @@
 // runs until it gets SIGUSR1 (sent after restore), then checks its own state and writes
 // "PASS" or "FAIL: reason" to the result file.
 //
-// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES [netlink|passed-fd]
-// With "netlink" it also holds a netlink socket, a descriptor lazarus does not dump; with
+// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES [pidfd|passed-fd]
+// With "pidfd" it also holds a pidfd of itself, a descriptor lazarus does not dump; with
 // "passed-fd", a socketpair with a descriptor in flight (SCM_RIGHTS), which it cannot queue
 // again as it was.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/netlink.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -135,13 +134,13 @@ static int PassFd(void) {
 
 int main(int argc, char** argv) {
   if (argc != 4 && argc != 5) {
-    fprintf(stderr, "usage: %s READY_FILE RESULT_FILE MEGABYTES [netlink]\n", argv[0]);
+    fprintf(stderr, "usage: %s READY_FILE RESULT_FILE MEGABYTES [pidfd|passed-fd]\n", argv[0]);
     return 2;
   }
   if (argc == 5 && strcmp(argv[4], "passed-fd") == 0 && PassFd() != 0) {
     return 5;
   }
-  if (argc == 5 && strcmp(argv[4], "netlink") == 0 && socket(AF_NETLINK, SOCK_RAW, 0) < 0) {
+  if (argc == 5 && strcmp(argv[4], "pidfd") == 0 && syscall(SYS_pidfd_open, getpid(), 0) < 0) {
     return 4;
   }
   region_len = (size_t)atol(argv[3]) << 20;
