@@ -366,14 +366,13 @@ Result<std::vector<FdLock>> ParseFdLocks(std::string_view text) {
     }
     FdLock l;
     uint64_t start = 0, end = 0;
-    if (f.size() != 8 || f[0].empty() || f[0].back() != ':' ||
-        (f[3] != "READ" && f[3] != "WRITE") || !ParseU64(f[6], &start) ||
+    if (f.size() != 8 || f[0].empty() || f[0].back() != ':' || !ParseU64(f[6], &start) ||
         (f[7] != "EOF" && !ParseU64(f[7], &end)) || (f[7] != "EOF" && end < start)) {
       return Invalid("parse fdinfo", "bad lock line '" + std::string(line) + "'");
     }
     l.kind = std::string(f[1]);
     l.mode = std::string(f[2]);
-    l.write = f[3] == "WRITE";
+    l.access = std::string(f[3]);
     l.start = start;
     l.end = f[7] == "EOF" ? UINT64_MAX : end;
     out.push_back(std::move(l));

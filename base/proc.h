@@ -87,7 +87,7 @@ struct ProcFdinfo {
 struct FdLock {
   std::string kind;    // FLOCK, POSIX, OFDLCK, LEASE, DELEG, ...
   std::string mode;    // ADVISORY, MANDATORY, ACTIVE, BREAKING, ...
-  bool write = false;  // WRITE, else READ
+  std::string access;  // READ, WRITE (UNLCK for a lease being broken)
   uint64_t start = 0;
   uint64_t end = 0;  // inclusive; UINT64_MAX for "EOF" (to the end of the file, and beyond)
 };

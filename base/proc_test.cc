@@ -223,7 +223,7 @@ TEST(Proc, FdLocksOfThisProcess) {
   ASSERT_EQ(locks->size(), 1u) << *text;
   EXPECT_EQ((*locks)[0].kind, "POSIX");
   EXPECT_EQ((*locks)[0].mode, "ADVISORY");
-  EXPECT_TRUE((*locks)[0].write);
+  EXPECT_EQ((*locks)[0].access, "WRITE");
   EXPECT_EQ((*locks)[0].start, 10u);
   EXPECT_EQ((*locks)[0].end, 14u);
 }
@@ -234,11 +234,10 @@ TEST(Proc, FdLocksMalformedAndWaiters) {
       "lock:\t1: -> FLOCK  ADVISORY  WRITE 15600 fe:00:10953070 0 EOF\n");
   ASSERT_TRUE(l) << l.error().Message();
   ASSERT_EQ(l->size(), 1u);  // the waiter holds nothing
-  EXPECT_FALSE((*l)[0].write);
+  EXPECT_EQ((*l)[0].access, "READ");
   EXPECT_EQ((*l)[0].end, UINT64_MAX);
   EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX  ADVISORY  WRITE 1 fe:00:1 20 10\n"));  // end < start
   EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX  ADVISORY  WRITE 1 fe:00:1 x EOF\n"));
-  EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX  ADVISORY  BOTH 1 fe:00:1 0 EOF\n"));
   EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX\n"));
 }
 

@@ -322,6 +322,19 @@ Status DumpNetlinkSocket(int s, int type, int proto, pb::OpenFile* f) {
   if (type != SOCK_RAW && type != SOCK_DGRAM) {
     return Invalid("netlink socket of type " + std::to_string(type) + " is not supported");
   }
+  if (proto == NETLINK_NETFILTER) {  // nfqueue, nflog: kernel state that goes with the socket
+    return Invalid("netfilter netlink socket is not supported");
+  }
+  // A message queued may be the answer the task waits for: restored without it, it would wait
+  // forever. Peeked on the copy, so the task loses nothing.
+  char probe;
+  if (::recv(s, &probe, 1, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+    return Invalid("netlink socket with messages queued is not supported");
+  }
+  socklen_t flen = 0;
+  if (::getsockopt(s, SOL_SOCKET, SO_GET_FILTER, nullptr, &flen) == 0 && flen > 0) {
+    return Invalid("netlink socket with a socket filter is not supported");
+  }
   f->set_type(pb::FILE_NETLINK);
   pb::NetlinkInfo* n = f->mutable_netlink();
   n->set_protocol(proto);
@@ -332,11 +345,18 @@ Status DumpNetlinkSocket(int s, int type, int proto, pb::OpenFile* f) {
     return FailErrno("getsockname", "netlink socket");
   }
   n->set_portid(local.nl_pid);
-  // Every group joined, past the 32 that sockaddr_nl has room for.
+  // Every group joined, past the 32 that sockaddr_nl has room for (the kernel says how many
+  // bytes it needs).
   std::vector<uint32_t> bits(64);
-  len = static_cast<socklen_t>(bits.size() * sizeof(uint32_t));
-  if (::getsockopt(s, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, bits.data(), &len) != 0) {
-    return FailErrno("getsockopt NETLINK_LIST_MEMBERSHIPS");
+  for (int tries = 0; tries < 2; tries++) {
+    len = static_cast<socklen_t>(bits.size() * sizeof(uint32_t));
+    if (::getsockopt(s, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, bits.data(), &len) != 0) {
+      return FailErrno("getsockopt NETLINK_LIST_MEMBERSHIPS");
+    }
+    if (len <= bits.size() * sizeof(uint32_t)) {
+      break;
+    }
+    bits.resize((len + 3) / 4);
   }
   for (uint32_t g = 0; g < std::min<size_t>(len, bits.size() * 4) * 8; g++) {
     if (bits[g / 32] & (1u << (g % 32))) {
@@ -351,6 +371,8 @@ Status DumpNetlinkSocket(int s, int type, int proto, pb::OpenFile* f) {
   }
   n->set_rcvbuf(IntOpt(s, SOL_SOCKET, SO_RCVBUF));
   n->set_sndbuf(IntOpt(s, SOL_SOCKET, SO_SNDBUF));
+  n->set_passcred(IntOpt(s, SOL_SOCKET, SO_PASSCRED) > 0);  // udev monitors drop messages without
+  n->set_passsec(IntOpt(s, SOL_SOCKET, SO_PASSSEC) > 0);    // their credentials
   for (int opt : kNetlinkFlags) {
     if (IntOpt(s, SOL_NETLINK, opt) > 0) {
       n->add_flags(opt);

@@ -71,15 +71,18 @@ Status DumpLocks(pid_t pid, int fd, const std::string& link, const std::string& 
     } else {
       return Invalid(where + ": a " + l.kind + " lock is not supported");
     }
-    if (l.mode != "ADVISORY") {
-      return Invalid(where + ": a " + l.mode + " lock is not supported");
+    if (l.mode != "ADVISORY" || (l.access != "READ" && l.access != "WRITE")) {
+      return Invalid(where + ": a " + l.mode + " " + l.access + " lock is not supported");
+    }
+    if (f->type() == pb::FILE_TTY) {
+      return Invalid(where + ": a lock on a terminal is not supported");  // reopened, not kept
     }
     if (!file_locks) {
       return Invalid(where + " holds a " + l.kind + " lock: dump with --file-locks to keep it");
     }
     pb::FileLock* out = f->add_locks();
     out->set_kind(kind);
-    out->set_write(l.write);
+    out->set_write(l.access == "WRITE");
     out->set_start(l.start);
     out->set_end(l.end);
   }
@@ -131,7 +134,6 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir, bool file_locks) 
     f->set_id(static_cast<uint32_t>(table.files_size()));
     out->set_file_id(f->id());
     f->set_flags(info.flags & ~static_cast<uint32_t>(O_CLOEXEC));
-    LZ_TRY(DumpLocks(pid, fd, link, info_text, file_locks, f));
     f->set_pos(info.pos);
     f->set_dev(st.st_dev);
     f->set_ino(st.st_ino);
@@ -178,6 +180,7 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir, bool file_locks) 
       return Invalid("fd " + std::to_string(fd) + " of " + std::to_string(pid) + ": " +
                      Describe(link, st) + " is not supported");
     }
+    LZ_TRY(DumpLocks(pid, fd, link, info_text, file_locks, f));
   }
   return table;
 }

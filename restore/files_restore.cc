@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "base/file_util.h"
+#include "base/log.h"
 #include "base/proc.h"
 #include "images/format.h"
 #include "restore/shmem_restore.h"
@@ -162,7 +163,7 @@ Result<UniqueFd> OpenInetSocket(const pb::OpenFile& f) {
 
 // A netlink socket at the address it had (the kernel chose it, usually the pid, which the
 // restored task has again), with its groups and options. Another socket may hold that address
-// now: then the kernel chooses another, as it would have at the task's first send.
+// now: then the kernel chooses another, with a warning.
 Result<UniqueFd> OpenNetlinkSocket(const pb::OpenFile& f) {
   const pb::NetlinkInfo& n = f.netlink();
   int fd = ::socket(AF_NETLINK, n.type() | SOCK_CLOEXEC, n.protocol());
@@ -170,8 +171,11 @@ Result<UniqueFd> OpenNetlinkSocket(const pb::OpenFile& f) {
     return FailErrno("socket", "netlink protocol " + std::to_string(n.protocol()));
   }
   UniqueFd sock(fd);
-  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_RCVBUF, n.rcvbuf() / 2, "SO_RCVBUF"));
-  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_SNDBUF, n.sndbuf() / 2, "SO_SNDBUF"));
+  // FORCE: past rmem_max, as udev and systemd set theirs (the restore runs as root here).
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_RCVBUFFORCE, n.rcvbuf() / 2, "SO_RCVBUFFORCE"));
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_SNDBUFFORCE, n.sndbuf() / 2, "SO_SNDBUFFORCE"));
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_PASSCRED, n.passcred(), "SO_PASSCRED"));
+  LZ_TRY(SetIntOpt(fd, SOL_SOCKET, SO_PASSSEC, n.passsec(), "SO_PASSSEC"));
   for (int opt : n.flags()) {
     LZ_TRY(SetIntOpt(fd, SOL_NETLINK, opt, 1, "netlink option"));
   }
@@ -184,6 +188,10 @@ Result<UniqueFd> OpenNetlinkSocket(const pb::OpenFile& f) {
       if (errno != EADDRINUSE || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
         return FailErrno("bind", "netlink port " + std::to_string(n.portid()));
       }
+      LZ_WARN(
+          "netlink port %u is taken: the socket gets another, which a peer that knew the "
+          "old one does not reach",
+          n.portid());
     }
   }
   for (uint32_t g : n.groups()) {
@@ -682,6 +690,8 @@ Status TakeOpenFileLocks(int fd, const pb::OpenFile& f) {
     } else if (l.kind() == pb::LOCK_OFD) {
       struct flock fl = PosixRange(l);
       r = ::fcntl(fd, F_OFD_SETLK, &fl);
+    } else if (l.kind() != pb::LOCK_POSIX) {
+      return Invalid("a lock of unknown kind " + std::to_string(l.kind()) + " on " + f.path());
     }
     if (r != 0) {
       return errno == EWOULDBLOCK || errno == EAGAIN

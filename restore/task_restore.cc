@@ -328,7 +328,7 @@ Status RestorePosixLocks(RestoredTask& t, RemoteThread& main) {
       int fd = img::FirstFdOf(t.img->fds, f.id());
       auto r = main.Syscall("fcntl F_SETLK", SYS_fcntl, fd, F_SETLK, t.scratch + kArgOff);
       if (!r) {
-        return r.error().code == EAGAIN || r.error().code == EACCES
+        return r.error().code == EAGAIN
                    ? Invalid("the lock on " + f.path() + " is held by another process now")
                    : Unexpected{r.error()};
       }

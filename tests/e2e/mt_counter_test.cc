@@ -162,6 +162,18 @@ TEST_P(MtCounterFailures, DescriptorInFlightIsRefusedAndTheTaskRunsOn) {
   EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
 }
 
+// The kernel's answer to a request, queued and unread: restored without it the task would wait
+// for it forever, so the socket is refused.
+TEST_P(MtCounterFailures, NetlinkAnswerQueuedIsRefusedAndTheTaskRunsOn) {
+  Proc w = StartWorkload(8, "netlink-answer");
+  RunResult d = Dump(w.pid(), Images());
+  EXPECT_NE(d.status, 0);
+  EXPECT_NE(d.output.find("netlink socket with messages queued"), std::string::npos) << d.output;
+  EXPECT_EQ(TracerOf(w.pid()), "0");
+  std::string v = Verdict(w.pid());
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+}
+
 TEST_P(MtCounterFailures, RestoreRefusesATakenPid) {
   Proc w = StartWorkload(8);
   ASSERT_EQ(Dump(w.pid(), Images(), {"-R"}).status, 0);

@@ -1,4 +1,5 @@
-// Real programs, as a user runs them: redis-server with data, python3 -m http.server.
+// Real programs, as a user runs them: redis-server with data, python3 -m http.server, tail -f,
+// nginx with workers, memcached, dbus-daemon.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -184,6 +185,12 @@ TEST_P(RealPrograms, NginxMasterAndWorkersAnswerAndReload) {
   BecomeSubreaper();
   Proc w = Start({"/usr/sbin/nginx", "-c", dir_.File("nginx.conf"), "-p", dir_.path()},
                  dir_.File("nginx.out"));
+  // Its own session and group (Start), which the restore keeps: whatever happens, the workers
+  // go with the test.
+  struct KillGroup {
+    pid_t pgid;
+    ~KillGroup() { kill(-pgid, SIGKILL); }
+  } group{w.pid()};
   std::string get = "GET / HTTP/1.0\r\n\r\n";
   ASSERT_TRUE(WaitForService(port, get, "served by nginx", 10000));
   for (int i = 0; i < 100 && ChildrenOf(w.pid()).size() < 2; i++) {
@@ -206,6 +213,9 @@ TEST_P(RealPrograms, NginxMasterAndWorkersAnswerAndReload) {
   }
   EXPECT_TRUE(now.size() == 2 && now != workers) << "the reload started no new workers";
   EXPECT_NE(Talk(port, get, "served by nginx", 5000).find("served by nginx"), std::string::npos);
+  std::ifstream log(dir_.File("logs/error.log"));
+  std::string errors((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(errors.find("exited on signal"), std::string::npos) << errors;
   ExpectDaemonDone();
   // The master first: its workers then come to this test (a subreaper), which reaps them.
   std::vector<pid_t> left = ChildrenOf(restored.pid());

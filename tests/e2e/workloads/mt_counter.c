@@ -2,13 +2,16 @@
 // runs until it gets SIGUSR1 (sent after restore), then checks its own state and writes
 // "PASS" or "FAIL: reason" to the result file.
 //
-// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES [pidfd|passed-fd]
+// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES [pidfd|passed-fd|netlink-answer]
 // With "pidfd" it also holds a pidfd of itself, a descriptor lazarus does not dump; with
 // "passed-fd", a socketpair with a descriptor in flight (SCM_RIGHTS), which it cannot queue
-// again as it was.
+// again as it was; with "netlink-answer", a route netlink socket holding the kernel's answer
+// to a request, unread.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -132,9 +135,23 @@ static int PassFd(void) {
   return 0;
 }
 
+// Asks the kernel for its links and leaves the answer queued.
+static int AskNetlink(void) {
+  int s = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+  struct {
+    struct nlmsghdr h;
+    struct rtgenmsg g;
+  } req = {{.nlmsg_len = sizeof req,
+            .nlmsg_type = RTM_GETLINK,
+            .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+            .nlmsg_seq = 1},
+           {.rtgen_family = AF_UNSPEC}};
+  return s >= 0 && send(s, &req, sizeof req, 0) == sizeof req ? 0 : -1;
+}
+
 int main(int argc, char** argv) {
   if (argc != 4 && argc != 5) {
-    fprintf(stderr, "usage: %s READY_FILE RESULT_FILE MEGABYTES [pidfd|passed-fd]\n", argv[0]);
+    fprintf(stderr, "usage: %s READY_FILE RESULT_FILE MEGABYTES [MODE]\n", argv[0]);
     return 2;
   }
   if (argc == 5 && strcmp(argv[4], "passed-fd") == 0 && PassFd() != 0) {
@@ -142,6 +159,9 @@ int main(int argc, char** argv) {
   }
   if (argc == 5 && strcmp(argv[4], "pidfd") == 0 && syscall(SYS_pidfd_open, getpid(), 0) < 0) {
     return 4;
+  }
+  if (argc == 5 && strcmp(argv[4], "netlink-answer") == 0 && AskNetlink() != 0) {
+    return 6;
   }
   region_len = (size_t)atol(argv[3]) << 20;
   region = mmap(NULL, region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

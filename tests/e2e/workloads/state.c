@@ -474,16 +474,19 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 3; i++) {
       snprintf(path, sizeof path, "%s/%s", workdir, lock_names[i]);
       fds[i] = open(path, O_RDWR);
+      if (fds[i] < 0) _exit(16);
     }
     struct flock want = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 15, .l_len = 1};
     struct flock beside = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 30, .l_len = 5};
     struct flock all = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     if (flock(fds[0], LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) bad |= 1;
-    if (fcntl(fds[1], F_SETLK, &want) == 0) bad |= 2;
+    if (fcntl(fds[1], F_SETLK, &want) == 0 || (errno != EAGAIN && errno != EACCES)) bad |= 2;
     struct flock who = want;
     if (fcntl(fds[1], F_GETLK, &who) != 0 || who.l_pid != getppid()) bad |= 2;
     if (fcntl(fds[1], F_SETLK, &beside) != 0) bad |= 4;
-    if (fcntl(fds[2], F_OFD_SETLK, &all) == 0) bad |= 8;
+    if (fcntl(fds[2], F_OFD_SETLK, &all) == 0 || errno != EAGAIN) bad |= 8;
+    struct flock ofd = all;  // an OFD lock reports no pid; a POSIX one its holder's
+    if (fcntl(fds[2], F_OFD_GETLK, &ofd) != 0 || ofd.l_type != F_RDLCK || ofd.l_pid != -1) bad |= 8;
     _exit(bad);
   }
   int prober_status = 0;
