@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netlink_ask.h"
+
 #define NTHREADS 4
 
 static atomic_ulong counters[NTHREADS];
@@ -138,15 +140,7 @@ static int PassFd(void) {
 // Asks the kernel for its links and leaves the answer queued.
 static int AskNetlink(void) {
   int s = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
-  struct {
-    struct nlmsghdr h;
-    struct rtgenmsg g;
-  } req = {{.nlmsg_len = sizeof req,
-            .nlmsg_type = RTM_GETLINK,
-            .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
-            .nlmsg_seq = 1},
-           {.rtgen_family = AF_UNSPEC}};
-  return s >= 0 && send(s, &req, sizeof req, 0) == sizeof req ? 0 : -1;
+  return s >= 0 ? AskLinks(s, 1) : -1;
 }
 
 int main(int argc, char** argv) {

@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netlink_ask.h"
+
 #ifndef SS_AUTODISARM
 #define SS_AUTODISARM (1U << 31)
 #endif
@@ -450,18 +452,8 @@ int main(int argc, char** argv) {
     Fail("netlink groups");
   if (getsockopt(kNetlink, SOL_NETLINK, NETLINK_NO_ENOBUFS, &noenobufs, &olen) != 0 || !noenobufs)
     Fail("netlink option");
-  struct {
-    struct nlmsghdr h;
-    struct rtgenmsg g;
-  } req = {{.nlmsg_len = sizeof req,
-            .nlmsg_type = RTM_GETLINK,
-            .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
-            .nlmsg_seq = 7},
-           {.rtgen_family = AF_UNSPEC}};
   char nlbuf[16384] __attribute__((aligned(8)));
-  ssize_t nr = send(kNetlink, &req, sizeof req, 0) == sizeof req
-                   ? recv(kNetlink, nlbuf, sizeof nlbuf, 0)
-                   : -1;
+  ssize_t nr = AskLinks(kNetlink, 7) == 0 ? recv(kNetlink, nlbuf, sizeof nlbuf, 0) : -1;
   // A link notification may come first; the answer carries the request's sequence number.
   while (nr > 0 && ((struct nlmsghdr*)nlbuf)->nlmsg_seq != 7)
     nr = recv(kNetlink, nlbuf, sizeof nlbuf, 0);
