@@ -1,5 +1,5 @@
 // Real programs, as a user runs them: redis-server with data, python3 -m http.server, tail -f,
-// nginx with workers, memcached, dbus-daemon.
+// nginx with workers, memcached, dbus-daemon, an sqlite transaction.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -23,9 +23,10 @@ class RealPrograms : public ::testing::TestWithParam<Mode> {
  protected:
   // Dumps `w` (and its `children`, which the dump kills with it), reaps them, restores in the
   // test's mode; the restored root is adopted.
-  Proc DumpAndRestore(Proc& w, const std::vector<pid_t>& children = {}) {
+  Proc DumpAndRestore(Proc& w, const std::vector<pid_t>& children = {},
+                      const std::vector<std::string>& dump_args = {}) {
     pid_t pid = w.pid();
-    RunResult d = Dump(pid, dir_.File("img"));
+    RunResult d = Dump(pid, dir_.File("img"), dump_args);
     EXPECT_EQ(d.status, 0) << d.output;
     EXPECT_TRUE(w.ReapIfDead(5000));
     for (pid_t c : children) {  // they come to this test, a subreaper, once their parent dies
@@ -248,6 +249,57 @@ TEST_P(RealPrograms, MemcachedKeepsItsKeys) {
   EXPECT_NE(Talk(port, "set after 0 0 7\r\nrestore\r\nget after\r\n", "END\r\n", 5000)
                 .find("VALUE after 0 7\r\nrestore"),
             std::string::npos);
+  ExpectDaemonDone();
+}
+
+// A Python program in the middle of an sqlite write transaction: the database's POSIX locks
+// (dumped with --file-locks) keep other writers out after the restore, and the transaction
+// then commits with the row it wrote before the dump and one after.
+TEST_P(RealPrograms, SqliteTransactionKeepsItsLocksAcrossTheRestore) {
+  RequireBinary("/usr/bin/python3");
+  std::string db = dir_.File("data.db");
+  {
+    std::ofstream app(dir_.File("app.py"));
+    app << "import sqlite3, signal, time\n"
+        << "db = sqlite3.connect('" << db << "', isolation_level=None)\n"
+        << "db.execute('create table t(x)')\n"
+        << "db.execute('begin immediate')\n"
+        << "db.execute('insert into t values (42)')\n"
+        << "def go(sig, frame):\n"
+        << "    db.execute('insert into t values (43)')\n"
+        << "    db.execute('commit')\n"
+        << "    open('" << dir_.File("done") << "', 'w').write('committed')\n"
+        << "signal.signal(signal.SIGUSR1, go)\n"
+        << "open('" << dir_.File("ready") << "', 'w').write('ready')\n"
+        << "while True:\n"
+        << "    time.sleep(1)\n";
+  }
+  Proc w = Start({"/usr/bin/python3", dir_.File("app.py")}, dir_.File("app.log"));
+  ASSERT_NE(WaitForFile(dir_.File("ready"), 10000), "");
+  auto other_writer = [&] {
+    return RunCmd({"/usr/bin/python3", "-c",
+                   "import sqlite3\n"
+                   "d = sqlite3.connect('" +
+                       db +
+                       "', timeout=0.1)\n"
+                       "try:\n"
+                       "    d.execute('begin immediate'); print('got the write lock')\n"
+                       "except sqlite3.OperationalError as e:\n"
+                       "    print('refused:', e)\n"},
+                  10000)
+        .output;
+  };
+  ASSERT_NE(other_writer().find("refused: database is locked"), std::string::npos);
+  Proc restored = DumpAndRestore(w, {}, {"--file-locks"});
+  EXPECT_NE(other_writer().find("refused: database is locked"), std::string::npos)
+      << "the restored transaction lost its lock";
+  kill(restored.pid(), SIGUSR1);
+  EXPECT_EQ(WaitForFile(dir_.File("done"), 10000), "committed");
+  RunResult rows = RunCmd({"/usr/bin/python3", "-c",
+                           "import sqlite3\nprint(sqlite3.connect('" + db +
+                               "').execute('select x from t').fetchall())"},
+                          10000);
+  EXPECT_NE(rows.output.find("[(42,), (43,)]"), std::string::npos) << rows.output;
   ExpectDaemonDone();
 }
 
