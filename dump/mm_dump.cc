@@ -47,6 +47,12 @@ Result<pb::VmaKind> Classify(const ProcVma& v) {
   if (p.rfind("/memfd:", 0) == 0 && p.ends_with(" (deleted)")) {
     return pb::VMA_MEMFD;
   }
+  // A file of /dev/shm unlinked once made (a POSIX semaphore or shm_open segment, as Python's
+  // multiprocessing makes them): a tmpfs object with no name, a memfd in all but that. Saved
+  // and brought back as one (its mapping then reads "/memfd:NAME (deleted)").
+  if (p.rfind("/dev/shm/", 0) == 0 && p.ends_with(" (deleted)") && v.dev_major == 0) {
+    return pb::VMA_MEMFD;
+  }
   if (p.front() != '/' || p.find(" (deleted)") != std::string::npos || p.rfind("/SYSV", 0) == 0) {
     return Invalid("mapping of " + p + " is not supported yet");
   }

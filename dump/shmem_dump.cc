@@ -17,9 +17,9 @@ namespace {
 constexpr uint64_t P = img::kPageSize;
 constexpr size_t kBatchBytes = 2 << 20;
 
-// "/memfd:NAME (deleted)" -> "NAME"
+// "/memfd:NAME (deleted)" -> "NAME"; "/dev/shm/sem.X (deleted)" -> "sem.X"
 std::string MemfdName(const std::string& path) {
-  std::string s = path.substr(7);
+  std::string s = path.rfind("/memfd:", 0) == 0 ? path.substr(7) : path.substr(path.rfind('/') + 1);
   return s.ends_with(" (deleted)") ? s.substr(0, s.size() - 10) : s;
 }
 
@@ -99,8 +99,13 @@ Status ShmemCollector::Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds) {
                         IdOf(v.dev(), v.ino(), memfd ? pb::SHMEM_MEMFD : pb::SHMEM_ANON,
                              memfd ? MemfdName(v.path()) : "", MapFilesPath(pid, v)));
     v.set_shmid(id);
+    LZ_TRY(CheckNotAlsoOpen(v.dev(), v.ino(), v.path()));
   }
   for (pb::OpenFile& f : *fds.mutable_files()) {
+    if (f.type() == pb::FILE_REG && f.deleted()) {
+      deleted_open_.insert({f.dev(), f.ino()});
+      LZ_TRY(CheckNotAlsoOpen(f.dev(), f.ino(), f.path()));
+    }
     if (f.type() != pb::FILE_MEMFD) {
       continue;
     }
@@ -108,6 +113,21 @@ Status ShmemCollector::Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds) {
     LZ_ASSIGN_OR_RETURN(uint32_t id, IdOf(f.dev(), f.ino(), pb::SHMEM_MEMFD, MemfdName(f.path()),
                                           ProcPath(pid, "fd/" + std::to_string(fd))));
     f.set_shmem_id(id);
+  }
+  return Ok();
+}
+
+// A deleted file both mapped (made a memfd above) and open (restored as an unlinked file of
+// its own filesystem) would come back as two objects: writes through one would not show
+// through the other.
+Status ShmemCollector::CheckNotAlsoOpen(uint64_t dev, uint64_t ino, const std::string& path) {
+  if (!deleted_open_.contains({dev, ino})) {
+    return Ok();
+  }
+  for (const Object& o : objects_) {
+    if (o.meta.dev() == dev && o.meta.ino() == ino) {
+      return Invalid(path + ": a deleted file both mapped and open is not supported");
+    }
   }
   return Ok();
 }

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <span>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -71,7 +72,9 @@ class ShmemCollector {
   };
   Result<uint32_t> IdOf(uint64_t dev, uint64_t ino, pb::ShmemKind kind, const std::string& name,
                         const std::string& source);
+  Status CheckNotAlsoOpen(uint64_t dev, uint64_t ino, const std::string& path);
   std::vector<Object> objects_;
+  std::set<std::pair<uint64_t, uint64_t>> deleted_open_;  // (dev, ino) of deleted files open
 };
 
 /// Appends `pages` (whole pages read at `addr`) to a store and its pagemap: zero pages as zero

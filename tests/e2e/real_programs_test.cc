@@ -303,6 +303,81 @@ TEST_P(RealPrograms, SqliteTransactionKeepsItsLocksAcrossTheRestore) {
   ExpectDaemonDone();
 }
 
+// Python's multiprocessing: a pool of two worker processes fed through pipes, a Queue, and a
+// Lock, whose POSIX semaphores live in /dev/shm files unlinked once made (saved as memfds).
+// After the restore the pool computes again, the lock is taken and the queue gives back what
+// was put in before the dump.
+TEST_P(RealPrograms, PythonMultiprocessingPoolWorksAfterRestore) {
+  RequireBinary("/usr/bin/python3");
+  {
+    std::ofstream app(dir_.File("app.py"));
+    app << "import multiprocessing as mp, signal, time\n"
+        << "def square(x):\n"
+        << "    return x * x\n"
+        << "if __name__ == '__main__':\n"
+        << "    pool = mp.Pool(2)\n"
+        << "    queue = mp.Queue()\n"
+        << "    lock = mp.Lock()\n"
+        << "    pool.map(square, range(5))\n"
+        << "    queue.put('put before the dump')\n"
+        << "    def go(sig, frame):\n"
+        << "        with lock:\n"
+        << "            r = pool.map(square, range(10))\n"
+        << "        open('" << dir_.File("done")
+        << "', 'w').write('%d %s' % (sum(r), queue.get(timeout=5)))\n"
+        << "    signal.signal(signal.SIGUSR1, go)\n"
+        << "    time.sleep(0.5)\n"
+        << "    open('" << dir_.File("ready") << "', 'w').write('ready')\n"
+        << "    while True:\n"
+        << "        time.sleep(1)\n";
+  }
+  BecomeSubreaper();
+  Proc w = Start({"/usr/bin/python3", dir_.File("app.py")}, dir_.File("app.log"));
+  struct KillGroup {
+    pid_t pgid;
+    ~KillGroup() { kill(-pgid, SIGKILL); }
+  } group{w.pid()};
+  ASSERT_NE(WaitForFile(dir_.File("ready"), 20000), "");
+  std::vector<pid_t> children = ChildrenOf(w.pid());
+  ASSERT_GE(children.size(), 2u);
+  Proc restored = DumpAndRestore(w, children);
+  kill(restored.pid(), SIGUSR1);
+  EXPECT_EQ(WaitForFile(dir_.File("done"), 10000), "285 put before the dump");
+  ExpectDaemonDone();
+  std::vector<pid_t> left = ChildrenOf(restored.pid());
+  restored.Kill();
+  for (pid_t p : left) {
+    Proc(p).Kill();
+  }
+}
+
+// A /dev/shm file unlinked while both mapped and open would come back as two objects (a memfd
+// for the mapping, an unlinked file for the descriptor): refused, and the program runs on.
+TEST(RealProgramFailures, ADeletedShmFileBothMappedAndOpenIsRefused) {
+  RequireBinary("/usr/bin/python3");
+  TempDir dir;
+  std::string shm = "/dev/shm/lz-e2e-" + std::to_string(getpid());
+  {
+    std::ofstream app(dir.File("app.py"));
+    app << "import mmap, os, time\n"
+        << "fd = os.open('" << shm << "', os.O_CREAT | os.O_RDWR)\n"
+        << "os.ftruncate(fd, 4096)\n"
+        << "m = mmap.mmap(fd, 4096)\n"
+        << "os.unlink('" << shm << "')\n"
+        << "open('" << dir.File("ready") << "', 'w').write('ready')\n"
+        << "while True:\n"
+        << "    time.sleep(1)\n";
+  }
+  Proc w = Start({"/usr/bin/python3", dir.File("app.py")}, dir.File("app.log"));
+  ASSERT_NE(WaitForFile(dir.File("ready"), 10000), "");
+  RunResult d = Dump(w.pid(), dir.File("img"));
+  EXPECT_NE(d.status, 0);
+  EXPECT_NE(d.output.find("a deleted file both mapped and open is not supported"),
+            std::string::npos)
+      << d.output;
+  EXPECT_EQ(kill(w.pid(), 0), 0) << "the refused dump did not leave the program running";
+}
+
 // Whether `pid` holds a netlink socket (asked of a copy of each of its sockets: an unbound one
 // is not in /proc/net/netlink).
 bool HoldsNetlinkSocket(pid_t pid) {
