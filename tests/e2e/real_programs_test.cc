@@ -161,6 +161,22 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
   return out;
 }
 
+// Kills a process group when it goes out of scope: a program that forks workers (its own
+// session and group, from Start; the restore keeps them) leaves none behind, whatever fails.
+struct GroupKiller {
+  pid_t pgid;
+  ~GroupKiller() { kill(-pgid, SIGKILL); }
+};
+
+// Kills `root` first: its children then come to this test (a subreaper), which reaps them.
+void KillTree(Proc& root) {
+  std::vector<pid_t> children = ChildrenOf(root.pid());
+  root.Kill();
+  for (pid_t p : children) {
+    Proc(p).Kill();
+  }
+}
+
 // nginx as it is run in production: a master and two pre-forked workers sharing its listening
 // socket. After the restore the workers answer, and a reload (SIGHUP) has the master start
 // new workers, which answer too.
@@ -188,10 +204,7 @@ TEST_P(RealPrograms, NginxMasterAndWorkersAnswerAndReload) {
                  dir_.File("nginx.out"));
   // Its own session and group (Start), which the restore keeps: whatever happens, the workers
   // go with the test.
-  struct KillGroup {
-    pid_t pgid;
-    ~KillGroup() { kill(-pgid, SIGKILL); }
-  } group{w.pid()};
+  GroupKiller group{w.pid()};
   std::string get = "GET / HTTP/1.0\r\n\r\n";
   ASSERT_TRUE(WaitForService(port, get, "served by nginx", 10000));
   for (int i = 0; i < 100 && ChildrenOf(w.pid()).size() < 2; i++) {
@@ -218,12 +231,7 @@ TEST_P(RealPrograms, NginxMasterAndWorkersAnswerAndReload) {
   std::string errors((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_EQ(errors.find("exited on signal"), std::string::npos) << errors;
   ExpectDaemonDone();
-  // The master first: its workers then come to this test (a subreaper), which reaps them.
-  std::vector<pid_t> left = ChildrenOf(restored.pid());
-  restored.Kill();
-  for (pid_t p : left) {
-    Proc(p).Kill();
-  }
+  KillTree(restored);
 }
 
 // memcached: four worker threads, libevent over epoll, eventfds and pipes between threads.
@@ -333,10 +341,7 @@ TEST_P(RealPrograms, PythonMultiprocessingPoolWorksAfterRestore) {
   }
   BecomeSubreaper();
   Proc w = Start({"/usr/bin/python3", dir_.File("app.py")}, dir_.File("app.log"));
-  struct KillGroup {
-    pid_t pgid;
-    ~KillGroup() { kill(-pgid, SIGKILL); }
-  } group{w.pid()};
+  GroupKiller group{w.pid()};
   ASSERT_NE(WaitForFile(dir_.File("ready"), 20000), "");
   std::vector<pid_t> children = ChildrenOf(w.pid());
   ASSERT_GE(children.size(), 2u);
@@ -344,11 +349,7 @@ TEST_P(RealPrograms, PythonMultiprocessingPoolWorksAfterRestore) {
   kill(restored.pid(), SIGUSR1);
   EXPECT_EQ(WaitForFile(dir_.File("done"), 10000), "285 put before the dump");
   ExpectDaemonDone();
-  std::vector<pid_t> left = ChildrenOf(restored.pid());
-  restored.Kill();
-  for (pid_t p : left) {
-    Proc(p).Kill();
-  }
+  KillTree(restored);
 }
 
 // A /dev/shm file unlinked while both mapped and open would come back as two objects (a memfd
