@@ -97,12 +97,7 @@ Result<pb::FdTable> DumpFds(pid_t pid, const std::string& dir, bool file_locks) 
   LZ_ASSIGN_OR_RETURN(std::vector<int> fds, ListNumericDir(ProcPath(pid, "fd")));
   for (int fd : fds) {
     std::string fdpath = ProcPath(pid, "fd/" + std::to_string(fd));
-    char linkbuf[4096];
-    ssize_t n = ::readlink(fdpath.c_str(), linkbuf, sizeof linkbuf);
-    if (n < 0) {
-      return FailErrno("readlink", fdpath);
-    }
-    std::string link(linkbuf, n);
+    LZ_ASSIGN_OR_RETURN(std::string link, ReadLink(fdpath));
     struct stat st;
     if (::stat(fdpath.c_str(), &st) != 0) {
       return FailErrno("stat", fdpath);

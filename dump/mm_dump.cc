@@ -260,12 +260,8 @@ Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSessi
   mm.set_brk(static_cast<uint64_t>(brk));
   LZ_ASSIGN_OR_RETURN(std::string auxv, ReadFileToString(ProcPath(pid, "auxv")));
   mm.set_auxv(auxv);
-  char exe[4096];
-  ssize_t n = ::readlink(ProcPath(pid, "exe").c_str(), exe, sizeof exe);
-  if (n < 0) {
-    return FailErrno("readlink", ProcPath(pid, "exe"));
-  }
-  mm.set_exe_path(std::string(exe, n));
+  LZ_ASSIGN_OR_RETURN(std::string exe, ReadLink(ProcPath(pid, "exe")));
+  mm.set_exe_path(exe);
   struct stat est;
   if (::stat(ProcPath(pid, "exe").c_str(), &est) == 0) {
     mm.set_exe_dev(est.st_dev);
