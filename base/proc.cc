@@ -66,7 +66,8 @@ Result<ProcVma> ParseVmaHeader(std::string_view line) {
   return v;
 }
 
-// Field after "Key:" in /proc/PID/status.
+// The words of a line, between spaces and tabs (the fields after "Key:" in /proc/PID/status,
+// of an fdinfo "lock:" line).
 std::vector<std::string_view> Fields(std::string_view rest) {
   std::vector<std::string_view> out;
   for (std::string_view p : SplitString(rest, '\t')) {
@@ -353,14 +354,7 @@ Result<std::vector<FdLock>> ParseFdLocks(std::string_view text) {
     if (line.rfind("lock:", 0) != 0) {
       continue;
     }
-    std::vector<std::string_view> f;
-    for (std::string_view w : SplitString(line.substr(5), ' ')) {
-      for (std::string_view x : SplitString(w, '\t')) {
-        if (!x.empty()) {
-          f.push_back(x);
-        }
-      }
-    }
+    std::vector<std::string_view> f = Fields(line.substr(5));
     if (f.size() > 1 && f[1] == "->") {
       continue;
     }
