@@ -322,7 +322,7 @@ class LazyPagesDaemon {
       io_uring_cqe* first = nullptr;
       __kernel_timespec ts{};
       bool timed = NextTimer(&ts);
-      if (ReadAheadWaiting() || ws_installing_) {
+      if (ReadAheadWaiting() || WorkingSetLeft()) {
         ts = {};       // only look for new events, then copy the next chunk read ahead, or install
         timed = true;  // the next pieces of the working set
       }
@@ -1199,7 +1199,7 @@ class LazyPagesDaemon {
 
   void FillBackground() {
     __kernel_timespec unused;
-    if (!all_sent_ || FillWaiting(&unused) || recording_ || prefetch_pending_ || ws_installing_) {
+    if (!all_sent_ || FillWaiting(&unused) || recording_ || prefetch_pending_ || WorkingSetLeft()) {
       return;  // while recording, every page touched must fault; the prefetch reads its own
     }
     if (opts_.fill_threads > 0) {
@@ -1539,7 +1539,6 @@ class LazyPagesDaemon {
       for (auto& t : targets_) {
         t->ws_left = prefetch_->Of(t->source->pid);
       }
-      ws_installing_ = true;
       InstallWorkingSetStep();
       LZ_INFO("lazy-pages: working set of %lu pages (%lu KiB stored) ready in %lu us",
               prefetch_->pages(), prefetch_->bytes_read() / 1024, prefetch_ns_ / 1000);
@@ -1559,7 +1558,6 @@ class LazyPagesDaemon {
 
   void InstallWorkingSetStep() {
     uint64_t budget = kWorkingSetStep;
-    bool left = false;
     for (auto& tp : targets_) {
       Target& t = *tp;
       uint64_t lo = UINT64_MAX, hi = 0;
@@ -1588,9 +1586,13 @@ class LazyPagesDaemon {
       if (t.gone) {
         t.ws_left = {};
       }
-      left |= !t.ws_left.empty();
     }
-    ws_installing_ = left;
+  }
+
+  // Whether some task has working-set pages left to install.
+  bool WorkingSetLeft() const {
+    return std::any_of(targets_.begin(), targets_.end(),
+                       [](const auto& t) { return !t->ws_left.empty(); });
   }
 
   // Copies the pending pages of dump-time range [from, to) of run `r` from the working set.
@@ -1738,14 +1740,14 @@ class LazyPagesDaemon {
   std::vector<std::thread> fill_threads_;
   std::vector<FillPick> fill_now_;  // chunks the fill threads are working on
   bool stop_fill_ = false;
-  bool fill_allowed_ = false;
-  bool fill_allowed_by_loop_ = false;  // the loop's own copy of fill_allowed_, read without a lock
-                                       // // AllowFill: the tree runs, nothing holds the fill back
-  int fill_waiting_ = 0;               // fill threads waiting on fill_cv_
-  UniqueFd fill_idle_;                 // eventfd: a fill thread found nothing to do, or failed
-  std::deque<size_t> ahead_done_;
+  bool fill_allowed_ = false;  // AllowFill: the tree runs, nothing holds the fill back
+  // The loop's own copy of fill_allowed_, read without a lock.
+  bool fill_allowed_by_loop_ = false;
+  int fill_waiting_ = 0;           // fill threads waiting on fill_cv_
+  UniqueFd fill_idle_;             // eventfd: a fill thread found nothing to do, or failed
+  std::deque<size_t> ahead_done_;  // read slots read ahead and read, oldest first
   std::deque<LazyMsg> replies_;    // to the restore, waiting for room on the socket
-  bool reply_poll_armed_ = false;  // read slots read ahead and read, oldest first
+  bool reply_poll_armed_ = false;  // a POLLOUT on the control socket is pending
   uint32_t max_stored_ = 0;
   size_t chunk_bytes_ = 0;
   img::DCtxPtr dctx_ = img::NewDCtx();  // the loop's
@@ -1765,7 +1767,6 @@ class LazyPagesDaemon {
   UniqueFd prefetch_done_;  // before prefetch_: its thread writes it until joined
   std::unique_ptr<WorkingSetPrefetch> prefetch_;
   bool prefetch_pending_ = false;  // started and not settled by OnPrefetchReady yet
-  bool ws_installing_ = false;     // some target has working-set pages left to install
   std::vector<Waiter> prefetch_waiters_;
   uint64_t pages_by_prefetch_ = 0, prefetch_ns_ = 0;
   uint64_t working_set_pages_ = 0;
