@@ -59,6 +59,9 @@ Status SaveDeletedContent(pid_t pid, int fd, const std::string& dir, pb::OpenFil
 Status DumpLocks(pid_t pid, int fd, const std::string& link, const std::string& fdinfo,
                  bool file_locks, pb::OpenFile* f) {
   LZ_ASSIGN_OR_RETURN(std::vector<FdLock> locks, ParseFdLocks(fdinfo));
+  if (locks.empty()) {
+    return Ok();  // nearly every fd: no message to build
+  }
   std::string where = "fd " + std::to_string(fd) + " of " + std::to_string(pid) + " (" + link + ")";
   for (const FdLock& l : locks) {
     pb::LockKind kind;

@@ -307,8 +307,10 @@ Result<UniqueFd> OpenInotify(const pb::OpenFile& f) {
   }
   // Each watch given up queued an IN_IGNORED the task must not see. Events of the watches
   // already added, from the moments of the restore, go with them.
-  std::vector<char> drain(64 << 10);
-  while (skipped && ::read(fd, drain.data(), drain.size()) > 0) {
+  if (skipped) {
+    std::vector<char> drain(64 << 10);
+    while (::read(fd, drain.data(), drain.size()) > 0) {
+    }
   }
   LZ_TRY(SetStatusFlags(fd, f.flags()));
   return out;

@@ -196,9 +196,9 @@ void WorkingSetPrefetch::Work(int done_fd) {
   if (status_ && usable_) {
     // On a thread of its own: readahead() waits for the file's block map, and the restore
     // reads those pages as soon as it builds the address spaces, before any fault. Detached,
-    // with its own copy of the list: nothing waits for a hint (a daemon dropping a working set
-    // that failed must not wait in its loop).
-    std::thread([files = files_] { ReadFilesAhead(files); }).detach();
+    // and the list is its own: nothing waits for a hint (a daemon dropping a working set that
+    // failed must not wait in its loop).
+    std::thread([files = std::move(files_)] { ReadFilesAhead(files); }).detach();
     status_ = ReadAndDecode();
   }
   ready_ns_ = MonotonicNs() - start_ns_;

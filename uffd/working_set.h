@@ -93,7 +93,7 @@ class WorkingSetPrefetch {
   bool usable_ = false;
   std::unique_ptr<img::PageStoreReader> store_;  // working-set.pages
   std::map<pid_t, std::vector<Run>> runs_;
-  FileRanges files_;
+  FileRanges files_;  // loaded by Check, then handed to the read-ahead thread
   uint64_t pages_ = 0;
   uint64_t file_size_ = 0;
   uint64_t start_ns_ = 0;
