@@ -133,17 +133,26 @@ TEST_P(MtCounter, RestoredProcessCanBeDumpedAgain) {
 INSTANTIATE_TEST_SUITE_P(Modes, MtCounter, ::testing::Values(Mode::kEager, Mode::kLazy),
                          [](const auto& info) { return std::string(ModeName(info.param)); });
 
-class MtCounterFailures : public MtCounter {};
+class MtCounterFailures : public MtCounter {
+ protected:
+  // Dumps the workload set up with `mode`: the dump is refused with `why` in its message, and
+  // the task is left running as it was (untraced, and it passes its own checks). Returns the
+  // dump's output.
+  std::string ExpectRefusedAndRunsOn(const std::string& mode, const std::string& why) {
+    Proc w = StartWorkload(8, mode);
+    RunResult d = Dump(w.pid(), Images());
+    EXPECT_NE(d.status, 0);
+    EXPECT_NE(d.output.find(why), std::string::npos) << d.output;
+    EXPECT_EQ(TracerOf(w.pid()), "0");
+    std::string v = Verdict(w.pid());
+    EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+    return d.output;
+  }
+};
 
 TEST_P(MtCounterFailures, UnsupportedFdLeavesTheTaskRunningAsItWas) {
-  Proc w = StartWorkload(8, "pidfd");
-  RunResult d = Dump(w.pid(), Images());
-  EXPECT_NE(d.status, 0);
-  EXPECT_NE(d.output.find("is not supported"), std::string::npos) << d.output;
-  EXPECT_NE(d.output.find("fd "), std::string::npos) << d.output;
-  EXPECT_EQ(TracerOf(w.pid()), "0");
-  std::string v = Verdict(w.pid());
-  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+  std::string out = ExpectRefusedAndRunsOn("pidfd", "is not supported");
+  EXPECT_NE(out.find("fd "), std::string::npos) << out;
   // The directory is marked incomplete and refused.
   RunResult r = RunCmd({LazarusBinary(), "restore", "-D", Images(), "-d"});
   EXPECT_NE(r.status, 0);
@@ -153,25 +162,13 @@ TEST_P(MtCounterFailures, UnsupportedFdLeavesTheTaskRunningAsItWas) {
 // A descriptor in flight on a unix socket cannot be queued again as it was: refused, with the
 // task left running.
 TEST_P(MtCounterFailures, DescriptorInFlightIsRefusedAndTheTaskRunsOn) {
-  Proc w = StartWorkload(8, "passed-fd");
-  RunResult d = Dump(w.pid(), Images());
-  EXPECT_NE(d.status, 0);
-  EXPECT_NE(d.output.find("with descriptors or credentials"), std::string::npos) << d.output;
-  EXPECT_EQ(TracerOf(w.pid()), "0");
-  std::string v = Verdict(w.pid());
-  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+  ExpectRefusedAndRunsOn("passed-fd", "with descriptors or credentials");
 }
 
 // The kernel's answer to a request, queued and unread: restored without it the task would wait
 // for it forever, so the socket is refused.
 TEST_P(MtCounterFailures, NetlinkAnswerQueuedIsRefusedAndTheTaskRunsOn) {
-  Proc w = StartWorkload(8, "netlink-answer");
-  RunResult d = Dump(w.pid(), Images());
-  EXPECT_NE(d.status, 0);
-  EXPECT_NE(d.output.find("netlink socket with messages queued"), std::string::npos) << d.output;
-  EXPECT_EQ(TracerOf(w.pid()), "0");
-  std::string v = Verdict(w.pid());
-  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+  ExpectRefusedAndRunsOn("netlink-answer", "netlink socket with messages queued");
 }
 
 TEST_P(MtCounterFailures, RestoreRefusesATakenPid) {
