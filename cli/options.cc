@@ -317,10 +317,9 @@ bool PrintCommandHelp(const std::string& command) {
        "       [-j|--shell-job] [-l|--file-locks] [--lazy-pages] [-o FILE] [-v[N]]\n"
        "       [--display-stats]\n"
        "Restore the tree dumped in DIR with its pids (and the file locks a dump with\n"
-       "--file-locks kept; -l is accepted for CRIU's command lines). Without -d, wait for the root "
-       "task\n"
-       "and exit with its status. With --lazy-pages, memory is served on demand by\n"
-       "'lazarus lazy-pages -D DIR', which must be started first.\n"},
+       "--file-locks kept; -l is accepted for CRIU's command lines). Without -d, wait for\n"
+       "the root task and exit with its status. With --lazy-pages, memory is served on\n"
+       "demand by 'lazarus lazy-pages -D DIR', which must be started first.\n"},
       {"lazy-pages",
        "Usage: lazarus lazy-pages -D DIR [-o FILE] [-v[N]] [--display-stats] [--trace FILE]\n"
        "       [--fill-delay MS] [--fill-threads N]\n"

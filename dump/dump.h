@@ -17,8 +17,8 @@ struct DumpOptions {
   std::string dir;
   enum class After { kKill, kLeaveRunning, kLeaveStopped } after = After::kKill;
   bool shell_job = false;
-  bool file_locks =
-      false;  // --file-locks: keep the locks held (else a task holding one is refused)
+  // --file-locks: keep the locks held (else a task holding one is refused).
+  bool file_locks = false;
   img::PageStoreOptions store;
   // CRIU's --timeout: a limit on collecting the tasks (freezing them and reading their state);
   // the memory dump that follows takes as long as the memory needs.

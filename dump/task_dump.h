@@ -3,8 +3,8 @@
 
 #include <sys/types.h>
 
-#include <span>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
