@@ -18,9 +18,14 @@ now() { date +%s.%N; }
 elapsed() { python3 -c "print('%.3f' % ($2 - $1))"; }
 mib() { echo $(($(du -sb --exclude='*.log' "$1" | cut -f1) >> 20)); }
 ask() { "$ASK_BIN" $PORT "$1" "$($ASK_BIN now)"; }   # answer, and seconds it took to get it
+# The time a restore starts: written by a shell builtin just before the first command of the
+# restore (no process start of this script is measured), read by the prober when it is answered.
+T0_FILE=$WORK/t0
+mark_t0() { echo "$EPOCHREALTIME" >"$T0_FILE"; }
 # Starts a prober now, before the restore, so that its start-up is not measured: it polls the
-# port and reports seconds since T0 once the restored service answers.
-probe_from() { "$ASK_BIN" $PORT PING "$1" > "$WORK/probe" & PROBE=$!; }
+# port and reports seconds since mark_t0 once the restored service answers $1 (default PING).
+probe() { "$ASK_BIN" $PORT "${1:-PING}" "@$T0_FILE" > "$WORK/probe" & PROBE=$!; }
+seconds_since_t0() { python3 -c "print('%.3f' % ($EPOCHREALTIME - $(cat "$T0_FILE")))"; }
 
 wait_gone() {  # a restored (-d) task is reaped by pid 1 every second or two
   for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
@@ -52,9 +57,8 @@ dump() {  # $1 = tool, $2 = dir; prints "total_s frozen_ms MiB"
 }
 
 restore_eager() {  # $1 = tool, $2 = dir; prints seconds to first answer
-  local t0
-  t0=$($ASK_BIN now)
-  probe_from "$t0"
+  probe
+  mark_t0
   if [ "$1" = lazarus ]; then $LZ restore -D "$2" -d; else $CRIU restore -D "$2" -d -o restore.log; fi
   wait $PROBE
   [ "$(ask SUM | cut -d' ' -f1)" = "$SUM" ] || { echo "CHECKSUM MISMATCH ($1 eager)" >&2; exit 1; }
@@ -90,15 +94,15 @@ fault_latency() {
 }
 
 restore_lazy() {  # $1 = tool, $2 = dir; prints "first_answer_s full_residency_s p50/p99_us"
-  local t0 t2
+  local full
   start_daemon "$1" "$2"
-  t0=$($ASK_BIN now)
-  probe_from "$t0"
+  probe
+  mark_t0
   restore_lazy_cmd "$1" "$2"
   wait $PROBE
   wait $DAEMON
-  t2=$($ASK_BIN now)
+  full=$(seconds_since_t0)
   [ "$(ask SUM | cut -d' ' -f1)" = "$SUM" ] || { echo "CHECKSUM MISMATCH ($1 lazy)" >&2; exit 1; }
-  echo "$(cut -d' ' -f2 "$WORK/probe") $(python3 -c "print('%.3f' % (($t2 - $t0) / 1e9))") $(fault_latency "$1")"
+  echo "$(cut -d' ' -f2 "$WORK/probe") $full $(fault_latency "$1")"
 }
 

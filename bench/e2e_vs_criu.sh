@@ -68,7 +68,7 @@ if [ "$KEYS" -gt 0 ]; then
   echo
   RPORT=16490
   cli() { redis-cli -p "$1" "${@:2}"; }
-  ms_since() { python3 -c "print('%.1f' % (($($ASK_BIN now) - $1) / 1e6))"; }
+  ms_since_t0() { python3 -c "print('%.1f' % (($EPOCHREALTIME - $(cat "$T0_FILE")) * 1000))"; }
   start_redis() {
     setsid redis-server --port $RPORT --bind 127.0.0.1 --save "" --appendonly no \
       --enable-debug-command yes --dir "$WORK" </dev/null >"$WORK/redis.log" 2>&1 &
@@ -80,12 +80,12 @@ if [ "$KEYS" -gt 0 ]; then
   start_redis
   cli $RPORT save >/dev/null
   mv "$WORK/dump.rdb" "$WORK/cold.rdb"
-  t0=$($ASK_BIN now)
+  mark_t0
   setsid redis-server --port $((RPORT + 1)) --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$WORK" --dbfilename cold.rdb </dev/null >"$WORK/cold.log" 2>&1 &
   COLD=$!
   until [ "$(cli $((RPORT + 1)) get probe 2>/dev/null)" = "before the dump" ]; do sleep 0.001; done
-  cold_ms=$(ms_since "$t0")
+  cold_ms=$(ms_since_t0)
   kill -9 $COLD; wait $COLD 2>/dev/null || true
   echo "| | first GET ms | full residency ms | image MiB | keys after |"
   echo "|---|---|---|---|---|"
@@ -95,12 +95,14 @@ if [ "$KEYS" -gt 0 ]; then
     dir="$WORK/redis-$tool"
     read -r _ _ image_mib < <(dump $tool "$dir")
     start_daemon $tool "$dir"
-    t0=$($ASK_BIN now)
+    PORT=$RPORT probe "GET probe"
+    mark_t0
     restore_lazy_cmd $tool "$dir"
-    until [ "$(cli $RPORT get probe 2>/dev/null)" = "before the dump" ]; do sleep 0.001; done
-    first_ms=$(ms_since "$t0")
+    wait $PROBE
+    first_ms=$(awk '{printf "%.1f", $NF * 1000}' "$WORK/probe")
     wait $DAEMON
-    full_ms=$(ms_since "$t0")
+    full_ms=$(ms_since_t0)
+    [ "$(cli $RPORT get probe)" = "before the dump" ] || { echo "WRONG VALUE ($tool)" >&2; exit 1; }
     keys=$(cli $RPORT dbsize)
     echo "| $tool lazy restore | $first_ms | $full_ms | $image_mib | $keys |"
     stop_restored

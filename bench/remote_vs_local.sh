@@ -22,20 +22,20 @@ copy_all_but_pages() { mkdir -p "$2"; find "$1" -maxdepth 1 -name '*.img' ! -nam
 
 # $1 = label, $2 = dir the daemon reads, $3.. = daemon options; prints a table row.
 lazy_row() {
-  local label=$1 dir=$2 t0 t2
+  local label=$1 dir=$2 full
   shift 2
   $LZ lazy-pages -D "$dir" --display-stats "$@" >"$WORK/lazy.log" 2>&1 &
   DAEMON=$!
   for _ in $(seq 1 200); do [ -S "$dir/lazy-pages.socket" ] && break; sleep 0.02; done
-  t0=$($ASK_BIN now)
-  probe_from "$t0"
+  probe
+  mark_t0
   $LZ restore -D "$dir" -d --lazy-pages
   wait $PROBE
   wait $DAEMON
-  t2=$($ASK_BIN now)
+  full=$(seconds_since_t0)
   [ "$(ask SUM | cut -d' ' -f1)" = "$SUM" ] || { echo "CHECKSUM MISMATCH ($label)" >&2; exit 1; }
   stop_restored
-  echo "| $mb MiB | $label | $(cut -d' ' -f2 "$WORK/probe") | $(python3 -c "print('%.3f' % (($t2 - $t0) / 1e9))") | $(fault_latency lazarus) |"
+  echo "| $mb MiB | $label | $(cut -d' ' -f2 "$WORK/probe") | $full | $(fault_latency lazarus) |"
 }
 
 echo "Loopback TCP limit: $($PWD/build/bench/workloads/tcplimit 4096) MB/s"
@@ -83,11 +83,11 @@ for mb in $SIZES; do
   $CRIU lazy-pages --page-server --address 127.0.0.1 --port $PS_PORT -D "$WORK/criu-dst" -o lazy.log &
   DAEMON=$!
   sleep 0.3
-  t0=$($ASK_BIN now)
+  mark_t0
   if $CRIU restore -D "$WORK/criu-dst" -d --lazy-pages -o restore.log && \
      [ "$(ask SUM | cut -d' ' -f1)" = "$SUM" ]; then
     wait $DAEMON || true
-    echo "| $mb MiB | CRIU, page-server --lazy-pages | (restored) | $(python3 -c "print('%.3f' % (($($ASK_BIN now) - $t0) / 1e9))") | - |"
+    echo "| $mb MiB | CRIU, page-server --lazy-pages | (restored) | $(seconds_since_t0) | - |"
     stop_restored
   else
     why=$(grep -h Error "$WORK/criu/ps.log" | tail -1)

@@ -20,7 +20,7 @@ PY=/usr/bin/python3
 DAEMON=
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-median() { tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' | awk NF | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() { python3 -c "print('%.1f' % ($1 * 1000))"; }
 
 start_redis() {
@@ -51,10 +51,9 @@ check_python() { [ "$(curl -s "http://127.0.0.1:$PORT/check")" = "$CHECK" ]; }
 # Restores $2 the way $1 says and prints the seconds to the first answer to $REQ; then waits
 # for all of the memory, checks it and stops the service.
 restore_once() {
-  local mode=$1 dir=$2 t0
-  t0=$($ASK_BIN now)
-  "$ASK_BIN" $PORT "$REQ" "$t0" >"$WORK/probe" &
-  PROBE=$!
+  local mode=$1 dir=$2
+  probe "$REQ"
+  mark_t0
   case $mode in
     eager) $LZ restore -D "$dir" -d ;;
     lazy | lazy-ws | record)

@@ -1,8 +1,11 @@
 // Benchmark prober: asks 127.0.0.1:PORT "CMD\n" until it gets an answer, then prints the
-// answer and the seconds since T0_NS (CLOCK_MONOTONIC). Started before a restore, it polls so
-// that its own start-up is not part of the measured time.
+// answer and the seconds since T0. Started before a restore, it polls so that its own start-up
+// is not part of the measured time.
 //
-// usage: ask PORT CMD T0_NS [TIMEOUT_S]       ask now   (prints CLOCK_MONOTONIC in ns)
+// usage: ask PORT CMD T0 [TIMEOUT_S]       ask now   (prints CLOCK_MONOTONIC in ns)
+//   T0 is CLOCK_MONOTONIC in ns, or @FILE: a file holding CLOCK_REALTIME in seconds (bash's
+//   $EPOCHREALTIME), read when the answer comes. A script writes it with a shell builtin just
+//   before it starts the restore, so that no process start of the script is measured.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,6 +23,23 @@ static uint64_t Now(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
+// Seconds from the T0 argument to now.
+static double Since(const char* t0) {
+  if (t0[0] != '@') {
+    return (double)(Now() - strtoull(t0, NULL, 10)) / 1e9;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  FILE* f = fopen(t0 + 1, "r");
+  double start = 0;
+  if (f == NULL || fscanf(f, "%lf", &start) != 1) {
+    fprintf(stderr, "ask: no start time in %s\n", t0 + 1);
+    exit(1);
+  }
+  fclose(f);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - start;
+}
+
 int main(int argc, char** argv) {
   if (argc == 2 && strcmp(argv[1], "now") == 0) {
     printf("%lu\n", (unsigned long)Now());
@@ -27,7 +47,6 @@ int main(int argc, char** argv) {
   }
   if (argc < 4) return 2;
   int port = atoi(argv[1]);
-  uint64_t t0 = strtoull(argv[3], NULL, 10);
   double timeout = argc > 4 ? atof(argv[4]) : 60;
   char cmd[64];
   snprintf(cmd, sizeof cmd, "%s\n", argv[2]);
@@ -40,9 +59,9 @@ int main(int argc, char** argv) {
       char buf[128] = {0};
       ssize_t n = read(s, buf, sizeof buf - 1);
       if (n > 0) {
-        uint64_t t = Now();
-        buf[strcspn(buf, "\n")] = 0;
-        printf("%s %.6f\n", buf, (double)(t - t0) / 1e9);
+        double t = Since(argv[3]);
+        buf[strcspn(buf, "\r\n")] = 0;
+        printf("%s %.6f\n", buf, t);
         return 0;
       }
     }
