@@ -35,8 +35,8 @@ Status CheckDeadline(const Deadline& d, const char* step) {
 }
 
 // A connected unix socket comes back as a socketpair, so its peer must be in the tree and
-// connected back to it. A datagram socket connected to a named socket outside the tree is
-// connected again by name instead.
+// connected back to it. A datagram socket connected to a named socket, outside the tree or in
+// it but not connected back (a client of a log server), is connected again by name instead.
 Status LinkUnixPeers(const std::vector<pb::TaskCore>& cores, std::vector<pb::FdTable>& fds) {
   std::map<uint64_t, uint64_t> peer_of;  // socket inode -> its peer's
   for (const pb::FdTable& t : fds) {
@@ -71,9 +71,17 @@ Status LinkUnixPeers(const std::vector<pb::TaskCore>& cores, std::vector<pb::FdT
                        "unix socket connected outside the dumped tree is not supported yet");
       }
       if (peer->second != f.ino()) {
+        if (u->type() == SOCK_DGRAM && !u->peer_name().empty() && u->messages_size() == 0) {
+          u->set_peer_ino(0);
+          u->set_peer_in_tree(true);  // its peer may be bound after it is restored: wait for it
+          continue;
+        }
         return Invalid(where() +
-                       "unix datagram socket connected to a socket of the tree that is not "
-                       "connected back is not supported yet");
+                       (u->peer_name().empty()
+                            ? "unix datagram socket connected to a socket of the tree that is "
+                              "not connected back and has no address is not supported"
+                            : "unix datagram socket connected to a socket of the tree holds "
+                              "messages queued from it, which is not supported"));
       }
       u->clear_peer_name();
     }

@@ -182,10 +182,16 @@ Result<UnixDiag> QueryUnix(uint64_t ino) {
 // One MSG_PEEK of what is queued on `s` into `buf`: the bytes (or, with MSG_TRUNC, the whole
 // message's length), and in `*carries` whether it came with descriptors or credentials, which
 // cannot be queued again as they were. A peek hands us copies of the descriptors: closed here.
-Result<size_t> PeekOnce(int s, std::span<char> buf, int flags, bool* carries) {
+// Peeks at the next message (or bytes) queued on `s`; `*named_sender`, if given, says whether
+// it came from a socket with an address.
+Result<size_t> PeekOnce(int s, std::span<char> buf, int flags, bool* carries,
+                        bool* named_sender = nullptr) {
   alignas(cmsghdr) char control[512];
   iovec iov{buf.data(), buf.size()};
+  sockaddr_un from{};
   msghdr mh{};
+  mh.msg_name = &from;
+  mh.msg_namelen = sizeof from;
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
   mh.msg_control = control;
@@ -193,6 +199,9 @@ Result<size_t> PeekOnce(int s, std::span<char> buf, int flags, bool* carries) {
   ssize_t n = ::recvmsg(s, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | flags);
   if (n < 0) {
     return Fail(errno, "peek unix socket");
+  }
+  if (named_sender != nullptr) {
+    *named_sender = mh.msg_namelen > sizeof(sa_family_t);
   }
   *carries = mh.msg_controllen > 0 || (mh.msg_flags & MSG_CTRUNC);
   for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
@@ -212,7 +221,9 @@ constexpr const char* kCarriesFds =
 
 // Every datagram (or seqpacket) queued on `s`, without taking any: each MSG_PEEK moves the
 // socket's peek offset past the message it returned. The task's own peek offset is put back.
-Status PeekMessages(int s, int type, pb::UnixInfo* u) {
+// `*named_senders`: whether any came from a socket with an address (a restore cannot send it
+// from there).
+Status PeekMessages(int s, int type, pb::UnixInfo* u, bool* named_senders) {
   int saved = -1;
   socklen_t len = sizeof saved;
   if (::getsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, &len) != 0) {
@@ -226,7 +237,8 @@ Status PeekMessages(int s, int type, pb::UnixInfo* u) {
   Status st = Ok();
   for (;;) {
     bool carries = false;
-    auto n = PeekOnce(s, buf, MSG_TRUNC, &carries);
+    bool named = false;
+    auto n = PeekOnce(s, buf, MSG_TRUNC, &carries, &named);
     if (!n) {
       if (n.error().code != EAGAIN && n.error().code != ENOTCONN) {  // ENOTCONN: not connected
         st = Unexpected{n.error()};
@@ -247,6 +259,7 @@ Status PeekMessages(int s, int type, pb::UnixInfo* u) {
       break;
     }
     u->add_messages(buf.data(), *n);
+    *named_senders = *named_senders || named;
   }
   (void)::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, sizeof saved);
   return st;
@@ -288,11 +301,19 @@ Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
   if (type != SOCK_STREAM) {
     // Peeked whatever the queue length says: for datagrams it is the first one's length only,
     // which is 0 for an empty one however many follow.
-    LZ_TRY(PeekMessages(s.get(), type, u));
+    bool named_senders = false;
+    LZ_TRY(PeekMessages(s.get(), type, u, &named_senders));
     if (u->messages_size() > 0 && diag.peer == 0) {
-      return Invalid(
-          "unix datagram socket with messages queued from unconnected senders is "
-          "not supported yet");
+      // A server's socket (syslog's /dev/log): its clients' messages are sent to its name
+      // again at the restore, from a socket without an address, as each of them came.
+      if (u->name().empty() || type != SOCK_DGRAM) {
+        return Invalid("unix socket without a peer or an address holds messages queued");
+      }
+      if (named_senders) {
+        return Invalid(
+            "unix datagram socket holds messages queued from senders with an address, "
+            "which is not supported");
+      }
     }
     return Ok();
   }

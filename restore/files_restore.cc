@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/proc.h"
@@ -592,12 +593,50 @@ Result<socklen_t> UnixAddress(const std::string& name, const char* what, sockadd
   return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
 }
 
-Status ConnectUnix(int s, const std::string& name) {
+std::string ShownUnixName(const std::string& name) {
+  return name[0] == '\0' ? "@" + name.substr(1) : std::string(name.c_str());
+}
+
+// `in_tree`: the peer is a socket of the restored tree, which another task may not have bound
+// yet (its dumped socket file, if any, refuses until then).
+Status ConnectUnix(int s, const std::string& name, bool in_tree) {
+  constexpr uint64_t kPeerWaitNs = 5'000'000'000;
   sockaddr_un addr;
   LZ_ASSIGN_OR_RETURN(socklen_t len, UnixAddress(name, "unix socket peer name", &addr));
-  if (::connect(s, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    std::string shown = name[0] == '\0' ? "@" + name.substr(1) : std::string(name.c_str());
-    return FailErrno("connect unix socket to", shown);
+  Deadline deadline(kPeerWaitNs);
+  while (::connect(s, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    if (!in_tree || (errno != ECONNREFUSED && errno != ENOENT) || deadline.Expired()) {
+      return FailErrno("connect unix socket to", ShownUnixName(name));
+    }
+    ::usleep(200);
+  }
+  return Ok();
+}
+
+// The messages other sockets had sent to the bound socket `u`, each sent again to its name
+// from a socket without an address, as they were (the dump refused any from a named sender).
+Status QueueMessagesTo(const pb::UnixInfo& u) {
+  sockaddr_un addr;
+  LZ_ASSIGN_OR_RETURN(socklen_t len, UnixAddress(u.name(), "unix socket name", &addr));
+  UniqueFd from;
+  for (const std::string& m : u.messages()) {
+    // A sender's buffer holds what it sent until it is read: a fresh sender when one is full.
+    for (int attempt = 0;; attempt++) {
+      if (!from) {
+        from.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!from) {
+          return FailErrno("socket");
+        }
+      }
+      if (::sendto(from.get(), m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
+                   reinterpret_cast<sockaddr*>(&addr), len) == static_cast<ssize_t>(m.size())) {
+        break;
+      }
+      if (errno != EAGAIN || attempt > 0) {
+        return FailErrno("queue a message on unix socket", ShownUnixName(u.name()));
+      }
+      from.reset();
+    }
   }
   return Ok();
 }
@@ -645,8 +684,11 @@ Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
   if (u.listening() && ::listen(s.get(), static_cast<int>(u.backlog())) != 0) {
     return FailErrno("listen");
   }
+  if (u.messages_size() > 0) {
+    LZ_TRY(QueueMessagesTo(u));
+  }
   if (!u.peer_name().empty()) {
-    LZ_TRY(ConnectUnix(s.get(), u.peer_name()));
+    LZ_TRY(ConnectUnix(s.get(), u.peer_name(), u.peer_in_tree()));
   }
   LZ_TRY(SetStatusFlags(s.get(), f.flags()));
   return s;

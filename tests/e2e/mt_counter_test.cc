@@ -171,6 +171,12 @@ TEST_P(MtCounterFailures, NetlinkAnswerQueuedIsRefusedAndTheTaskRunsOn) {
   ExpectRefusedAndRunsOn("netlink-answer", "netlink socket with messages queued");
 }
 
+// A datagram from a socket with an address: restored from another socket, the answer to it
+// would go nowhere, so the dump refuses it.
+TEST_P(MtCounterFailures, DatagramFromANamedSenderIsRefusedAndTheTaskRunsOn) {
+  ExpectRefusedAndRunsOn("named-sender", "from senders with an address");
+}
+
 TEST_P(MtCounterFailures, RestoreRefusesATakenPid) {
   Proc w = StartWorkload(8);
   ASSERT_EQ(Dump(w.pid(), Images(), {"-R"}).status, 0);

@@ -2,11 +2,13 @@
 // runs until it gets SIGUSR1 (sent after restore), then checks its own state and writes
 // "PASS" or "FAIL: reason" to the result file.
 //
-// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES [pidfd|passed-fd|netlink-answer]
+// usage: mt_counter READY_FILE RESULT_FILE MEGABYTES
+//                   [pidfd|passed-fd|netlink-answer|named-sender]
 // With "pidfd" it also holds a pidfd of itself, a descriptor lazarus does not dump; with
 // "passed-fd", a socketpair with a descriptor in flight (SCM_RIGHTS), which it cannot queue
 // again as it was; with "netlink-answer", a route netlink socket holding the kernel's answer
-// to a request, unread.
+// to a request, unread; with "named-sender", a bound datagram socket holding a message from
+// another bound socket (the answer address would be lost).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -137,6 +141,18 @@ static int PassFd(void) {
   return 0;
 }
 
+// Two datagram sockets with abstract names, one message from one to the other, left unread.
+static int SendFromNamed(void) {
+  struct sockaddr_un srv = {.sun_family = AF_UNIX}, cli = {.sun_family = AF_UNIX};
+  int n = snprintf(srv.sun_path + 1, sizeof srv.sun_path - 1, "lz-mt-%d-srv", getpid()) + 1;
+  snprintf(cli.sun_path + 1, sizeof cli.sun_path - 1, "lz-mt-%d-cli", getpid());
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+  int s = socket(AF_UNIX, SOCK_DGRAM, 0), c = socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (bind(s, (struct sockaddr*)&srv, len) != 0 || bind(c, (struct sockaddr*)&cli, len) != 0)
+    return -1;
+  return sendto(c, "hi", 2, 0, (struct sockaddr*)&srv, len) == 2 ? 0 : -1;
+}
+
 // Asks the kernel for its links and leaves the answer queued.
 static int AskNetlink(void) {
   int s = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
@@ -156,6 +172,9 @@ int main(int argc, char** argv) {
   }
   if (argc == 5 && strcmp(argv[4], "netlink-answer") == 0 && AskNetlink() != 0) {
     return 6;
+  }
+  if (argc == 5 && strcmp(argv[4], "named-sender") == 0 && SendFromNamed() != 0) {
+    return 7;
   }
   region_len = (size_t)atol(argv[3]) << 20;
   region = mmap(NULL, region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

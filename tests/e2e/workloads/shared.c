@@ -7,7 +7,11 @@
 //  - a datagram and a seqpacket socketpair between the parent and child 1, messages queued
 //    (their boundaries must survive);
 //  - a datagram socket connected to a named socket outside the tree (LOG_SOCKET, as a syslog
-//    client is to /dev/log): after the restore the parent sends "after-restore" on it.
+//    client is to /dev/log): after the restore the parent sends "after-restore" on it;
+//  - a log server inside the tree: child 2 holds a datagram socket bound at RESULT_FILE.srv,
+//    with messages queued from the parent's socket connected to it and from a socket that
+//    sent once and closed; after the restore child 2 reads them, then one more the parent
+//    sends.
 // After SIGUSR1 (to the parent, after restore) every process checks what it reads and the
 // parent checks the shared offset. Writes PASS or FAIL: ... to RESULT_FILE.
 //
@@ -64,7 +68,13 @@ static int Child1(int pipe_rd, int sock, int file, int sib_wr, int dgram, int se
   return 0;
 }
 
-static int Child2(int listener, int sib_rd) {
+// Waits up to 5 s for one message and compares it whole.
+static int AwaitMsg(int fd, const char* want) {
+  struct pollfd p = {fd, POLLIN, 0};
+  return poll(&p, 1, 5000) == 1 && ExpectMsg(fd, want);
+}
+
+static int Child2(int listener, int sib_rd, int log_server) {
   sigset_t open_mask;
   sigprocmask(SIG_SETMASK, NULL, &open_mask);
   sigdelset(&open_mask, SIGUSR1);
@@ -81,6 +91,9 @@ static int Child2(int listener, int sib_rd) {
   }
   if (!Expect(sib_rd, "sibling\n")) return 20;
   if (!Expect(sib_rd, "after-sibling\n")) return 21;
+  if (!ExpectMsg(log_server, "q1") || !ExpectMsg(log_server, "qq2")) return 22;
+  if (!ExpectMsg(log_server, "u3")) return 23;
+  if (!AwaitMsg(log_server, "q4-after")) return 24;
   return 0;
 }
 
@@ -100,6 +113,20 @@ int main(int argc, char** argv) {
   if (connect(log_sock, (struct sockaddr*)&log_addr, sizeof log_addr) ||
       !WriteStr(log_sock, "before-dump"))
     return 3;
+  struct sockaddr_un srv_addr;
+  memset(&srv_addr, 0, sizeof srv_addr);
+  srv_addr.sun_family = AF_UNIX;
+  snprintf(srv_addr.sun_path, sizeof srv_addr.sun_path, "%s.srv", argv[2]);
+  unlink(srv_addr.sun_path);
+  int log_server = socket(AF_UNIX, SOCK_DGRAM, 0);
+  int log_client = socket(AF_UNIX, SOCK_DGRAM, 0);
+  int once = socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (bind(log_server, (struct sockaddr*)&srv_addr, sizeof srv_addr) ||
+      connect(log_client, (struct sockaddr*)&srv_addr, sizeof srv_addr) ||
+      !WriteStr(log_client, "q1") || !WriteStr(log_client, "qq2") ||
+      sendto(once, "u3", 2, 0, (struct sockaddr*)&srv_addr, sizeof srv_addr) != 2)
+    return 3;
+  close(once);
   int file = open(argv[3], O_RDWR | O_CREAT | O_TRUNC, 0600);
   char hundred[100];
   memset(hundred, 'p', sizeof hundred);
@@ -121,6 +148,8 @@ int main(int argc, char** argv) {
     close(dg[0]);
     close(sp[0]);
     close(log_sock);
+    close(log_server);
+    close(log_client);
     WriteStr(sv[1], "to-parent");
     WriteStr(sib[1], "sibling\n");
     WriteStr(sp[1], "up");
@@ -138,8 +167,10 @@ int main(int argc, char** argv) {
     close(sp[0]);
     close(sp[1]);
     close(log_sock);
-    _exit(Child2(listener, sib[0]));
+    close(log_client);
+    _exit(Child2(listener, sib[0], log_server));
   }
+  close(log_server);
   close(pipe_a[0]);
   close(sv[1]);
   close(sib[0]);
@@ -176,6 +207,8 @@ int main(int argc, char** argv) {
     snprintf(result, sizeof result, "FAIL: seqpacket messages from child 1\n");
   } else if (!WriteStr(log_sock, "after-restore")) {
     snprintf(result, sizeof result, "FAIL: send to the log socket: %s\n", strerror(errno));
+  } else if (!WriteStr(log_client, "q4-after")) {
+    snprintf(result, sizeof result, "FAIL: send to child 2's log server: %s\n", strerror(errno));
   } else if (!Expect(sv[0], "ok")) {
     snprintf(result, sizeof result, "FAIL: child 1's answer on the socketpair\n");
   } else if (lseek(file, 0, SEEK_CUR) != 110) {
