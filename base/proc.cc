@@ -374,6 +374,33 @@ Result<std::vector<FdLock>> ParseFdLocks(std::string_view text) {
   return out;
 }
 
+// A header line, then "key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime
+// ctime rss swap" per segment: key, shmid and the counts in decimal, perms in octal.
+Result<std::vector<SysvShm>> ParseSysvShm(std::string_view text) {
+  std::vector<SysvShm> out;
+  bool header = true;
+  for (std::string_view line : SplitString(text, '\n')) {
+    if (header || line.empty()) {
+      header = false;
+      continue;
+    }
+    std::vector<std::string_view> f = Fields(line);
+    int64_t key = 0, shmid = 0;
+    uint64_t perms = 0, size = 0, nattch = 0, uid = 0, gid = 0;
+    if (f.size() < 11 || !ParseI64(f[0], &key) || !ParseI64(f[1], &shmid) ||
+        !ParseU64(f[2], &perms, 8) || !ParseU64(f[3], &size) || !ParseU64(f[6], &nattch) ||
+        !ParseU64(f[7], &uid) || !ParseU64(f[8], &gid) || key < INT32_MIN || key > INT32_MAX ||
+        shmid < 0 || shmid > INT32_MAX || perms > 07777 || uid > UINT32_MAX || gid > UINT32_MAX ||
+        nattch > UINT32_MAX) {
+      return Invalid("parse /proc/sysvipc/shm", "bad line '" + std::string(line) + "'");
+    }
+    out.push_back({static_cast<int32_t>(key), static_cast<int32_t>(shmid),
+                   static_cast<uint32_t>(perms), size, static_cast<uint32_t>(nattch),
+                   static_cast<uint32_t>(uid), static_cast<uint32_t>(gid)});
+  }
+  return out;
+}
+
 // "inotify wd:3 ino:2dd sdev:fe00000 mask:4000004 ignored_mask:0 fhandle-bytes:8
 // fhandle-type:1 f_handle:dd02000000000000", every number in hex.
 Result<std::vector<InotifyEntry>> ParseInotifyFdinfo(std::string_view text) {

@@ -93,6 +93,18 @@ struct FdLock {
 };
 [[nodiscard]] Result<std::vector<FdLock>> ParseFdLocks(std::string_view text);
 
+/// One SysV shared memory segment of /proc/sysvipc/shm (the caller's IPC namespace).
+struct SysvShm {
+  int32_t key = 0;
+  int32_t shmid = 0;
+  uint32_t perms = 0;  // mode bits, with SHM_DEST (01000) once removed and still attached
+  uint64_t size = 0;
+  uint32_t nattch = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+[[nodiscard]] Result<std::vector<SysvShm>> ParseSysvShm(std::string_view text);
+
 /// "/proc/PID/REST".
 std::string ProcPath(pid_t pid, const std::string& rest);
 /// Reads and parses /proc/PID/stat.

@@ -7,6 +7,7 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -239,6 +240,46 @@ TEST(Proc, FdLocksMalformedAndWaiters) {
   EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX  ADVISORY  WRITE 1 fe:00:1 20 10\n"));  // end < start
   EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX  ADVISORY  WRITE 1 fe:00:1 x EOF\n"));
   EXPECT_FALSE(ParseFdLocks("lock:\t1: POSIX\n"));
+}
+
+TEST(Proc, SysvShmOfARealSegment) {
+  int id = shmget(IPC_PRIVATE, 56, IPC_CREAT | 0640);
+  ASSERT_GE(id, 0) << strerror(errno);
+  void* at = shmat(id, nullptr, 0);
+  auto text = ReadFileToString("/proc/sysvipc/shm");
+  if (at != reinterpret_cast<void*>(-1)) {
+    shmdt(at);
+  }
+  shmctl(id, IPC_RMID, nullptr);
+  ASSERT_TRUE(text);
+  auto segs = ParseSysvShm(*text);
+  ASSERT_TRUE(segs) << segs.error().Message();
+  auto it =
+      std::find_if(segs->begin(), segs->end(), [id](const SysvShm& s) { return s.shmid == id; });
+  ASSERT_NE(it, segs->end()) << *text;
+  EXPECT_EQ(it->key, 0);  // IPC_PRIVATE
+  EXPECT_EQ(it->size, 56u);
+  EXPECT_EQ(it->perms, 0640u);
+  EXPECT_EQ(it->nattch, 1u);
+  EXPECT_EQ(it->uid, getuid());
+}
+
+TEST(Proc, SysvShmMalformed) {
+  const char* head =
+      "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  "
+      "cgid      atime      dtime      ctime                   rss                  swap\n";
+  auto ok = ParseSysvShm(std::string(head) +
+                         "  10952812          4   600                    56 20212 20240      6   "
+                         "101   104   101   104 1795982077 1795982077 1795982073 4096 0\n");
+  ASSERT_TRUE(ok) << ok.error().Message();
+  ASSERT_EQ(ok->size(), 1u);
+  EXPECT_EQ((*ok)[0].key, 10952812);
+  EXPECT_EQ((*ok)[0].perms, 0600u);
+  EXPECT_EQ((*ok)[0].nattch, 6u);
+  EXPECT_TRUE(ParseSysvShm(head));
+  EXPECT_FALSE(ParseSysvShm(std::string(head) + "1 2 999 56 1 1 1 0 0 0 0\n"));  // perms not octal
+  EXPECT_FALSE(ParseSysvShm(std::string(head) + "1 -2 600 56 1 1 1 0 0 0 0\n"));
+  EXPECT_FALSE(ParseSysvShm(std::string(head) + "1 2 600 56\n"));
 }
 
 TEST(Proc, InotifyFdinfoMalformed) {

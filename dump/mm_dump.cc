@@ -1,6 +1,7 @@
 // DumpMm and DumpPages: the address space and the pages that hold data.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -52,6 +53,11 @@ Result<pb::VmaKind> Classify(const ProcVma& v) {
   // and brought back as one (its mapping then reads "/memfd:NAME (deleted)").
   if (p.rfind("/dev/shm/", 0) == 0 && p.ends_with(" (deleted)") && v.dev_major == 0) {
     return pb::VMA_MEMFD;
+  }
+  // A SysV shared memory segment (shmat): "/SYSV<key> (deleted)", a file of the kernel's own
+  // shm mount, whose inode number is the segment's id.
+  if (p.rfind("/SYSV", 0) == 0 && p.ends_with(" (deleted)") && v.dev_major == 0 && v.shared) {
+    return pb::VMA_SYSV_SHM;
   }
   if (p.front() != '/' || p.find(" (deleted)") != std::string::npos || p.rfind("/SYSV", 0) == 0) {
     return Invalid("mapping of " + p + " is not supported yet");
@@ -231,8 +237,12 @@ Result<pb::Mm> DumpMm(pid_t pid, const std::vector<ProcVma>& vmas, ParasiteSessi
       LZ_TRY(ReadRemote(pid, v.start, code));
       mm.set_vdso_crc(Crc32c(code));
     }
+    if (kind == pb::VMA_SYSV_SHM) {
+      // Attached read-only, it can never be made writable: the restore attaches it the same.
+      out->set_shmat_flags(v.HasFlag("mw") ? 0 : SHM_RDONLY);
+    }
     if (kind == pb::VMA_FILE_PRIVATE || kind == pb::VMA_FILE_SHARED ||
-        kind == pb::VMA_ANON_SHARED || kind == pb::VMA_MEMFD) {
+        kind == pb::VMA_ANON_SHARED || kind == pb::VMA_MEMFD || kind == pb::VMA_SYSV_SHM) {
       char range[64];
       snprintf(range, sizeof range, "%lx-%lx", v.start, v.end);
       struct stat st;

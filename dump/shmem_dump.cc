@@ -1,6 +1,8 @@
-// ShmemCollector: anonymous shared memory and memfds, saved once for the whole tree.
+// ShmemCollector: anonymous shared memory, memfds and SysV segments, saved once for the whole
+// tree.
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -72,8 +74,7 @@ Result<uint32_t> ShmemCollector::IdOf(uint64_t dev, uint64_t ino, pb::ShmemKind 
   for (const Object& o : objects_) {
     if (o.meta.dev() == dev && o.meta.ino() == ino) {
       if (o.meta.kind() != kind) {
-        return Invalid("shared memory inode " + std::to_string(ino) +
-                       " is both a memfd and anonymous");
+        return Invalid("shared memory inode " + std::to_string(ino) + " is mapped as two kinds");
       }
       return o.meta.id();
     }
@@ -91,6 +92,17 @@ Result<uint32_t> ShmemCollector::IdOf(uint64_t dev, uint64_t ino, pb::ShmemKind 
 
 Status ShmemCollector::Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds) {
   for (pb::Vma& v : *mm.mutable_vmas()) {
+    if (v.kind() == pb::VMA_SYSV_SHM) {
+      // shmat maps a segment whole; a part left after munmap or mremap could not be attached.
+      if (v.pgoff() != 0 || v.end() - v.start() != (v.file_size() + P - 1) / P * P) {
+        return Invalid("a partial mapping of SysV shared memory segment " +
+                       std::to_string(v.ino()) + " is not supported");
+      }
+      LZ_ASSIGN_OR_RETURN(uint32_t id,
+                          IdOf(v.dev(), v.ino(), pb::SHMEM_SYSV, "", MapFilesPath(pid, v)));
+      v.set_shmid(id);
+      continue;
+    }
     if (v.kind() != pb::VMA_ANON_SHARED && v.kind() != pb::VMA_MEMFD) {
       continue;
     }
@@ -132,12 +144,51 @@ Status ShmemCollector::CheckNotAlsoOpen(uint64_t dev, uint64_t ino, const std::s
   return Ok();
 }
 
+namespace {
+
+// Key, id, owner and mode of the SysV segment behind object `o` (its inode number is the id).
+Status DescribeSysv(const std::vector<SysvShm>& segments, pb::ShmemObject& o) {
+  for (const SysvShm& s : segments) {
+    if (static_cast<uint64_t>(s.shmid) == o.ino()) {
+      o.set_sysv_key(s.key);
+      o.set_sysv_id(s.shmid);
+      o.set_mode(s.perms & 0777);
+      o.set_sysv_uid(s.uid);
+      o.set_sysv_gid(s.gid);
+      o.set_sysv_removed((s.perms & SHM_DEST) != 0);
+      return Ok();
+    }
+  }
+  return Invalid("SysV shared memory segment " + std::to_string(o.ino()) +
+                 " is not in /proc/sysvipc/shm (another IPC namespace?)");
+}
+
+std::string Describe(const pb::ShmemObject& o) {
+  switch (o.kind()) {
+    case pb::SHMEM_MEMFD:
+      return "memfd " + o.name();
+    case pb::SHMEM_SYSV:
+      return "SysV shared memory segment " + std::to_string(o.ino());
+    default:
+      return "shared anonymous memory";
+  }
+}
+
+}  // namespace
+
 Status ShmemCollector::Write(const std::string& dir, const img::PageStoreOptions& opts,
                              MemoryStats& stats) {
   pb::ShmemTable table;
+  std::vector<SysvShm> segments;
   for (Object& o : objects_) {
-    std::string what =
-        o.meta.kind() == pb::SHMEM_MEMFD ? "memfd " + o.meta.name() : "shared anonymous memory";
+    if (o.meta.kind() == pb::SHMEM_SYSV && segments.empty()) {
+      LZ_ASSIGN_OR_RETURN(std::string text, ReadFileToString("/proc/sysvipc/shm"));
+      LZ_ASSIGN_OR_RETURN(segments, ParseSysvShm(text));
+    }
+    if (o.meta.kind() == pb::SHMEM_SYSV) {
+      LZ_TRY(DescribeSysv(segments, o.meta));
+    }
+    std::string what = Describe(o.meta);
     LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(o.source, O_RDONLY));
     struct stat st;
     struct statfs sfs;

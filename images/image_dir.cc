@@ -89,9 +89,12 @@ Status CheckTask(const Dump& d, pid_t pid, const TaskImages& t) {
                      std::to_string(v.start()));
     }
     prev_end = v.end();
-    if (v.kind() == pb::VMA_ANON_SHARED || v.kind() == pb::VMA_MEMFD) {
+    if (v.kind() == pb::VMA_ANON_SHARED || v.kind() == pb::VMA_MEMFD ||
+        v.kind() == pb::VMA_SYSV_SHM) {
       LZ_TRY(CheckShmemRef(d, MmPath(dir, pid), v.shmid(),
-                           v.kind() == pb::VMA_MEMFD ? pb::SHMEM_MEMFD : pb::SHMEM_ANON));
+                           v.kind() == pb::VMA_MEMFD      ? pb::SHMEM_MEMFD
+                           : v.kind() == pb::VMA_SYSV_SHM ? pb::SHMEM_SYSV
+                                                          : pb::SHMEM_ANON));
     }
   }
   // Every run lies inside one VMA: restore writes and the daemon copies exactly there.
@@ -132,8 +135,10 @@ Result<std::vector<ShmemImages>> LoadShmem(const std::string& dir) {
       }
     }
     bool anon = o.kind() == pb::SHMEM_ANON;
+    bool sysv = o.kind() == pb::SHMEM_SYSV;
     if (o.id() == 0 || o.size() > (uint64_t{1} << 46) ||
-        (anon && (o.size() == 0 || o.size() % kPageSize != 0))) {
+        (anon && (o.size() == 0 || o.size() % kPageSize != 0)) ||
+        (sysv && (o.size() == 0 || o.sysv_id() < 0))) {
       return Invalid(what + " has a bad id or size");
     }
     if (!IsPlainFileName(o.pagemap_file())) {

@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -256,6 +257,10 @@ class MmBuilder {
       if (IsSpecial(v.kind())) {
         continue;
       }
+      if (v.kind() == pb::VMA_SYSV_SHM) {
+        LZ_TRY(AttachSysv(v));
+        continue;
+      }
       uint64_t len = v.end() - v.start();
       uint64_t flags = MAP_FIXED | (v.shared() ? MAP_SHARED : MAP_PRIVATE);
       uint64_t fd = static_cast<uint64_t>(-1);
@@ -278,6 +283,23 @@ class MmBuilder {
           break;
       }
       Call({"mmap", SYS_mmap, {v.start(), len, v.prot(), flags, fd, off}}, v.start());
+    }
+    return Ok();
+  }
+
+  // A SysV segment, made again by the front-end with its id, attached where it was (read-only
+  // if it was, which mprotect cannot undo), then given the protection it had.
+  Status AttachSysv(const pb::Vma& v) {
+    const img::ShmemImages* seg = dump_.FindShmem(static_cast<uint32_t>(v.shmid()));
+    if (seg == nullptr) {
+      return Invalid("SysV shared memory object " + std::to_string(v.shmid()) + " is missing");
+    }
+    uint64_t flags = v.shmat_flags() & SHM_RDONLY;
+    Call({"shmat", SYS_shmat, {static_cast<uint64_t>(seg->meta.sysv_id()), v.start(), flags}},
+         v.start());
+    uint32_t given = PROT_READ | (flags & SHM_RDONLY ? 0 : PROT_WRITE);
+    if (v.prot() != given) {
+      Call({"mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}});
     }
     return Ok();
   }

@@ -329,6 +329,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
     }
   }
   guard.Disarm();
+  shm.Keep();
   result.root = root.pid();
   result.stats.set_total_ns(MonotonicNs() - start);
   result.stats.set_fork_ns(forked - start);

@@ -2,8 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <utility>
 
 #include "base/file_util.h"
 #include "images/page_store.h"
@@ -48,6 +52,100 @@ Result<UniqueFd> CreateMemfd(const pb::ShmemObject& o) {
   return out;
 }
 
+// A SysV segment attached in the front-end, detached when this goes.
+class SysvAttachment {
+ public:
+  explicit SysvAttachment(std::byte* at) : at_(at) {}
+  SysvAttachment(SysvAttachment&& o) noexcept : at_(std::exchange(o.at_, nullptr)) {}
+  SysvAttachment& operator=(SysvAttachment&&) = delete;
+  ~SysvAttachment() {
+    if (at_ != nullptr) {
+      ::shmdt(at_);
+    }
+  }
+  std::byte* get() const { return at_; }
+
+ private:
+  std::byte* at_;
+};
+
+std::string SysvName(const pb::ShmemObject& o) {
+  char key[16];
+  snprintf(key, sizeof key, "%#x", static_cast<uint32_t>(o.sysv_key()));
+  return "SysV shared memory segment " + std::to_string(o.sysv_id()) + " (key " + key + ")";
+}
+
+// The dumped tree's own segment, left behind when the dump killed it (nobody attached, same
+// key and size): removed, so that it can be made again as it was.
+Status RemoveLeftover(const pb::ShmemObject& o) {
+  shmid_ds ds{};
+  if (::shmctl(o.sysv_id(), IPC_STAT, &ds) != 0) {
+    return errno == EINVAL || errno == EIDRM ? Ok() : FailErrno("shmctl IPC_STAT", SysvName(o));
+  }
+  bool ours = ds.shm_perm.__key == o.sysv_key() && ds.shm_segsz == o.size();
+  if (!ours || ds.shm_nattch != 0) {
+    return Invalid(SysvName(o) + ": the id is taken by " +
+                   (ours ? "the same segment, still attached by " + std::to_string(ds.shm_nattch) +
+                               " processes"
+                         : std::string("another segment")));
+  }
+  if (::shmctl(o.sysv_id(), IPC_RMID, nullptr) != 0) {
+    return FailErrno("shmctl IPC_RMID", SysvName(o));
+  }
+  return Ok();
+}
+
+// Makes the segment again with its key and id (the tasks hold the id: postgres removes its
+// segment by id when it stops), owner and mode, attached here to be filled.
+Result<SysvAttachment> CreateSysv(const pb::ShmemObject& o) {
+  LZ_TRY(RemoveLeftover(o));
+  if (o.sysv_key() != IPC_PRIVATE && ::shmget(o.sysv_key(), 0, 0) >= 0) {
+    return Invalid(SysvName(o) + ": another segment has its key now");
+  }
+  // The next segment made gets this id (CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN); the kernel
+  // forgets it after one use.
+  {
+    LZ_ASSIGN_OR_RETURN(UniqueFd next, OpenFile("/proc/sys/kernel/shm_next_id", O_WRONLY));
+    LZ_TRY_CTX(WriteAll(next.get(), std::to_string(o.sysv_id())), "set shm_next_id");
+  }
+  int id = ::shmget(o.sysv_key(), o.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(o.mode()));
+  if (id < 0) {
+    return FailErrno("shmget", SysvName(o));
+  }
+  if (id != o.sysv_id()) {
+    ::shmctl(id, IPC_RMID, nullptr);
+    return Invalid(SysvName(o) + ": the kernel gave id " + std::to_string(id));
+  }
+  shmid_ds ds{};
+  ds.shm_perm.uid = o.sysv_uid();
+  ds.shm_perm.gid = o.sysv_gid();
+  ds.shm_perm.mode = static_cast<unsigned short>(o.mode());
+  void* at = ::shmat(id, nullptr, 0);
+  if (::shmctl(id, IPC_SET, &ds) != 0 || at == reinterpret_cast<void*>(-1)) {
+    int err = errno;
+    ::shmctl(id, IPC_RMID, nullptr);
+    return Fail(err, "set up", SysvName(o));
+  }
+  return SysvAttachment(static_cast<std::byte*>(at));
+}
+
+Status CreateSysvWithContent(const img::Dump& dump, const img::ShmemImages& s,
+                             std::vector<int>& made) {
+  const pb::ShmemObject& o = s.meta;
+  LZ_ASSIGN_OR_RETURN(SysvAttachment at, CreateSysv(o));
+  made.push_back(o.sysv_id());
+  LZ_ASSIGN_OR_RETURN(auto store, img::OpenStoreOf(dump.dir, s.pagemap));
+  return img::ReadPresentRuns(
+      *store, s.pagemap.pagemap.runs(), [](const img::PageRun&) { return true; },
+      [&](uint64_t off, std::span<const std::byte> bytes) {
+        uint64_t end = std::min<uint64_t>(off + bytes.size(), o.size());
+        if (end > off) {
+          std::memcpy(at.get() + off, bytes.data(), end - off);
+        }
+        return Ok();
+      });
+}
+
 }  // namespace
 
 Result<SharedMemory> SharedMemory::Create(const img::Dump& dump) {
@@ -55,6 +153,10 @@ Result<SharedMemory> SharedMemory::Create(const img::Dump& dump) {
   out.owner_ = ::getpid();
   for (const img::ShmemImages& s : dump.shmem) {
     const pb::ShmemObject& o = s.meta;
+    if (o.kind() == pb::SHMEM_SYSV) {
+      LZ_TRY(CreateSysvWithContent(dump, s, out.sysv_.ids));  // the tasks attach it by its id
+      continue;
+    }
     auto fd = o.kind() == pb::SHMEM_ANON ? CreateAnon(o.size()) : CreateMemfd(o);
     if (!fd) {
       return Unexpected{fd.error().Wrap("shared memory object " + std::to_string(o.id()))};
@@ -74,6 +176,12 @@ Result<SharedMemory> SharedMemory::Create(const img::Dump& dump) {
   return out;
 }
 
+SharedMemory::SysvSegments::~SysvSegments() {
+  for (int id : ids) {
+    ::shmctl(id, IPC_RMID, nullptr);
+  }
+}
+
 Result<std::string> SharedMemory::PathOf(uint32_t id) const {
   auto it = fds_.find(id);
   if (it == fds_.end()) {
@@ -84,6 +192,10 @@ Result<std::string> SharedMemory::PathOf(uint32_t id) const {
 
 Status SharedMemory::Seal(const img::Dump& dump) {
   for (const img::ShmemImages& s : dump.shmem) {
+    if (s.meta.kind() == pb::SHMEM_SYSV && s.meta.sysv_removed() &&
+        ::shmctl(s.meta.sysv_id(), IPC_RMID, nullptr) != 0) {
+      return FailErrno("shmctl IPC_RMID", SysvName(s.meta));
+    }
     uint32_t seals = s.meta.seals();
     if (s.meta.kind() != pb::SHMEM_MEMFD || seals == 0) {
       continue;

@@ -1,11 +1,12 @@
-// Shared memory objects (anonymous shared mappings and memfds): made once by the front-end,
-// before any task forks, and reached by every task that maps them or holds them open.
+// Shared memory objects (anonymous shared mappings, memfds and SysV segments): made once by the
+// front-end, before any task forks, and reached by every task that maps them or holds them open.
 #pragma once
 
 #include <sys/types.h>
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -24,12 +25,26 @@ class SharedMemory {
   [[nodiscard]] static Result<SharedMemory> Create(const img::Dump& dump);
   /// The path a task of the tree opens to reach object `id`.
   [[nodiscard]] Result<std::string> PathOf(uint32_t id) const;
-  /// Puts back the memfds' seals.
+  /// Puts back the memfds' seals, and removes the SysV segments that had been removed while
+  /// attached (they go when their last task detaches, as before).
   [[nodiscard]] Status Seal(const img::Dump& dump);
+  /// The restore succeeded: the SysV segments made stay (until then a failed restore, which
+  /// kills the tasks, removes them as well).
+  void Keep() { sysv_.ids.clear(); }
 
  private:
+  // SysV segments made by this restore, removed when this goes unless kept.
+  struct SysvSegments {
+    SysvSegments() = default;
+    SysvSegments(SysvSegments&& o) noexcept : ids(std::move(o.ids)) { o.ids.clear(); }
+    SysvSegments& operator=(SysvSegments&&) = delete;
+    ~SysvSegments();
+    std::vector<int> ids;
+  };
+
   pid_t owner_ = 0;
   std::map<uint32_t, UniqueFd> fds_;
+  SysvSegments sysv_;
 };
 
 }  // namespace lz

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -232,6 +233,107 @@ TEST_P(RealPrograms, NginxMasterAndWorkersAnswerAndReload) {
   EXPECT_EQ(errors.find("exited on signal"), std::string::npos) << errors;
   ExpectDaemonDone();
   KillTree(restored);
+}
+
+// PostgreSQL as a user runs it: a postmaster and its five helpers as the postgres user, a SysV
+// segment (its interlock, whose id it keeps in postmaster.pid) and shared anonymous memory
+// (its buffers). After the restore it answers with its rows over TCP and its unix socket,
+// forks new backends that write, and a fast shutdown removes its segment by id: the one it
+// holds must be the one restored.
+TEST_P(RealPrograms, PostgresAnswersWritesAndShutsDownCleanly) {
+  const std::string bin = "/usr/lib/postgresql/15/bin/";
+  RequireBinary((bin + "postgres").c_str());
+  RequireBinary("/usr/bin/psql");
+  RequireBinary("/usr/bin/setpriv");
+  int port = FreePort();
+  ASSERT_EQ(chown(dir_.path().c_str(), 0, 0), 0);
+  chmod(dir_.path().c_str(), 0777);  // postgres makes its data dir and socket here
+  std::vector<std::string> as_postgres = {"/usr/bin/setpriv", "--reuid=postgres",
+                                          "--regid=postgres", "--init-groups", "--"};
+  auto with = [&](std::vector<std::string> cmd) {
+    cmd.insert(cmd.begin(), as_postgres.begin(), as_postgres.end());
+    return cmd;
+  };
+  RunResult init = RunCmd(with(
+      {bin + "initdb", "-D", dir_.File("data"), "-A", "trust", "-U", "postgres", "--no-sync"}));
+  ASSERT_EQ(init.status, 0) << init.output;
+  BecomeSubreaper();
+  // Whatever fails, the segment noted in postmaster.pid goes too (after the group is killed).
+  struct SegmentRemover {
+    std::string pidfile;
+    ~SegmentRemover() {
+      std::ifstream f(pidfile);
+      std::string line;
+      for (int i = 0; i < 7 && std::getline(f, line); i++) {
+      }
+      int key = 0, id = -1;
+      shmid_ds ds{};
+      if (sscanf(line.c_str(), "%d %d", &key, &id) == 2 && shmctl(id, IPC_STAT, &ds) == 0 &&
+          ds.shm_perm.__key == key) {
+        shmctl(id, IPC_RMID, nullptr);
+      }
+    }
+  } remover{dir_.File("data/postmaster.pid")};
+  Proc w = Start(with({bin + "postgres", "-D", dir_.File("data"), "-p", std::to_string(port), "-k",
+                       dir_.path(), "-c", "listen_addresses=127.0.0.1", "-c", "shared_buffers=16MB",
+                       "-c", "autovacuum=off"}),
+                 dir_.File("pg.log"));
+  GroupKiller group{w.pid()};
+  auto sql = [&](const std::string& host, const std::string& query) {
+    RunResult r = RunCmd({"/usr/bin/psql", "-h", host, "-p", std::to_string(port), "-U", "postgres",
+                          "-Atq", "-c", query},
+                         10000);
+    return r.status == 0 ? r.output : "error: " + r.output;
+  };
+  std::string up;
+  for (int i = 0; i < 100 && up != "1\n"; i++) {
+    usleep(up.empty() ? 0 : 100000);
+    up = sql("127.0.0.1", "select 1");
+  }
+  ASSERT_EQ(up, "1\n");
+  ASSERT_EQ(sql("127.0.0.1",
+                "create table t(id int primary key, v text); insert into t select g, md5(g::text) "
+                "from generate_series(1, 20000) g; select count(*) from t"),
+            "20000\n");
+  // Each session's backend is gone once its client is: only the five helpers are dumped.
+  for (int i = 0; i < 250 && ChildrenOf(w.pid()).size() != 5; i++) {
+    usleep(20000);
+  }
+  ASSERT_EQ(ChildrenOf(w.pid()).size(), 5u);
+  Proc restored = DumpAndRestore(w, ChildrenOf(w.pid()));
+  EXPECT_EQ(sql("127.0.0.1", "select count(*), sum(length(v)) from t"), "20000|640000\n");
+  EXPECT_EQ(sql(dir_.path(),
+                "insert into t values (20001, 'after'); select v from t where id = "
+                "20001"),
+            "after\n");
+  // The segment postgres noted, restored with its id and attached by the whole tree.
+  std::ifstream pidfile(dir_.File("data/postmaster.pid"));
+  std::string line, shm_line;
+  for (int i = 0; i < 7 && std::getline(pidfile, line); i++) {
+    shm_line = line;
+  }
+  int key = 0, id = -1;
+  ASSERT_EQ(sscanf(shm_line.c_str(), "%d %d", &key, &id), 2) << shm_line;
+  auto segment = [id]() -> std::string {
+    std::ifstream f("/proc/sysvipc/shm");
+    std::string row;
+    while (std::getline(f, row)) {
+      int k, i;
+      if (sscanf(row.c_str(), "%d %d", &k, &i) == 2 && i == id) {
+        return row;
+      }
+    }
+    return "";
+  };
+  EXPECT_NE(segment(), "") << "segment " << id << " is not there";
+  kill(restored.pid(), SIGINT);  // fast shutdown
+  int status = restored.Wait(20000);
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::ifstream log(dir_.File("pg.log"));
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("database system is shut down"), std::string::npos) << text;
+  EXPECT_EQ(segment(), "") << "postgres did not remove segment " << id;
+  ExpectDaemonDone();
 }
 
 // memcached: four worker threads, libevent over epoll, eventfds and pipes between threads.

@@ -3,20 +3,26 @@
 //    mapped shared by the parent before it forks, and kept open at a known offset;
 //  - anonymous shared memory (MAP_SHARED | MAP_ANONYMOUS) inherited by the child;
 //  - a memfd that only a mapping keeps alive (its fd was closed);
-//  - a private mapping of a memfd whose pages the parent changed (copies only it sees).
+//  - a private mapping of a memfd whose pages the parent changed (copies only it sees);
+//  - a SysV segment with a key, mode 0640 and a size that ends inside a page, attached before
+//    the fork (so by both), and a private one attached read-only and removed (IPC_RMID) while
+//    attached, as programs do so that it goes with them.
 // After SIGUSR1 (to the parent, after restore) the child writes into both shared areas and
 // exits; the parent checks it sees those writes through its own mappings and through the fd,
-// that the rest of the content, the size, seals, offset and name are as they were.
+// that the rest of the content, the size, seals, offset and name are as they were, and that
+// the SysV segments have their ids, keys, modes, attach counts and read-only attachment.
 // Writes PASS or FAIL: ... to RESULT_FILE.
 //
 // usage: shmem READY_FILE RESULT_FILE
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,9 +103,25 @@ int main(int argc, char** argv) {
   uint8_t* sealed = mmap(NULL, 4 * PAGE, PROT_READ, MAP_SHARED, sealed_fd, 0);
   if (sealed == MAP_FAILED) return 16;
 
+  key_t key = (key_t)(0x6c7a0000 | (getpid() & 0xffff));
+  size_t sysv_size = 3 * PAGE + 100;
+  int sysv_id = shmget(key, sysv_size, IPC_CREAT | IPC_EXCL | 0640);
+  if (sysv_id < 0) return 17;
+  uint8_t* sysv = shmat(sysv_id, NULL, 0);
+  if (sysv == (void*)-1) return 18;
+  Fill(sysv, sysv_size, 8);
+  int gone_id = shmget(IPC_PRIVATE, PAGE, IPC_CREAT | 0600);
+  uint8_t* tmp_w = gone_id < 0 ? (void*)-1 : shmat(gone_id, NULL, 0);
+  if (tmp_w == (void*)-1) return 19;
+  Fill(tmp_w, PAGE, 9);
+  shmdt(tmp_w);
+  uint8_t* sysv_ro = shmat(gone_id, NULL, SHM_RDONLY);
+  if (sysv_ro == (void*)-1 || shmctl(gone_id, IPC_RMID, NULL)) return 20;
+
   pid_t kid = fork();
   if (kid == 0) {
     WaitForGo();
+    memcpy(sysv + 2 * PAGE + 5, kChildNote, sizeof kChildNote);
     memcpy(data + 100 * PAGE, kChildNote, sizeof kChildNote);
     memcpy(anon + 7 * PAGE + 3, kChildNote, sizeof kChildNote);
     memcpy(gone + 2 * PAGE, kChildNote, sizeof kChildNote);
@@ -120,9 +142,24 @@ int main(int argc, char** argv) {
   ssize_t ln = readlink(fdpath, link, sizeof link - 1);
   if (ln > 0) link[ln] = 0;
   struct stat st;
+  struct shmid_ds ds_before, ds, ds_gone;
+  int attached_before = shmctl(sysv_id, IPC_STAT, &ds_before);
   kill(kid, SIGUSR1);
   if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     snprintf(result, sizeof result, "FAIL: child status %#x\n", status);
+  } else if (attached_before != 0 || ds_before.shm_nattch != 2) {
+    snprintf(result, sizeof result, "FAIL: SysV segment %d: %s, %lu attached\n", sysv_id,
+             attached_before ? strerror(errno) : "there", (unsigned long)ds_before.shm_nattch);
+  } else if (shmctl(sysv_id, IPC_STAT, &ds) || ds.shm_perm.__key != key ||
+             ds.shm_segsz != sysv_size || (ds.shm_perm.mode & 0777) != 0640 || ds.shm_nattch != 1) {
+    snprintf(result, sizeof result, "FAIL: SysV segment key, size, mode or attach count differ\n");
+  } else if (memcmp(sysv + 2 * PAGE + 5, kChildNote, sizeof kChildNote) != 0 ||
+             !Same(sysv, 0, 2 * PAGE + 5, 8) || !Same(sysv, 2 * PAGE + 5 + N, sysv_size, 8)) {
+    snprintf(result, sizeof result, "FAIL: SysV segment content, or the child's write, differ\n");
+  } else if (!Same(sysv_ro, 0, PAGE, 9) || mprotect(sysv_ro, PAGE, PROT_READ | PROT_WRITE) == 0) {
+    snprintf(result, sizeof result, "FAIL: the read-only SysV attachment differs\n");
+  } else if (shmctl(gone_id, IPC_STAT, &ds_gone) || !(ds_gone.shm_perm.mode & SHM_DEST)) {
+    snprintf(result, sizeof result, "FAIL: the removed SysV segment is not marked removed\n");
   } else if (memcmp(data + 100 * PAGE, kChildNote, sizeof kChildNote) != 0) {
     snprintf(result, sizeof result, "FAIL: the child's write to the memfd is not seen\n");
   } else if (memcmp(anon + 7 * PAGE + 3, kChildNote, sizeof kChildNote) != 0) {
@@ -156,6 +193,7 @@ int main(int argc, char** argv) {
   } else if (strcmp(link, "/memfd:lz-data (deleted)") != 0) {
     snprintf(result, sizeof result, "FAIL: memfd is now '%s'\n", link);
   }
+  shmctl(sysv_id, IPC_RMID, NULL);
   f = fopen(argv[2], "w");
   fputs(result, f);
   fclose(f);
