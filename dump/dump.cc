@@ -71,17 +71,20 @@ Status LinkUnixPeers(const std::vector<pb::TaskCore>& cores, std::vector<pb::FdT
                        "unix socket connected outside the dumped tree is not supported yet");
       }
       if (peer->second != f.ino()) {
-        if (u->type() == SOCK_DGRAM && !u->peer_name().empty() && u->messages_size() == 0) {
+        // A server's socket, itself unconnected, comes back bound to its name: connected
+        // again by that name. One connected elsewhere would come back without it.
+        if (u->type() == SOCK_DGRAM && !u->peer_name().empty() && u->messages_size() == 0 &&
+            peer->second == 0) {
           u->set_peer_ino(0);
-          u->set_peer_in_tree(true);  // its peer may be bound after it is restored: wait for it
+          u->set_peer_in_tree(true);
           continue;
         }
         return Invalid(where() +
-                       (u->peer_name().empty()
-                            ? "unix datagram socket connected to a socket of the tree that is "
-                              "not connected back and has no address is not supported"
-                            : "unix datagram socket connected to a socket of the tree holds "
-                              "messages queued from it, which is not supported"));
+                       (u->messages_size() > 0
+                            ? "unix datagram socket connected to a socket of the tree holds "
+                              "messages queued from it, which is not supported"
+                            : "unix datagram socket connected to a socket of the tree that is "
+                              "connected elsewhere or has no address is not supported"));
       }
       u->clear_peer_name();
     }

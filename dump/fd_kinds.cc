@@ -181,9 +181,8 @@ Result<UnixDiag> QueryUnix(uint64_t ino) {
 
 // One MSG_PEEK of what is queued on `s` into `buf`: the bytes (or, with MSG_TRUNC, the whole
 // message's length), and in `*carries` whether it came with descriptors or credentials, which
-// cannot be queued again as they were. A peek hands us copies of the descriptors: closed here.
-// Peeks at the next message (or bytes) queued on `s`; `*named_sender`, if given, says whether
-// it came from a socket with an address.
+// cannot be queued again as they were, and in `*named_sender`, if given, whether it came from
+// a socket with an address. A peek hands us copies of the descriptors: closed here.
 Result<size_t> PeekOnce(int s, std::span<char> buf, int flags, bool* carries,
                         bool* named_sender = nullptr) {
   alignas(cmsghdr) char control[512];
@@ -284,6 +283,8 @@ Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
       u->set_file_gid(fst.st_gid);
     }
   }
+  u->set_passcred(IntOpt(s.get(), SOL_SOCKET, SO_PASSCRED) > 0);  // a log server's, say
+  u->set_passsec(IntOpt(s.get(), SOL_SOCKET, SO_PASSSEC) > 0);
   u->set_listening(IntOpt(s.get(), SOL_SOCKET, SO_ACCEPTCONN) != 0);
   if (u->listening()) {
     u->set_backlog(diag.wqueue);

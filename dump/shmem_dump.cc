@@ -72,7 +72,10 @@ Status SaveContent(int fd, uint64_t size, img::PageStoreWriter& store, img::Page
 Result<uint32_t> ShmemCollector::IdOf(uint64_t dev, uint64_t ino, pb::ShmemKind kind,
                                       const std::string& name, const std::string& source) {
   for (const Object& o : objects_) {
-    if (o.meta.dev() == dev && o.meta.ino() == ino) {
+    // A SysV segment's inode number is its id, on the mount where memfds and shared anonymous
+    // memory number theirs from 1: the two never name the same object.
+    bool same_space = (o.meta.kind() == pb::SHMEM_SYSV) == (kind == pb::SHMEM_SYSV);
+    if (o.meta.dev() == dev && o.meta.ino() == ino && same_space) {
       if (o.meta.kind() != kind) {
         return Invalid("shared memory inode " + std::to_string(ino) + " is mapped as two kinds");
       }
@@ -98,9 +101,11 @@ Status ShmemCollector::Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds) {
         return Invalid("a partial mapping of SysV shared memory segment " +
                        std::to_string(v.ino()) + " is not supported");
       }
+      LZ_TRY(CheckSysvNamespace(pid));
       LZ_ASSIGN_OR_RETURN(uint32_t id,
                           IdOf(v.dev(), v.ino(), pb::SHMEM_SYSV, "", MapFilesPath(pid, v)));
       v.set_shmid(id);
+      objects_[id - 1].sysv_attached++;
       continue;
     }
     if (v.kind() != pb::VMA_ANON_SHARED && v.kind() != pb::VMA_MEMFD) {
@@ -129,6 +134,16 @@ Status ShmemCollector::Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds) {
   return Ok();
 }
 
+// /proc/sysvipc/shm, read at Write, lists the segments of lazarus's own IPC namespace.
+Status ShmemCollector::CheckSysvNamespace(pid_t pid) {
+  LZ_ASSIGN_OR_RETURN(std::string theirs, ReadLink(ProcPath(pid, "ns/ipc")));
+  LZ_ASSIGN_OR_RETURN(std::string ours, ReadLink("/proc/self/ns/ipc"));
+  if (theirs != ours) {
+    return Invalid("SysV shared memory of another IPC namespace (" + theirs + ") is not supported");
+  }
+  return Ok();
+}
+
 // A deleted file both mapped (made a memfd above) and open (restored as an unlinked file of
 // its own filesystem) would come back as two objects: writes through one would not show
 // through the other.
@@ -146,10 +161,22 @@ Status ShmemCollector::CheckNotAlsoOpen(uint64_t dev, uint64_t ino, const std::s
 
 namespace {
 
-// Key, id, owner and mode of the SysV segment behind object `o` (its inode number is the id).
-Status DescribeSysv(const std::vector<SysvShm>& segments, pb::ShmemObject& o) {
+// Key, id, owner and mode of the SysV segment behind object `o` (its inode number is the id),
+// which the tree must hold alone: attached elsewhere too, it could not be made again.
+Status DescribeSysv(const std::vector<SysvShm>& segments, pb::ShmemObject& o, uint32_t attached,
+                    uint64_t size) {
   for (const SysvShm& s : segments) {
     if (static_cast<uint64_t>(s.shmid) == o.ino()) {
+      if (s.size != size) {
+        return Invalid("SysV shared memory segment " + std::to_string(s.shmid) +
+                       " changed while dumped");
+      }
+      if (s.nattch > attached) {
+        return Invalid("SysV shared memory segment " + std::to_string(s.shmid) +
+                       " is also attached outside the dumped tree (" +
+                       std::to_string(s.nattch - attached) + " of " + std::to_string(s.nattch) +
+                       " attachments)");
+      }
       o.set_sysv_key(s.key);
       o.set_sysv_id(s.shmid);
       o.set_mode(s.perms & 0777);
@@ -185,9 +212,6 @@ Status ShmemCollector::Write(const std::string& dir, const img::PageStoreOptions
       LZ_ASSIGN_OR_RETURN(std::string text, ReadFileToString("/proc/sysvipc/shm"));
       LZ_ASSIGN_OR_RETURN(segments, ParseSysvShm(text));
     }
-    if (o.meta.kind() == pb::SHMEM_SYSV) {
-      LZ_TRY(DescribeSysv(segments, o.meta));
-    }
     std::string what = Describe(o.meta);
     LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(o.source, O_RDONLY));
     struct stat st;
@@ -199,6 +223,9 @@ Status ShmemCollector::Write(const std::string& dir, const img::PageStoreOptions
       return Invalid(what + " is on hugetlbfs, which is not supported yet");
     }
     o.meta.set_size(st.st_size);
+    if (o.meta.kind() == pb::SHMEM_SYSV) {
+      LZ_TRY(DescribeSysv(segments, o.meta, o.sysv_attached, st.st_size));
+    }
     if (o.meta.kind() == pb::SHMEM_MEMFD) {
       o.meta.set_mode(st.st_mode & 07777);
       int seals = ::fcntl(fd.get(), F_GET_SEALS);

@@ -68,10 +68,12 @@ class ShmemCollector {
  private:
   struct Object {
     pb::ShmemObject meta;
-    std::string source;  // /proc/PID/map_files/RANGE or /proc/PID/fd/N
+    std::string source;          // /proc/PID/map_files/RANGE or /proc/PID/fd/N
+    uint32_t sysv_attached = 0;  // SysV: attachments in the tree (each VMA is one)
   };
   Result<uint32_t> IdOf(uint64_t dev, uint64_t ino, pb::ShmemKind kind, const std::string& name,
                         const std::string& source);
+  Status CheckSysvNamespace(pid_t pid);
   Status CheckNotAlsoOpen(uint64_t dev, uint64_t ino, const std::string& path);
   std::vector<Object> objects_;
   std::set<std::pair<uint64_t, uint64_t>> deleted_open_;  // (dev, ino) of deleted files open

@@ -138,8 +138,13 @@ Result<std::vector<ShmemImages>> LoadShmem(const std::string& dir) {
     bool sysv = o.kind() == pb::SHMEM_SYSV;
     if (o.id() == 0 || o.size() > (uint64_t{1} << 46) ||
         (anon && (o.size() == 0 || o.size() % kPageSize != 0)) ||
-        (sysv && (o.size() == 0 || o.sysv_id() < 0))) {
-      return Invalid(what + " has a bad id or size");
+        (sysv && (o.size() == 0 || o.sysv_id() < 0 || o.mode() > 0777))) {
+      return Invalid(what + " has a bad id, size or mode");
+    }
+    for (const ShmemImages& prev : out) {
+      if (sysv && prev.meta.kind() == pb::SHMEM_SYSV && prev.meta.sysv_id() == o.sysv_id()) {
+        return Invalid(what + ": SysV id " + std::to_string(o.sysv_id()) + " appears twice");
+      }
     }
     if (!IsPlainFileName(o.pagemap_file())) {
       return Invalid(what + ": pagemap '" + o.pagemap_file() + "' is not a plain file name");

@@ -20,11 +20,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
-#include "base/clock.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/proc.h"
+#include "base/sys.h"
 #include "images/format.h"
 #include "restore/shmem_restore.h"
 
@@ -107,6 +108,16 @@ Result<UniqueFd> OpenDevice(const pb::OpenFile& f) {
 Status SetIntOpt(int fd, int level, int name, int value, const char* what) {
   if (::setsockopt(fd, level, name, &value, sizeof value) != 0) {
     return FailErrno("setsockopt", what);
+  }
+  return Ok();
+}
+
+Status SetUnixOptions(int s, const pb::UnixInfo& u) {
+  if (u.passcred()) {
+    LZ_TRY(SetIntOpt(s, SOL_SOCKET, SO_PASSCRED, 1, "SO_PASSCRED"));
+  }
+  if (u.passsec()) {
+    LZ_TRY(SetIntOpt(s, SOL_SOCKET, SO_PASSSEC, 1, "SO_PASSSEC"));
   }
   return Ok();
 }
@@ -556,6 +567,11 @@ Status FileOpener::CreateSocketPair(const pb::OpenFile& f) {
   LZ_ASSIGN_OR_RETURN(UniqueFd peer, Above(sv[1]));
   // What was queued for an end to read is written into the other end, once per end.
   for (uint64_t end : {f.ino(), u.peer_ino()}) {
+    const pb::OpenFile* own = FirstRecorded(
+        [end](const pb::OpenFile& o) { return o.type() == pb::FILE_UNIX && o.ino() == end; });
+    if (own != nullptr) {
+      LZ_TRY(SetUnixOptions(end == f.ino() ? mine.get() : peer.get(), own->unix_socket()));
+    }
     const pb::OpenFile* queued = FirstRecorded([end](const pb::OpenFile& o) {
       const pb::UnixInfo& q = o.unix_socket();
       return o.type() == pb::FILE_UNIX && o.ino() == end &&
@@ -580,7 +596,6 @@ Status FileOpener::CreateSocketPair(const pb::OpenFile& f) {
 
 namespace {
 
-// Connects to a named socket outside the tree, as the dumped socket was.
 // The address of unix socket name `name` (sun_path bytes as getsockname gives them: a leading
 // NUL for the abstract namespace) and its length; `what` names it in the error.
 Result<socklen_t> UnixAddress(const std::string& name, const char* what, sockaddr_un* addr) {
@@ -594,48 +609,41 @@ Result<socklen_t> UnixAddress(const std::string& name, const char* what, sockadd
 }
 
 std::string ShownUnixName(const std::string& name) {
+  if (name.empty()) {
+    return "(unnamed)";
+  }
   return name[0] == '\0' ? "@" + name.substr(1) : std::string(name.c_str());
 }
 
-// `in_tree`: the peer is a socket of the restored tree, which another task may not have bound
-// yet (its dumped socket file, if any, refuses until then).
-Status ConnectUnix(int s, const std::string& name, bool in_tree) {
-  constexpr uint64_t kPeerWaitNs = 5'000'000'000;
+Status ConnectUnix(int s, const std::string& name) {
   sockaddr_un addr;
   LZ_ASSIGN_OR_RETURN(socklen_t len, UnixAddress(name, "unix socket peer name", &addr));
-  Deadline deadline(kPeerWaitNs);
-  while (::connect(s, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    if (!in_tree || (errno != ECONNREFUSED && errno != ENOENT) || deadline.Expired()) {
-      return FailErrno("connect unix socket to", ShownUnixName(name));
-    }
-    ::usleep(200);
+  if (::connect(s, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    return FailErrno("connect unix socket to", ShownUnixName(name));
   }
   return Ok();
 }
 
 // The messages other sockets had sent to the bound socket `u`, each sent again to its name
-// from a socket without an address, as they were (the dump refused any from a named sender).
+// from one socket without an address, as they were (the dump refused any from a named
+// sender). What it sent counts against its send buffer until read: made room for all.
 Status QueueMessagesTo(const pb::UnixInfo& u) {
   sockaddr_un addr;
   LZ_ASSIGN_OR_RETURN(socklen_t len, UnixAddress(u.name(), "unix socket name", &addr));
-  UniqueFd from;
+  UniqueFd from(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!from) {
+    return FailErrno("socket");
+  }
+  uint64_t bytes = 0;
   for (const std::string& m : u.messages()) {
-    // A sender's buffer holds what it sent until it is read: a fresh sender when one is full.
-    for (int attempt = 0;; attempt++) {
-      if (!from) {
-        from.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        if (!from) {
-          return FailErrno("socket");
-        }
-      }
-      if (::sendto(from.get(), m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
-                   reinterpret_cast<sockaddr*>(&addr), len) == static_cast<ssize_t>(m.size())) {
-        break;
-      }
-      if (errno != EAGAIN || attempt > 0) {
-        return FailErrno("queue a message on unix socket", ShownUnixName(u.name()));
-      }
-      from.reset();
+    bytes += m.size() + 1024;  // and the kernel's own share of each
+  }
+  int room = static_cast<int>(std::min<uint64_t>(bytes, INT32_MAX / 2));
+  LZ_TRY(SetIntOpt(from.get(), SOL_SOCKET, SO_SNDBUFFORCE, room, "SO_SNDBUFFORCE"));
+  for (const std::string& m : u.messages()) {
+    if (::sendto(from.get(), m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
+                 reinterpret_cast<sockaddr*>(&addr), len) != static_cast<ssize_t>(m.size())) {
+      return FailErrno("queue a message on unix socket", ShownUnixName(u.name()));
     }
   }
   return Ok();
@@ -684,14 +692,37 @@ Result<UniqueFd> FileOpener::OpenUnixSocket(const pb::OpenFile& f) {
   if (u.listening() && ::listen(s.get(), static_cast<int>(u.backlog())) != 0) {
     return FailErrno("listen");
   }
+  LZ_TRY(SetUnixOptions(s.get(), u));
   if (u.messages_size() > 0) {
     LZ_TRY(QueueMessagesTo(u));
   }
-  if (!u.peer_name().empty()) {
-    LZ_TRY(ConnectUnix(s.get(), u.peer_name(), u.peer_in_tree()));
+  // A peer in the tree may be bound by a task not made yet: ConnectTreeDatagramClients.
+  if (!u.peer_name().empty() && !u.peer_in_tree()) {
+    LZ_TRY(ConnectUnix(s.get(), u.peer_name()));
   }
   LZ_TRY(SetStatusFlags(s.get(), f.flags()));
   return s;
+}
+
+Status ConnectTreeDatagramClients(const img::Dump& dump) {
+  std::set<uint64_t> done;  // tree ids: a file shared by several tasks is connected once
+  for (const img::TaskImages& t : dump.tasks) {
+    UniqueFd pidfd;
+    for (const pb::OpenFile& f : t.fds.files()) {
+      if (f.type() != pb::FILE_UNIX || !f.unix_socket().peer_in_tree() ||
+          (f.tree_id() != 0 && !done.insert(f.tree_id()).second)) {
+        continue;
+      }
+      if (!pidfd) {
+        LZ_ASSIGN_OR_RETURN(pidfd, PidfdOpen(t.core.pid()));
+      }
+      int fd = img::FirstFdOf(t.fds, f.id());
+      LZ_ASSIGN_OR_RETURN(UniqueFd s, PidfdGetfd(pidfd.get(), fd));
+      LZ_TRY_CTX(ConnectUnix(s.get(), f.unix_socket().peer_name()),
+                 "fd " + std::to_string(fd) + " of " + std::to_string(t.core.pid()));
+    }
+  }
+  return Ok();
 }
 
 Result<UniqueFd> FileOpener::Open(const pb::OpenFile& f) {

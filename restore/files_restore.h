@@ -21,6 +21,11 @@ class SharedMemory;
 /// The byte range of a dumped lock, for fcntl (F_SETLK, F_OFD_SETLK).
 struct flock PosixRange(const pb::FileLock& l);
 
+/// Connects the datagram clients of servers in the tree (peer_in_tree) through the tasks'
+/// descriptors (pidfd_getfd), once every task has made its sockets: a server may sit in a task
+/// made after its client's, or later in the same task's table.
+[[nodiscard]] Status ConnectTreeDatagramClients(const img::Dump& dump);
+
 /// Creates the objects behind the tree's fds. An object held by several tasks (one open file
 /// with a tree id, or a pipe or socketpair whose ends sit in different tasks) is created once,
 /// by the nearest task that is an ancestor of every holder, before it forks its children: they

@@ -296,6 +296,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
     LZ_ASSIGN_OR_RETURN(PtraceAttachment att, SeizeAndStop(t.pid, kSeizeOptions));
     t.threads.push_back(std::move(att));
   }
+  LZ_TRY(ConnectTreeDatagramClients(dump));
   // The daemon is needed from the first hand-over on: a daemon started together with the
   // restore gets the time the tree took to fork to come up and listen.
   std::optional<LazyHandOver> lazy;

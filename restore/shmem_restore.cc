@@ -52,95 +52,82 @@ Result<UniqueFd> CreateMemfd(const pb::ShmemObject& o) {
   return out;
 }
 
-// A SysV segment attached in the front-end, detached when this goes.
-class SysvAttachment {
- public:
-  explicit SysvAttachment(std::byte* at) : at_(at) {}
-  SysvAttachment(SysvAttachment&& o) noexcept : at_(std::exchange(o.at_, nullptr)) {}
-  SysvAttachment& operator=(SysvAttachment&&) = delete;
-  ~SysvAttachment() {
-    if (at_ != nullptr) {
-      ::shmdt(at_);
-    }
-  }
-  std::byte* get() const { return at_; }
-
- private:
-  std::byte* at_;
-};
-
 std::string SysvName(const pb::ShmemObject& o) {
   char key[16];
   snprintf(key, sizeof key, "%#x", static_cast<uint32_t>(o.sysv_key()));
   return "SysV shared memory segment " + std::to_string(o.sysv_id()) + " (key " + key + ")";
 }
 
-// The dumped tree's own segment, left behind when the dump killed it (nobody attached, same
-// key and size): removed, so that it can be made again as it was.
-Status RemoveLeftover(const pb::ShmemObject& o) {
+// Whether segment `o` can be made again: its id free, or held by the dumped tree's own segment
+// left behind by the dump (same key and size, nobody attached: `*leftover`), and its key free.
+// Checked for every segment before any is touched.
+Status CheckSysvFree(const pb::ShmemObject& o, bool* leftover) {
+  *leftover = false;
   shmid_ds ds{};
-  if (::shmctl(o.sysv_id(), IPC_STAT, &ds) != 0) {
-    return errno == EINVAL || errno == EIDRM ? Ok() : FailErrno("shmctl IPC_STAT", SysvName(o));
+  if (::shmctl(o.sysv_id(), IPC_STAT, &ds) == 0) {
+    bool ours = ds.shm_perm.__key == o.sysv_key() && ds.shm_segsz == o.size();
+    if (!ours || ds.shm_nattch != 0) {
+      return Invalid(SysvName(o) + ": the id is taken by " +
+                     (ours ? "the same segment, attached by " + std::to_string(ds.shm_nattch) +
+                                 (ds.shm_nattch == 1 ? " process" : " processes")
+                           : std::string("another segment")));
+    }
+    *leftover = true;
+  } else if (errno != EINVAL && errno != EIDRM) {
+    return FailErrno("shmctl IPC_STAT", SysvName(o));
   }
-  bool ours = ds.shm_perm.__key == o.sysv_key() && ds.shm_segsz == o.size();
-  if (!ours || ds.shm_nattch != 0) {
-    return Invalid(SysvName(o) + ": the id is taken by " +
-                   (ours ? "the same segment, still attached by " + std::to_string(ds.shm_nattch) +
-                               " processes"
-                         : std::string("another segment")));
-  }
-  if (::shmctl(o.sysv_id(), IPC_RMID, nullptr) != 0) {
-    return FailErrno("shmctl IPC_RMID", SysvName(o));
+  int holder = o.sysv_key() == IPC_PRIVATE ? -1 : ::shmget(o.sysv_key(), 0, 0);
+  if (holder >= 0 && holder != o.sysv_id()) {
+    return Invalid(SysvName(o) + ": another segment (" + std::to_string(holder) +
+                   ") has its key now");
   }
   return Ok();
 }
 
-// Makes the segment again with its key and id (the tasks hold the id: postgres removes its
-// segment by id when it stops), owner and mode, attached here to be filled.
-Result<SysvAttachment> CreateSysv(const pb::ShmemObject& o) {
-  LZ_TRY(RemoveLeftover(o));
-  if (o.sysv_key() != IPC_PRIVATE && ::shmget(o.sysv_key(), 0, 0) >= 0) {
-    return Invalid(SysvName(o) + ": another segment has its key now");
-  }
-  // The next segment made gets this id (CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN); the kernel
-  // forgets it after one use.
-  {
-    LZ_ASSIGN_OR_RETURN(UniqueFd next, OpenFile("/proc/sys/kernel/shm_next_id", O_WRONLY));
-    LZ_TRY_CTX(WriteAll(next.get(), std::to_string(o.sysv_id())), "set shm_next_id");
-  }
+// The next segment made gets `id` (-1: any). Needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN;
+// the kernel forgets it once a segment is made.
+Status SetNextShmId(int id) {
+  LZ_ASSIGN_OR_RETURN(UniqueFd next, OpenFile("/proc/sys/kernel/shm_next_id", O_WRONLY));
+  return WriteAll(next.get(), std::to_string(id));
+}
+
+// Makes segment `o` again with its key and id (the tasks hold the id: postgres removes its
+// segment by it when it stops), owner and mode; its id goes into `made` at once, so that a
+// failure from here on removes it. Returns it attached here, to be filled.
+Result<std::byte*> MakeSysvSegment(const pb::ShmemObject& o, std::vector<int>& made) {
+  LZ_TRY_CTX(SetNextShmId(o.sysv_id()), "set shm_next_id");
   int id = ::shmget(o.sysv_key(), o.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(o.mode()));
   if (id < 0) {
-    return FailErrno("shmget", SysvName(o));
+    int err = errno;
+    (void)SetNextShmId(-1);  // not consumed: the next segment anyone makes would get it
+    return Fail(err, "shmget", SysvName(o));
   }
+  made.push_back(id);
   if (id != o.sysv_id()) {
-    ::shmctl(id, IPC_RMID, nullptr);
     return Invalid(SysvName(o) + ": the kernel gave id " + std::to_string(id));
   }
   shmid_ds ds{};
   ds.shm_perm.uid = o.sysv_uid();
   ds.shm_perm.gid = o.sysv_gid();
   ds.shm_perm.mode = static_cast<unsigned short>(o.mode());
-  void* at = ::shmat(id, nullptr, 0);
-  if (::shmctl(id, IPC_SET, &ds) != 0 || at == reinterpret_cast<void*>(-1)) {
-    int err = errno;
-    ::shmctl(id, IPC_RMID, nullptr);
-    return Fail(err, "set up", SysvName(o));
+  if (::shmctl(id, IPC_SET, &ds) != 0) {
+    return FailErrno("shmctl IPC_SET", SysvName(o));
   }
-  return SysvAttachment(static_cast<std::byte*>(at));
+  void* at = ::shmat(id, nullptr, 0);
+  if (at == reinterpret_cast<void*>(-1)) {
+    return FailErrno("shmat", SysvName(o));
+  }
+  return static_cast<std::byte*>(at);
 }
 
-Status CreateSysvWithContent(const img::Dump& dump, const img::ShmemImages& s,
-                             std::vector<int>& made) {
-  const pb::ShmemObject& o = s.meta;
-  LZ_ASSIGN_OR_RETURN(SysvAttachment at, CreateSysv(o));
-  made.push_back(o.sysv_id());
+Status FillSysv(const img::Dump& dump, const img::ShmemImages& s, std::byte* at) {
   LZ_ASSIGN_OR_RETURN(auto store, img::OpenStoreOf(dump.dir, s.pagemap));
   return img::ReadPresentRuns(
       *store, s.pagemap.pagemap.runs(), [](const img::PageRun&) { return true; },
       [&](uint64_t off, std::span<const std::byte> bytes) {
-        uint64_t end = std::min<uint64_t>(off + bytes.size(), o.size());
+        uint64_t end = std::min<uint64_t>(off + bytes.size(), s.meta.size());
         if (end > off) {
-          std::memcpy(at.get() + off, bytes.data(), end - off);
+          std::memcpy(at + off, bytes.data(), end - off);
         }
         return Ok();
       });
@@ -148,13 +135,42 @@ Status CreateSysvWithContent(const img::Dump& dump, const img::ShmemImages& s,
 
 }  // namespace
 
+Status SharedMemory::CreateSysv(const img::Dump& dump) {
+  std::vector<const pb::ShmemObject*> leftovers;
+  for (const img::ShmemImages& s : dump.shmem) {
+    bool leftover = false;
+    if (s.meta.kind() == pb::SHMEM_SYSV) {
+      LZ_TRY(CheckSysvFree(s.meta, &leftover));
+    }
+    if (leftover) {
+      leftovers.push_back(&s.meta);
+    }
+  }
+  for (const pb::ShmemObject* o : leftovers) {
+    if (::shmctl(o->sysv_id(), IPC_RMID, nullptr) != 0) {
+      return FailErrno("shmctl IPC_RMID", SysvName(*o));
+    }
+  }
+  for (const img::ShmemImages& s : dump.shmem) {
+    if (s.meta.kind() != pb::SHMEM_SYSV) {
+      continue;
+    }
+    LZ_ASSIGN_OR_RETURN(std::byte * at, MakeSysvSegment(s.meta, sysv_.ids));
+    // Held until every task has attached its own (Seal): with kernel.shm_rmid_forced, a
+    // segment nobody holds is gone.
+    sysv_.held.push_back(at);
+    LZ_TRY(FillSysv(dump, s, at));
+  }
+  return Ok();
+}
+
 Result<SharedMemory> SharedMemory::Create(const img::Dump& dump) {
   SharedMemory out;
   out.owner_ = ::getpid();
+  LZ_TRY(out.CreateSysv(dump));  // the tasks attach each by its id
   for (const img::ShmemImages& s : dump.shmem) {
     const pb::ShmemObject& o = s.meta;
     if (o.kind() == pb::SHMEM_SYSV) {
-      LZ_TRY(CreateSysvWithContent(dump, s, out.sysv_.ids));  // the tasks attach it by its id
       continue;
     }
     auto fd = o.kind() == pb::SHMEM_ANON ? CreateAnon(o.size()) : CreateMemfd(o);
@@ -176,7 +192,15 @@ Result<SharedMemory> SharedMemory::Create(const img::Dump& dump) {
   return out;
 }
 
+void SharedMemory::SysvSegments::Detach() {
+  for (void* at : held) {
+    ::shmdt(at);
+  }
+  held.clear();
+}
+
 SharedMemory::SysvSegments::~SysvSegments() {
+  Detach();
   for (int id : ids) {
     ::shmctl(id, IPC_RMID, nullptr);
   }
@@ -204,6 +228,7 @@ Status SharedMemory::Seal(const img::Dump& dump) {
       return FailErrno("F_ADD_SEALS", "memfd " + s.meta.name());
     }
   }
+  sysv_.Detach();  // every task holds its own now
   return Ok();
 }
 

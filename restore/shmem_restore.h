@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -33,14 +34,21 @@ class SharedMemory {
   void Keep() { sysv_.ids.clear(); }
 
  private:
-  // SysV segments made by this restore, removed when this goes unless kept.
+  // SysV segments made by this restore, removed when this goes unless kept, and the
+  // front-end's attachments of them.
   struct SysvSegments {
     SysvSegments() = default;
-    SysvSegments(SysvSegments&& o) noexcept : ids(std::move(o.ids)) { o.ids.clear(); }
+    SysvSegments(SysvSegments&& o) noexcept
+        : ids(std::exchange(o.ids, {})), held(std::exchange(o.held, {})) {}
     SysvSegments& operator=(SysvSegments&&) = delete;
     ~SysvSegments();
+    void Detach();
     std::vector<int> ids;
+    std::vector<void*> held;
   };
+  // Checks that every SysV segment can be made again, removes the dumped tree's leftovers,
+  // then makes and fills each.
+  [[nodiscard]] Status CreateSysv(const img::Dump& dump);
 
   pid_t owner_ = 0;
   std::map<uint32_t, UniqueFd> fds_;

@@ -9,9 +9,11 @@
 //  - a datagram socket connected to a named socket outside the tree (LOG_SOCKET, as a syslog
 //    client is to /dev/log): after the restore the parent sends "after-restore" on it;
 //  - a log server inside the tree: child 2 holds a datagram socket bound at RESULT_FILE.srv,
-//    with messages queued from the parent's socket connected to it and from a socket that
-//    sent once and closed; after the restore child 2 reads them, then one more the parent
-//    sends.
+//    with messages queued from a client socket connected to it (made by the parent, shared
+//    with child 1, so restored before child 2 exists) and from a socket that sent once and
+//    closed; after the restore child 2 reads them, then one from child 1 and one from the
+//    parent on that client; child 2 also has its own client, made before its own server
+//    (abstract name), and talks to itself through them.
 // After SIGUSR1 (to the parent, after restore) every process checks what it reads and the
 // parent checks the shared offset. Writes PASS or FAIL: ... to RESULT_FILE.
 //
@@ -23,6 +25,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +57,10 @@ static int ExpectMsg(int fd, const char* want) {
   return n == (ssize_t)strlen(want) && memcmp(buf, want, (size_t)n) == 0;
 }
 
-static int Child1(int pipe_rd, int sock, int file, int sib_wr, int dgram, int seqp) {
+static int Child1(int pipe_rd, int sock, int file, int sib_wr, int dgram, int seqp,
+                  int log_client) {
   WaitForGo();
+  if (!WriteStr(log_client, "k1")) return 19;
   if (!ExpectMsg(dgram, "d1") || !ExpectMsg(dgram, "dd2") || !ExpectMsg(dgram, "ddd3")) return 16;
   if (!ExpectMsg(seqp, "s1") || !ExpectMsg(seqp, "ss2")) return 17;
   if (!WriteStr(seqp, "child-after")) return 18;
@@ -75,6 +80,14 @@ static int AwaitMsg(int fd, const char* want) {
 }
 
 static int Child2(int listener, int sib_rd, int log_server) {
+  struct sockaddr_un own = {.sun_family = AF_UNIX};
+  int n = snprintf(own.sun_path + 1, sizeof own.sun_path - 1, "lz-shared-%d", getpid()) + 1;
+  socklen_t own_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+  int own_client = socket(AF_UNIX, SOCK_DGRAM, 0);  // a lower number than its server's
+  int own_server = socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (bind(own_server, (struct sockaddr*)&own, own_len) ||
+      connect(own_client, (struct sockaddr*)&own, own_len))
+    return 25;
   sigset_t open_mask;
   sigprocmask(SIG_SETMASK, NULL, &open_mask);
   sigdelset(&open_mask, SIGUSR1);
@@ -93,7 +106,8 @@ static int Child2(int listener, int sib_rd, int log_server) {
   if (!Expect(sib_rd, "after-sibling\n")) return 21;
   if (!ExpectMsg(log_server, "q1") || !ExpectMsg(log_server, "qq2")) return 22;
   if (!ExpectMsg(log_server, "u3")) return 23;
-  if (!AwaitMsg(log_server, "q4-after")) return 24;
+  if (!AwaitMsg(log_server, "k1") || !AwaitMsg(log_server, "q4-after")) return 24;
+  if (!WriteStr(own_client, "self") || !AwaitMsg(own_server, "self")) return 26;
   return 0;
 }
 
@@ -149,11 +163,10 @@ int main(int argc, char** argv) {
     close(sp[0]);
     close(log_sock);
     close(log_server);
-    close(log_client);
     WriteStr(sv[1], "to-parent");
     WriteStr(sib[1], "sibling\n");
     WriteStr(sp[1], "up");
-    _exit(Child1(pipe_a[0], sv[1], file, sib[1], dg[1], sp[1]));
+    _exit(Child1(pipe_a[0], sv[1], file, sib[1], dg[1], sp[1], log_client));
   }
   pid_t kid2 = fork();
   if (kid2 == 0) {
