@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <new>
+#include <utility>
 
 namespace lz {
 
@@ -37,6 +38,16 @@ class PopulatedAllocator {
     } else {
       ::munmap(p, bytes);
     }
+  }
+  // resize() leaves new elements of a trivial type as they are, not zeroed: the buffer is
+  // filled at once, and a zeroing pass first would touch every page a second time.
+  template <typename U>
+  void construct(U* p) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
   template <typename U>
   bool operator==(const PopulatedAllocator<U>&) const {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/mapping.h"
 #include "base/populated_allocator.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -113,14 +114,21 @@ class PageStoreReader {
   [[nodiscard]] static Result<std::unique_ptr<PageStoreReader>> OpenRemote(const std::string& name,
                                                                            uint64_t file_size,
                                                                            const ReadAt& read_at);
+  /// Only the index entries of `chunks` (sorted, unique), each checked as Open checks every
+  /// entry; the index checksum is not (that needs all of it). For a reader of a few chunks of
+  /// a large store whose whole index someone else checks (a lazy restore's eager pages: the
+  /// daemon opens the store whole). Any other chunk reads as an error.
+  [[nodiscard]] static Result<std::unique_ptr<PageStoreReader>> OpenChunks(
+      const std::string& path, std::span<const uint64_t> chunks);
 
   uint32_t chunk_pages() const { return footer_.chunk_pages; }
-  uint64_t chunk_count() const { return index_.size(); }
+  uint64_t chunk_count() const { return footer_.chunk_count; }
   uint64_t total_pages() const { return footer_.total_pages; }
   Compression compression() const { return static_cast<Compression>(footer_.compression); }
   int level() const { return footer_.level; }
   uint64_t file_size() const { return file_size_; }
-  const ChunkIndexEntry& chunk(uint64_t k) const { return index_[k]; }
+  /// Entry `k` (< chunk_count()); an empty one for a chunk OpenChunks did not load.
+  const ChunkIndexEntry& chunk(uint64_t k) const;
   int fd() const { return fd_.get(); }
   const std::string& path() const { return path_; }
   /// Largest stored chunk, to size read buffers.
@@ -138,18 +146,28 @@ class PageStoreReader {
 
  private:
   PageStoreReader() = default;
+  // A reader with its file open and nothing parsed; `read_at` reads the file whole or fails.
+  static Result<std::unique_ptr<PageStoreReader>> OpenLocal(const std::string& path, uint64_t* size,
+                                                            ReadAt* read_at);
+  // Entry `k`, or an error naming it when it is past the end or was not loaded.
+  Result<const ChunkIndexEntry*> Entry(uint64_t k) const;
   Status CheckStored(uint64_t k, std::span<const std::byte> stored) const;
   std::string path_;
   UniqueFd fd_;
   PageStoreFooter footer_{};
-  ChunkIndex index_;
+  Mapping index_map_;  // Open: the file's index, mapped
+  ChunkIndex index_;   // OpenRemote: the index, read; OpenChunks: those of loaded_
+  const ChunkIndexEntry* entries_ = nullptr;  // every entry (Open, OpenRemote)
+  std::vector<uint64_t> loaded_;              // OpenChunks: the chunks loaded, sorted
+  bool partial_ = false;
   uint64_t file_size_ = 0;
   uint32_t max_stored_ = 0;
 };
 
-/// Opens the page store `pm` names (in `dir`) and checks that the two describe the same pages.
-[[nodiscard]] Result<std::unique_ptr<PageStoreReader>> OpenStoreOf(const std::string& dir,
-                                                                   const PagemapFile& pm);
+/// Opens the page store `pm` names (in `dir`) and checks that the two describe the same pages;
+/// with `only`, just those chunks' index entries (PageStoreReader::OpenChunks).
+[[nodiscard]] Result<std::unique_ptr<PageStoreReader>> OpenStoreOf(
+    const std::string& dir, const PagemapFile& pm, const std::vector<uint64_t>* only = nullptr);
 
 /// Decodes the stored pages of the present runs that `want` accepts, in order and each chunk
 /// once, handing every stretch of consecutive pages to `put(address, bytes)`.

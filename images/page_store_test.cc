@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstring>
 #include <random>
 
 #include "base/file_util.h"
@@ -54,6 +55,42 @@ class PageStoreTest : public ::testing::Test {
 
   std::string dir_;
 };
+
+// A lazy restore loads only the index entries of the chunks it reads itself.
+TEST_F(PageStoreTest, OpenChunksReadsThoseChunksAndRefusesTheOthers) {
+  auto opts = ParseCompression("zstd:3", PageStoreOptions{});
+  ASSERT_TRUE(opts);
+  opts->chunk_pages = 16;
+  std::string path = dir_ + "/pages.img";
+  auto w = PageStoreWriter::Create(path, *opts);
+  ASSERT_TRUE(w);
+  auto data = Pages(100, 3, true);  // 7 chunks, the last one short
+  ASSERT_TRUE((*w)->Append(data));
+  ASSERT_TRUE((*w)->Finish());
+  std::vector<uint64_t> wanted = {1, 6};
+  auto r = PageStoreReader::OpenChunks(path, wanted);
+  ASSERT_TRUE(r) << r.error().Message();
+  EXPECT_EQ((*r)->chunk_count(), 7u);
+  EXPECT_EQ((*r)->total_pages(), 100u);
+  std::vector<std::byte> scratch((*r)->max_stored_size());
+  std::vector<std::byte> out(16 * kPageSize);
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  for (uint64_t k : wanted) {
+    auto st = (*r)->ReadChunk(k, scratch, out, d);
+    ASSERT_TRUE(st) << st.error().Message();
+    size_t n = (*r)->chunk(k).nr_pages * kPageSize;
+    EXPECT_EQ(n, (k == 6 ? 4 : 16) * kPageSize);
+    EXPECT_EQ(std::memcmp(out.data(), data.data() + k * 16 * kPageSize, n), 0) << "chunk " << k;
+  }
+  auto other = (*r)->ReadChunk(2, scratch, out, d);
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().Message().find("chunk 2 was not loaded"), std::string::npos);
+  EXPECT_EQ((*r)->chunk(2).nr_pages, 0u);
+  ZSTD_freeDCtx(d);
+  std::vector<uint64_t> backwards = {6, 1}, past = {7};
+  EXPECT_FALSE(PageStoreReader::OpenChunks(path, backwards));
+  EXPECT_FALSE(PageStoreReader::OpenChunks(path, past));
+}
 
 TEST_F(PageStoreTest, RoundTripAllModes) {
   for (const char* spec : {"zstd:1", "zstd:3", "none"}) {

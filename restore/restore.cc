@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -118,6 +119,23 @@ Status WaitForReady(int fd, size_t count) {
     }
   }
   return Ok();
+}
+
+// The chunks holding the pages a lazy restore writes itself (runs not marked lazy), in order.
+std::vector<uint64_t> EagerChunks(const img::PagemapFile& pm) {
+  std::vector<uint64_t> out;
+  for (const img::PageRun& r : pm.pagemap.runs()) {
+    if (!r.present() || (r.flags & img::kPageLazy) || r.nr_pages == 0 || pm.chunk_pages == 0) {
+      continue;
+    }
+    for (uint64_t k = r.page_index / pm.chunk_pages;
+         k <= (r.page_index + r.nr_pages - 1) / pm.chunk_pages; k++) {
+      out.push_back(k);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 Status WritePidfile(const std::string& path, pid_t pid) {
@@ -283,7 +301,14 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   // the allocator's lock across a fork would leave the child stuck).
   std::thread open_stores([&] {
     for (RestoredTask& t : tasks) {
-      t.store = img::OpenStoreOf(dump.dir, t.img->pagemap);
+      if (!opts.lazy) {
+        t.store = img::OpenStoreOf(dump.dir, t.img->pagemap);
+        continue;
+      }
+      // A lazy restore reads only its eager pages: their chunks' index entries, not the whole
+      // index of a store of many GiB (the daemon opens and checks it whole).
+      std::vector<uint64_t> chunks = EagerChunks(t.img->pagemap);
+      t.store = img::OpenStoreOf(dump.dir, t.img->pagemap, &chunks);
     }
   });
   Status ready = WaitForReady(report_r.get(), tasks.size());
