@@ -110,18 +110,21 @@ Status CheckEntry(const std::string& name, const PageStoreFooter& f, const Chunk
 
 // The whole index against the footer: its checksum and every entry. Returns the largest
 // stored chunk.
+// `raw`: the index's bytes, at any alignment.
 Result<uint32_t> CheckIndex(const std::string& name, const PageStoreFooter& f,
-                            std::span<const ChunkIndexEntry> index) {
-  if (Crc32c(index.data(), index.size() * sizeof(ChunkIndexEntry)) != f.index_crc) {
+                            const std::byte* raw) {
+  if (Crc32c(raw, uint64_t{f.chunk_count} * sizeof(ChunkIndexEntry)) != f.index_crc) {
     return Invalid(name + ": chunk index checksum mismatch at offset " +
                    std::to_string(f.index_offset));
   }
   uint64_t pages = 0;
   uint32_t max_stored = 0;
-  for (uint64_t k = 0; k < index.size(); k++) {
-    LZ_TRY(CheckEntry(name, f, index[k], k));
-    pages += index[k].nr_pages;
-    max_stored = std::max(max_stored, index[k].stored_size);
+  for (uint64_t k = 0; k < f.chunk_count; k++) {
+    ChunkIndexEntry e;
+    std::memcpy(&e, raw + k * sizeof e, sizeof e);
+    LZ_TRY(CheckEntry(name, f, e, k));
+    pages += e.nr_pages;
+    max_stored = std::max(max_stored, e.stored_size);
   }
   if (pages != f.total_pages) {
     return Invalid(name + ": index holds " + std::to_string(pages) + " pages, footer says " +
@@ -148,8 +151,8 @@ Result<PageStoreFooter> ParseFooter(const std::string& name, uint64_t file_size,
                    std::to_string(footer_off));
   }
   if (f.chunk_pages == 0 || f.chunk_pages > kMaxChunkPages || f.compression > 1 ||
-      f.index_offset < kDataStart ||
-      f.index_offset + uint64_t{f.chunk_count} * sizeof(ChunkIndexEntry) != footer_off) {
+      f.index_offset < kDataStart || f.index_offset > footer_off ||
+      footer_off - f.index_offset != uint64_t{f.chunk_count} * sizeof(ChunkIndexEntry)) {
     return Invalid(name + ": inconsistent page store footer at offset " +
                    std::to_string(footer_off));
   }
@@ -162,7 +165,8 @@ Result<Layout> ParseLayout(const std::string& name, uint64_t file_size, const Re
   const PageStoreFooter& f = l.footer;
   l.index.resize(f.chunk_count);
   LZ_TRY(read_at(f.index_offset, l.index.data(), l.index.size() * sizeof(ChunkIndexEntry)));
-  LZ_ASSIGN_OR_RETURN(l.max_stored, CheckIndex(name, f, l.index));
+  LZ_ASSIGN_OR_RETURN(l.max_stored,
+                      CheckIndex(name, f, reinterpret_cast<const std::byte*>(l.index.data())));
   return l;
 }
 
@@ -362,19 +366,22 @@ Result<std::unique_ptr<PageStoreReader>> PageStoreReader::Open(const std::string
   LZ_ASSIGN_OR_RETURN(r->footer_, ParseFooter(path, size, read_at));
   // The index is used where the page cache holds it: read into fresh memory instead, a store
   // of 8 GiB (2.4 MB of index) took 10 ms to open here, mapped 1.2 ms (each first touch of a
-  // new anonymous page is dear on this VM). The images must not change while they are read.
+  // new anonymous page is dear on this VM). Where mapping fails, it is read.
   const PageStoreFooter& f = r->footer_;
   uint64_t at = f.index_offset / kPageSize * kPageSize;
   size_t len = size - at;
   void* p = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, r->fd_.get(),
                    static_cast<off_t>(at));
   if (p == MAP_FAILED) {
-    return FailErrno("mmap the chunk index of", path);
+    LZ_ASSIGN_OR_RETURN(Layout l, ParseLayout(path, size, read_at));
+    r->index_ = std::move(l.index);
+    r->entries_ = reinterpret_cast<const std::byte*>(r->index_.data());
+    r->max_stored_ = l.max_stored;
+    return r;
   }
   r->index_map_ = Mapping(p, len);
-  r->entries_ =
-      reinterpret_cast<const ChunkIndexEntry*>(r->index_map_.data() + (f.index_offset - at));
-  LZ_ASSIGN_OR_RETURN(r->max_stored_, CheckIndex(path, f, std::span(r->entries_, f.chunk_count)));
+  r->entries_ = r->index_map_.data() + (f.index_offset - at);
+  LZ_ASSIGN_OR_RETURN(r->max_stored_, CheckIndex(path, f, r->entries_));
   return r;
 }
 
@@ -399,24 +406,31 @@ Result<std::unique_ptr<PageStoreReader>> PageStoreReader::OpenChunks(
   return r;
 }
 
-Result<const ChunkIndexEntry*> PageStoreReader::Entry(uint64_t k) const {
-  if (!partial_) {
-    if (k >= footer_.chunk_count) {
-      return Invalid(path_ + ": chunk " + std::to_string(k) + " is past the last one");
+Result<ChunkIndexEntry> PageStoreReader::Entry(uint64_t k) const {
+  if (partial_) {
+    auto it = std::lower_bound(loaded_.begin(), loaded_.end(), k);
+    if (it == loaded_.end() || *it != k) {
+      return Invalid(path_ + ": chunk " + std::to_string(k) + " was not loaded");
     }
-    return &entries_[k];
+    return index_[static_cast<size_t>(it - loaded_.begin())];
   }
-  auto it = std::lower_bound(loaded_.begin(), loaded_.end(), k);
-  if (it == loaded_.end() || *it != k) {
-    return Invalid(path_ + ": chunk " + std::to_string(k) + " was not loaded");
+  if (k >= footer_.chunk_count) {
+    return Invalid(path_ + ": chunk " + std::to_string(k) + " is past the last one");
   }
-  return &index_[static_cast<size_t>(it - loaded_.begin())];
+  ChunkIndexEntry e;
+  std::memcpy(&e, entries_ + k * sizeof e, sizeof e);
+  // Checked at open, but a mapped index is the file's own: what buffers were sized by must
+  // still hold.
+  LZ_TRY(CheckEntry(path_, footer_, e, k));
+  if (e.stored_size > max_stored_) {
+    return Invalid(path_ + ": chunk " + std::to_string(k) + " changed since the store was opened");
+  }
+  return e;
 }
 
-const ChunkIndexEntry& PageStoreReader::chunk(uint64_t k) const {
-  static const ChunkIndexEntry kNone{};
+ChunkIndexEntry PageStoreReader::chunk(uint64_t k) const {
   auto e = Entry(k);
-  return e ? **e : kNone;
+  return e ? *e : ChunkIndexEntry{};
 }
 
 Result<std::unique_ptr<PageStoreReader>> PageStoreReader::OpenRemote(const std::string& name,
@@ -428,14 +442,13 @@ Result<std::unique_ptr<PageStoreReader>> PageStoreReader::OpenRemote(const std::
   LZ_ASSIGN_OR_RETURN(Layout l, ParseLayout(name, file_size, read_at));
   r->footer_ = l.footer;
   r->index_ = std::move(l.index);
-  r->entries_ = r->index_.data();
+  r->entries_ = reinterpret_cast<const std::byte*>(r->index_.data());
   r->max_stored_ = l.max_stored;
   return r;
 }
 
 Status PageStoreReader::CheckStored(uint64_t k, std::span<const std::byte> stored) const {
-  LZ_ASSIGN_OR_RETURN(const ChunkIndexEntry* entry, Entry(k));
-  const ChunkIndexEntry& e = *entry;
+  LZ_ASSIGN_OR_RETURN(const ChunkIndexEntry e, Entry(k));
   if (stored.size() != e.stored_size) {
     return Invalid(path_ + ": chunk " + std::to_string(k) + ": buffer size mismatch");
   }
@@ -455,8 +468,7 @@ Status PageStoreReader::CheckRawChunk(uint64_t k, std::span<const std::byte> sto
 
 Status PageStoreReader::DecodeChunk(uint64_t k, std::span<const std::byte> stored,
                                     std::span<std::byte> out, ZSTD_DCtx* dctx) const {
-  LZ_ASSIGN_OR_RETURN(const ChunkIndexEntry* entry, Entry(k));
-  const ChunkIndexEntry& e = *entry;
+  LZ_ASSIGN_OR_RETURN(const ChunkIndexEntry e, Entry(k));
   size_t raw_bytes = size_t{e.nr_pages} * kPageSize;
   if (out.size() < raw_bytes) {
     return Invalid(path_ + ": chunk " + std::to_string(k) + ": buffer size mismatch");
@@ -477,8 +489,7 @@ Status PageStoreReader::DecodeChunk(uint64_t k, std::span<const std::byte> store
 
 Status PageStoreReader::ReadChunk(uint64_t k, std::span<std::byte> scratch,
                                   std::span<std::byte> out, ZSTD_DCtx* dctx) const {
-  LZ_ASSIGN_OR_RETURN(const ChunkIndexEntry* entry, Entry(k));
-  const ChunkIndexEntry& e = *entry;
+  LZ_ASSIGN_OR_RETURN(const ChunkIndexEntry e, Entry(k));
   if (scratch.size() < e.stored_size) {
     return Invalid(path_ + ": scratch buffer too small");
   }

@@ -106,6 +106,8 @@ class PageStoreWriter {
 /// each thread brings its own decoder (ZSTD_DCtx) and buffers.
 class PageStoreReader {
  public:
+  /// A local store, its index checked whole; the index stays mapped, so the file must not be
+  /// truncated while the reader lives (SIGBUS).
   [[nodiscard]] static Result<std::unique_ptr<PageStoreReader>> Open(const std::string& path);
   /// A store read elsewhere (a page server): its header, footer and index come through
   /// `read_at`; chunks are read by the caller, which then calls DecodeChunk. ReadChunk and
@@ -127,8 +129,10 @@ class PageStoreReader {
   Compression compression() const { return static_cast<Compression>(footer_.compression); }
   int level() const { return footer_.level; }
   uint64_t file_size() const { return file_size_; }
-  /// Entry `k` (< chunk_count()); an empty one for a chunk OpenChunks did not load.
-  const ChunkIndexEntry& chunk(uint64_t k) const;
+  /// Entry `k` (< chunk_count()), checked against the footer; an empty one for a chunk
+  /// OpenChunks did not load, or one that no longer checks.
+  ChunkIndexEntry chunk(uint64_t k) const;
+  uint32_t index_crc() const { return footer_.index_crc; }
   int fd() const { return fd_.get(); }
   const std::string& path() const { return path_; }
   /// Largest stored chunk, to size read buffers.
@@ -149,16 +153,17 @@ class PageStoreReader {
   // A reader with its file open and nothing parsed; `read_at` reads the file whole or fails.
   static Result<std::unique_ptr<PageStoreReader>> OpenLocal(const std::string& path, uint64_t* size,
                                                             ReadAt* read_at);
-  // Entry `k`, or an error naming it when it is past the end or was not loaded.
-  Result<const ChunkIndexEntry*> Entry(uint64_t k) const;
+  // Entry `k`, copied out and checked (a mapped index is the file's: read once, then used),
+  // or an error naming it when it is past the end, was not loaded or does not check.
+  Result<ChunkIndexEntry> Entry(uint64_t k) const;
   Status CheckStored(uint64_t k, std::span<const std::byte> stored) const;
   std::string path_;
   UniqueFd fd_;
   PageStoreFooter footer_{};
   Mapping index_map_;  // Open: the file's index, mapped
-  ChunkIndex index_;   // OpenRemote: the index, read; OpenChunks: those of loaded_
-  const ChunkIndexEntry* entries_ = nullptr;  // every entry (Open, OpenRemote)
-  std::vector<uint64_t> loaded_;              // OpenChunks: the chunks loaded, sorted
+  ChunkIndex index_;   // read (OpenRemote, or Open where mmap fails); OpenChunks: loaded_'s
+  const std::byte* entries_ = nullptr;  // every entry (Open, OpenRemote), at any alignment
+  std::vector<uint64_t> loaded_;        // OpenChunks: the chunks loaded, sorted
   bool partial_ = false;
   uint64_t file_size_ = 0;
   uint32_t max_stored_ = 0;

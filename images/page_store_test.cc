@@ -92,6 +92,36 @@ TEST_F(PageStoreTest, OpenChunksReadsThoseChunksAndRefusesTheOthers) {
   EXPECT_FALSE(PageStoreReader::OpenChunks(path, past));
 }
 
+// Open checks the whole index (mapped); OpenChunks only the entries it loads: a damaged entry
+// elsewhere is the daemon's to find, a damaged entry it loads is refused.
+TEST_F(PageStoreTest, DamagedIndexEntryIsRefusedByOpenAndByOpenChunksWhenLoaded) {
+  auto opts = ParseCompression("zstd:3", PageStoreOptions{});
+  ASSERT_TRUE(opts);
+  opts->chunk_pages = 16;
+  std::string path = dir_ + "/pages.img";
+  auto w = PageStoreWriter::Create(path, *opts);
+  ASSERT_TRUE(w);
+  ASSERT_TRUE((*w)->Append(Pages(100, 5, true)));
+  ASSERT_TRUE((*w)->Finish());
+  auto bytes = ReadFileToString(path);
+  ASSERT_TRUE(bytes);
+  // Entry 2's page count (index: 7 entries of 24 bytes, then the 48-byte footer).
+  size_t entry2 = bytes->size() - 48 - 7 * 24 + 2 * 24 + 16;
+  (*bytes)[entry2] = 99;
+  ASSERT_TRUE(WriteFileAtomically(path, *bytes));
+  auto whole = PageStoreReader::Open(path);
+  ASSERT_FALSE(whole);
+  EXPECT_NE(whole.error().Message().find("chunk index checksum mismatch"), std::string::npos)
+      << whole.error().Message();
+  std::vector<uint64_t> others = {1, 3};
+  EXPECT_TRUE(PageStoreReader::OpenChunks(path, others));
+  std::vector<uint64_t> damaged = {2};
+  auto r = PageStoreReader::OpenChunks(path, damaged);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().Message().find("bad page count 99"), std::string::npos)
+      << r.error().Message();
+}
+
 TEST_F(PageStoreTest, RoundTripAllModes) {
   for (const char* spec : {"zstd:1", "zstd:3", "none"}) {
     for (bool text : {false, true}) {

@@ -169,4 +169,20 @@ Result<PagemapFile> ParsePagemap(const std::string& path, std::string bytes) {
   return pm;
 }
 
+std::vector<uint64_t> EagerChunks(const PagemapFile& pm) {
+  std::vector<uint64_t> out;
+  for (const PageRun& r : pm.pagemap.runs()) {
+    if (!r.present() || (r.flags & kPageLazy) || r.nr_pages == 0 || pm.chunk_pages == 0) {
+      continue;
+    }
+    for (uint64_t k = r.page_index / pm.chunk_pages;
+         k <= (r.page_index + r.nr_pages - 1) / pm.chunk_pages; k++) {
+      out.push_back(k);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 }  // namespace lz::img

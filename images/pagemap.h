@@ -71,6 +71,10 @@ struct PagemapFile {
 /// Whether `name` (read from an image) names a file inside the image directory and no further.
 bool IsPlainFileName(const std::string& name);
 
+/// The chunks of `pm`'s page store holding the pages a restore writes itself in a lazy restore
+/// (present runs not marked lazy), sorted.
+std::vector<uint64_t> EagerChunks(const PagemapFile& pm);
+
 [[nodiscard]] Status WritePagemap(const std::string& path, const PagemapFile& pm);
 [[nodiscard]] Result<PagemapFile> ReadPagemap(const std::string& path);
 /// Same, on bytes in memory; `path` names them in errors.

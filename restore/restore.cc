@@ -121,23 +121,6 @@ Status WaitForReady(int fd, size_t count) {
   return Ok();
 }
 
-// The chunks holding the pages a lazy restore writes itself (runs not marked lazy), in order.
-std::vector<uint64_t> EagerChunks(const img::PagemapFile& pm) {
-  std::vector<uint64_t> out;
-  for (const img::PageRun& r : pm.pagemap.runs()) {
-    if (!r.present() || (r.flags & img::kPageLazy) || r.nr_pages == 0 || pm.chunk_pages == 0) {
-      continue;
-    }
-    for (uint64_t k = r.page_index / pm.chunk_pages;
-         k <= (r.page_index + r.nr_pages - 1) / pm.chunk_pages; k++) {
-      out.push_back(k);
-    }
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 Status WritePidfile(const std::string& path, pid_t pid) {
   return WriteFileAtomically(path, std::to_string(pid) + "\n");
 }
@@ -296,7 +279,8 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
                           PlanMapSources(dump, t, shm, MapSourceBase(dump, floor)));
     }
   }
-  // The page stores are opened (each index read and checked) while the tree forks: on a thread,
+  // The page stores are opened (each index read and checked; a lazy restore's, only its eager
+  // chunks' entries) while the tree forks: on a thread,
   // now that this process forks no more (clone3 runs no atfork handlers, so a thread holding
   // the allocator's lock across a fork would leave the child stuck).
   std::thread open_stores([&] {
@@ -307,7 +291,7 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
       }
       // A lazy restore reads only its eager pages: their chunks' index entries, not the whole
       // index of a store of many GiB (the daemon opens and checks it whole).
-      std::vector<uint64_t> chunks = EagerChunks(t.img->pagemap);
+      std::vector<uint64_t> chunks = img::EagerChunks(t.img->pagemap);
       t.store = img::OpenStoreOf(dump.dir, t.img->pagemap, &chunks);
     }
   });

@@ -15,21 +15,6 @@
 namespace lz {
 namespace {
 
-// Chunks holding pages the restore writes itself (present and not lazy).
-std::set<uint64_t> EagerChunks(const img::PagemapFile& pm) {
-  std::set<uint64_t> out;
-  for (const img::PageRun& r : pm.pagemap.runs()) {
-    if (!r.present() || (r.flags & img::kPageLazy) || r.nr_pages == 0) {
-      continue;
-    }
-    for (uint64_t k = r.page_index / pm.chunk_pages;
-         k <= (r.page_index + r.nr_pages - 1) / pm.chunk_pages; k++) {
-      out.insert(k);
-    }
-  }
-  return out;
-}
-
 // Bytes of a remote store already fetched: its header, footer and index.
 struct FetchedRange {
   uint64_t offset;
@@ -56,7 +41,7 @@ Status WritePartialStore(PageServerClient& c, pid_t pid, const img::PageStoreRea
   for (const FetchedRange& r : fetched) {
     LZ_TRY(PwriteAll(fd.get(), r.bytes, r.offset, "partial page store"));
   }
-  for (uint64_t k : EagerChunks(pm)) {
+  for (uint64_t k : img::EagerChunks(pm)) {
     if (k >= store.chunk_count()) {
       return Invalid(path, "pagemap refers to chunk " + std::to_string(k) + " beyond the store");
     }
@@ -95,6 +80,14 @@ Result<RemoteImages> FetchRemoteImages(PageServerClient& client, const std::stri
     if (::access(local.c_str(), F_OK) != 0) {
       LZ_TRY(WritePartialStore(client, pid, *store, fetched, pm, local));
       out.partial_files.push_back(local);
+    } else {
+      // The restore reads its eager pages from the local file without checking its whole
+      // index (PageStoreReader::OpenChunks): it must be the store the server has.
+      LZ_ASSIGN_OR_RETURN(auto mine, img::PageStoreReader::Open(local));
+      if (mine->index_crc() != store->index_crc() || mine->chunk_count() != store->chunk_count() ||
+          mine->total_pages() != store->total_pages()) {
+        return Invalid(local + " differs from the page server's " + pm.pages_file);
+      }
     }
     LZ_INFO("lazy-pages: pid %d: %lu chunks on %s", pid, store->chunk_count(),
             client.where().c_str());
