@@ -53,20 +53,26 @@ class PageStoreTest : public ::testing::Test {
     return all;
   }
 
+  // Writes `data` as dir_/pages.img, zstd:3 in chunks of 16 pages; returns its path.
+  std::string WriteStore(std::span<const std::byte> data) {
+    auto opts = ParseCompression("zstd:3", PageStoreOptions{});
+    EXPECT_TRUE(opts);
+    opts->chunk_pages = 16;
+    std::string path = dir_ + "/pages.img";
+    auto w = PageStoreWriter::Create(path, *opts);
+    EXPECT_TRUE(w);
+    EXPECT_TRUE((*w)->Append(data));
+    EXPECT_TRUE((*w)->Finish());
+    return path;
+  }
+
   std::string dir_;
 };
 
 // A lazy restore loads only the index entries of the chunks it reads itself.
 TEST_F(PageStoreTest, OpenChunksReadsThoseChunksAndRefusesTheOthers) {
-  auto opts = ParseCompression("zstd:3", PageStoreOptions{});
-  ASSERT_TRUE(opts);
-  opts->chunk_pages = 16;
-  std::string path = dir_ + "/pages.img";
-  auto w = PageStoreWriter::Create(path, *opts);
-  ASSERT_TRUE(w);
   auto data = Pages(100, 3, true);  // 7 chunks, the last one short
-  ASSERT_TRUE((*w)->Append(data));
-  ASSERT_TRUE((*w)->Finish());
+  std::string path = WriteStore(data);
   std::vector<uint64_t> wanted = {1, 6};
   auto r = PageStoreReader::OpenChunks(path, wanted);
   ASSERT_TRUE(r) << r.error().Message();
@@ -95,14 +101,7 @@ TEST_F(PageStoreTest, OpenChunksReadsThoseChunksAndRefusesTheOthers) {
 // Open checks the whole index (mapped); OpenChunks only the entries it loads: a damaged entry
 // elsewhere is the daemon's to find, a damaged entry it loads is refused.
 TEST_F(PageStoreTest, DamagedIndexEntryIsRefusedByOpenAndByOpenChunksWhenLoaded) {
-  auto opts = ParseCompression("zstd:3", PageStoreOptions{});
-  ASSERT_TRUE(opts);
-  opts->chunk_pages = 16;
-  std::string path = dir_ + "/pages.img";
-  auto w = PageStoreWriter::Create(path, *opts);
-  ASSERT_TRUE(w);
-  ASSERT_TRUE((*w)->Append(Pages(100, 5, true)));
-  ASSERT_TRUE((*w)->Finish());
+  std::string path = WriteStore(Pages(100, 5, true));
   auto bytes = ReadFileToString(path);
   ASSERT_TRUE(bytes);
   // Entry 2's page count (index: 7 entries of 24 bytes, then the 48-byte footer).
