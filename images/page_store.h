@@ -151,12 +151,15 @@ class PageStoreReader {
  private:
   PageStoreReader() = default;
   // A reader with its file open and nothing parsed; `read_at` reads the file whole or fails.
-  static Result<std::unique_ptr<PageStoreReader>> OpenLocal(const std::string& path, uint64_t* size,
+  static Result<std::unique_ptr<PageStoreReader>> OpenLocal(const std::string& path,
                                                             ReadAt* read_at);
   // Entry `k`, copied out and checked (a mapped index is the file's: read once, then used),
   // or an error naming it when it is past the end, was not loaded or does not check.
   Result<ChunkIndexEntry> Entry(uint64_t k) const;
-  Status CheckStored(uint64_t k, std::span<const std::byte> stored) const;
+  // Chunk `k`'s stored bytes against its entry `e` (size, CRC); then decoded into `out`.
+  Status CheckStored(uint64_t k, const ChunkIndexEntry& e, std::span<const std::byte> stored) const;
+  Status Decode(uint64_t k, const ChunkIndexEntry& e, std::span<const std::byte> stored,
+                std::span<std::byte> out, ZSTD_DCtx* dctx) const;
   std::string path_;
   UniqueFd fd_;
   PageStoreFooter footer_{};
