@@ -94,6 +94,7 @@ Result<uint32_t> ShmemCollector::IdOf(uint64_t dev, uint64_t ino, pb::ShmemKind 
 }
 
 Status ShmemCollector::Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds) {
+  bool sysv_seen = false;
   for (pb::Vma& v : *mm.mutable_vmas()) {
     if (v.kind() == pb::VMA_SYSV_SHM) {
       // shmat maps a segment whole; a part left after munmap or mremap could not be attached.
@@ -101,7 +102,10 @@ Status ShmemCollector::Add(pid_t pid, pb::Mm& mm, pb::FdTable& fds) {
         return Invalid("a partial mapping of SysV shared memory segment " +
                        std::to_string(v.ino()) + " is not supported");
       }
-      LZ_TRY(CheckSysvNamespace(pid));
+      if (!sysv_seen) {
+        LZ_TRY(CheckSysvNamespace(pid));  // once a task
+        sysv_seen = true;
+      }
       LZ_ASSIGN_OR_RETURN(uint32_t id,
                           IdOf(v.dev(), v.ino(), pb::SHMEM_SYSV, "", MapFilesPath(pid, v)));
       v.set_shmid(id);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <utility>
 
 #include "base/file_util.h"
@@ -120,16 +121,17 @@ Result<std::byte*> MakeSysvSegment(const pb::ShmemObject& o, std::vector<int>& m
   return static_cast<std::byte*>(at);
 }
 
-Status FillSysv(const img::Dump& dump, const img::ShmemImages& s, std::byte* at) {
+// Hands `put` the stored content of object `s`, offset by offset. Zero runs need nothing: a
+// new object reads as zero. The last page may reach past the object's size (a memfd's: writing
+// it would grow the file; a SysV segment's: past it there is no page): cut at the size.
+Status ForEachStoredPart(const img::Dump& dump, const img::ShmemImages& s,
+                         const std::function<Status(uint64_t, std::span<const std::byte>)>& put) {
   LZ_ASSIGN_OR_RETURN(auto store, img::OpenStoreOf(dump.dir, s.pagemap));
   return img::ReadPresentRuns(
       *store, s.pagemap.pagemap.runs(), [](const img::PageRun&) { return true; },
       [&](uint64_t off, std::span<const std::byte> bytes) {
         uint64_t end = std::min<uint64_t>(off + bytes.size(), s.meta.size());
-        if (end > off) {
-          std::memcpy(at + off, bytes.data(), end - off);
-        }
-        return Ok();
+        return end <= off ? Ok() : put(off, bytes.first(end - off));
       });
 }
 
@@ -159,7 +161,10 @@ Status SharedMemory::CreateSysv(const img::Dump& dump) {
     // Held until every task has attached its own (Seal): with kernel.shm_rmid_forced, a
     // segment nobody holds is gone.
     sysv_.held.push_back(at);
-    LZ_TRY(FillSysv(dump, s, at));
+    LZ_TRY(ForEachStoredPart(dump, s, [at](uint64_t off, std::span<const std::byte> bytes) {
+      std::memcpy(at + off, bytes.data(), bytes.size());
+      return Ok();
+    }));
   }
   return Ok();
 }
@@ -177,16 +182,9 @@ Result<SharedMemory> SharedMemory::Create(const img::Dump& dump) {
     if (!fd) {
       return Unexpected{fd.error().Wrap("shared memory object " + std::to_string(o.id()))};
     }
-    LZ_ASSIGN_OR_RETURN(auto store, img::OpenStoreOf(dump.dir, s.pagemap));
-    // Zero runs need nothing: a new object reads as zero.
-    LZ_TRY(img::ReadPresentRuns(
-        *store, s.pagemap.pagemap.runs(), [](const img::PageRun&) { return true; },
-        [&](uint64_t off, std::span<const std::byte> bytes) {
-          // A memfd's last page may be partly past its size: writing it would grow the file.
-          uint64_t end = std::min<uint64_t>(off + bytes.size(), o.size());
-          return end <= off ? Ok()
-                            : PwriteAll(fd->get(), bytes.first(end - off), off, "shared memory");
-        }));
+    LZ_TRY(ForEachStoredPart(dump, s, [&](uint64_t off, std::span<const std::byte> bytes) {
+      return PwriteAll(fd->get(), bytes, off, "shared memory");
+    }));
     out.fds_.emplace(o.id(), std::move(*fd));
   }
   return out;

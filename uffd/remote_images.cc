@@ -4,8 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <set>
-
 #include "base/file_util.h"
 #include "base/log.h"
 #include "images/format.h"
