@@ -15,7 +15,10 @@ for t in image_fuzz proc_fuzz range_set_fuzz page_server_fuzz; do
   corpus=$(mktemp -d)
   [ -d "fuzz/corpus/$t" ] && cp -r "fuzz/corpus/$t/." "$corpus/"
   echo "fuzz: $t for ${SECS}s"
-  build-fuzz/fuzz/$t -max_total_time="$SECS" -print_final_stats=0 "$corpus" 2>&1 | tail -2
+  # Crash inputs go to build-fuzz/artifacts/, not into the work tree.
+  mkdir -p build-fuzz/artifacts
+  build-fuzz/fuzz/$t -max_total_time="$SECS" -print_final_stats=0 \
+    -artifact_prefix=build-fuzz/artifacts/$t- "$corpus" 2>&1 | tail -2
   rm -rf "$corpus"
 done
 echo "fuzz: no crash"
