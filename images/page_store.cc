@@ -553,9 +553,12 @@ Result<std::unique_ptr<PageStoreReader>> OpenStoreOf(const std::string& dir, con
 Status ReadPresentRuns(const PageStoreReader& store, std::span<const PageRun> runs,
                        const std::function<bool(const PageRun&)>& want,
                        const std::function<Status(uint64_t, std::span<const std::byte>)>& put) {
-  std::vector<std::byte> scratch(store.max_stored_size());
-  std::vector<std::byte> chunk(size_t{store.chunk_pages()} * kPageSize);
-  DCtxPtr dctx = NewDCtx();
+  // Made at the first wanted chunk, and left uninitialized: often no run is wanted, and on a
+  // VM with shadow page tables each first touch of a fresh page costs several microseconds.
+  std::unique_ptr<std::byte[]> scratch;
+  std::unique_ptr<std::byte[]> chunk;
+  size_t chunk_bytes = size_t{store.chunk_pages()} * kPageSize;
+  DCtxPtr dctx;
   uint64_t have_chunk = UINT64_MAX;
   for (const PageRun& r : runs) {
     if (!r.present() || !want(r)) {
@@ -569,7 +572,13 @@ Status ReadPresentRuns(const PageStoreReader& store, std::span<const PageRun> ru
                        " is past the last chunk");
       }
       if (k != have_chunk) {
-        LZ_TRY(store.ReadChunk(k, scratch, chunk, dctx.get()));
+        if (!chunk) {
+          scratch.reset(new std::byte[store.max_stored_size()]);
+          chunk.reset(new std::byte[chunk_bytes]);
+          dctx = NewDCtx();
+        }
+        LZ_TRY(store.ReadChunk(k, std::span(scratch.get(), store.max_stored_size()),
+                               std::span(chunk.get(), chunk_bytes), dctx.get()));
         have_chunk = k;
       }
       uint64_t in_chunk = index % store.chunk_pages();
@@ -578,7 +587,7 @@ Status ReadPresentRuns(const PageStoreReader& store, std::span<const PageRun> ru
       }
       uint64_t n = std::min<uint64_t>(r.nr_pages - p, store.chunk(k).nr_pages - in_chunk);
       LZ_TRY(put(r.vaddr + p * kPageSize,
-                 std::span(chunk.data() + in_chunk * kPageSize, n * kPageSize)));
+                 std::span(chunk.get() + in_chunk * kPageSize, n * kPageSize)));
       p += n;
     }
   }

@@ -353,15 +353,17 @@ class MmBuilder {
     LZ_ASSIGN_OR_RETURN(UniqueFd mem,
                         OpenFile("/proc/" + std::to_string(t_.pid) + "/mem", O_WRONLY));
     auto wanted = [this](const img::PageRun& r) { return Eager(r) && !InRegistered(r.vaddr); };
-    std::vector<std::byte> zeros(P * 64);
+    constexpr uint64_t kZeroPages = 16;
+    std::vector<std::byte> zeros;  // only if a run needs it: fresh pages are dear to touch
     for (const img::PageRun& r : pm.pagemap.runs()) {
       (Eager(r) ? t_.pages_eager : t_.pages_lazy) += r.nr_pages;
       // Over a file, a page that was zero at dump time must be written: the file may differ.
       if (r.present() || !wanted(r) || ZeroBacked(r.vaddr)) {
         continue;
       }
-      for (uint64_t p = 0; p < r.nr_pages; p += 64) {
-        size_t n = std::min<uint64_t>(64, r.nr_pages - p);
+      zeros.resize(P * kZeroPages);
+      for (uint64_t p = 0; p < r.nr_pages; p += kZeroPages) {
+        size_t n = std::min<uint64_t>(kZeroPages, r.nr_pages - p);
         LZ_TRY(
             PwriteAll(mem.get(), std::span(zeros.data(), n * P), r.vaddr + p * P, "task memory"));
       }
