@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/mapping.h"
@@ -65,7 +66,8 @@ class ByteSink {
 };
 
 /// Streams pages into a new page store with bounded memory: pages are buffered up to one batch
-/// of chunks, compressed on `threads` threads, and written in order. Not thread-safe itself.
+/// of chunks, compressed on `threads` threads, and written in order by a writer thread while
+/// the next batch is filled and compressed (two batches in memory). Not thread-safe itself.
 class PageStoreWriter {
  public:
   /// A local file at `path` (written as path.tmp, renamed by Finish).
@@ -84,17 +86,26 @@ class PageStoreWriter {
 
  private:
   PageStoreWriter(std::string path, std::unique_ptr<ByteSink> sink, const PageStoreOptions& opts);
-  Status FlushBatch(bool final);
+  // One batch of chunks: its raw pages, then what compressing them made, then what it writes.
+  struct Batch {
+    std::vector<std::byte> raw;               // pages waiting for compression
+    std::vector<std::vector<std::byte>> out;  // compressed chunk buffers
+    std::vector<size_t> out_len;              // bytes of out[k] used; 0: chunk k is stored raw
+    std::vector<uint32_t> crc;                // CRC32C of each chunk's stored bytes
+    std::vector<std::span<const std::byte>> parts;  // what the batch writes, in order
+  };
+  Status FlushBatch();
   Status CompressBatch(size_t nr_chunks);
+  // Waits for the batch being written; its error, if the write failed.
+  Status WaitForWrite();
 
   std::string path_;
   std::unique_ptr<ByteSink> sink_;
   PageStoreOptions opts_;
-  std::vector<std::byte> batch_;             // raw pages waiting for compression
-  std::vector<std::vector<std::byte>> out_;  // compressed chunk buffers of the batch
-  std::vector<size_t> out_len_;              // bytes of out_[k] used; 0: the chunk is stored raw
-  std::vector<uint32_t> crc_;                // CRC32C of each chunk's stored bytes
-  std::vector<std::span<const std::byte>> parts_;  // what one batch writes, in order
+  Batch cur_;      // being filled and compressed
+  Batch writing_;  // handed to writer_
+  std::thread writer_;
+  Status write_status_ = Ok();
   std::vector<ZSTD_CCtx*> cctx_;
   std::vector<ChunkIndexEntry> index_;
   uint64_t file_off_ = 0;

@@ -130,26 +130,63 @@ TEST_F(PageStoreTest, RoundTripAllModes) {
       std::string path = dir_ + "/pages.img";
       auto w = PageStoreWriter::Create(path, *opts);
       ASSERT_TRUE(w);
-      // 1000 pages in uneven appends: crosses batches and ends with a partial chunk.
-      auto data = Pages(1000, 7, text);
+      // 2600 pages in uneven appends: three batches (of 1024 pages), so a batch is compressed
+      // while the one before it is written; ends with a partial chunk.
+      auto data = Pages(2600, 7, text);
       size_t off = 0;
-      for (size_t step : {1, 7, 300, 692}) {
+      for (size_t step : {1, 7, 300, 1692, 600}) {
         ASSERT_TRUE((*w)->Append(std::span(data).subspan(off * kPageSize, step * kPageSize)));
         off += step;
       }
       auto stats = (*w)->Finish();
       ASSERT_TRUE(stats);
-      EXPECT_EQ(stats->pages, 1000u);
+      EXPECT_EQ(stats->pages, 2600u);
       auto r = PageStoreReader::Open(path);
       ASSERT_TRUE(r) << r.error().Message();
-      EXPECT_EQ((*r)->total_pages(), 1000u);
-      EXPECT_EQ((*r)->chunk_count(), 63u);
+      EXPECT_EQ((*r)->total_pages(), 2600u);
+      EXPECT_EQ((*r)->chunk_count(), 163u);
       EXPECT_EQ(ReadAll(**r), data) << spec << " text=" << text;
       if (text && std::string(spec) != "none") {
         EXPECT_LT(stats->bytes_out * 3, stats->bytes_in) << "text should compress";
       }
     }
   }
+}
+
+// A sink that takes `room` bytes, then fails as a full disk would.
+class FillingSink : public ByteSink {
+ public:
+  explicit FillingSink(size_t room) : room_(room) {}
+  Status Write(std::span<const std::byte> bytes) override {
+    if (bytes.size() > room_) {
+      return Fail(ENOSPC, "write", "test sink");
+    }
+    room_ -= bytes.size();
+    return Ok();
+  }
+  Status Commit() override { return Ok(); }
+
+ private:
+  size_t room_;
+};
+
+// Batches are written on a thread of their own: a write that fails there still fails the
+// store, with the sink's message, whether the next Append or Finish sees it.
+TEST_F(PageStoreTest, FailedBackgroundWriteFailsTheStore) {
+  auto w = PageStoreWriter::CreateWith(std::make_unique<FillingSink>(1 << 20), "store",
+                                       PageStoreOptions{});
+  ASSERT_TRUE(w);
+  auto data = Pages(1024, 9, false);  // one batch of random pages: 4 MiB stored raw
+  Status st = Ok();
+  for (int i = 0; i < 4 && st; i++) {
+    st = (*w)->Append(data);
+  }
+  if (st) {
+    auto done = (*w)->Finish();
+    ASSERT_FALSE(done);
+    st = Unexpected{done.error()};
+  }
+  EXPECT_NE(st.error().Message().find("test sink"), std::string::npos) << st.error().Message();
 }
 
 TEST_F(PageStoreTest, CorruptChunkIsNeverDecodedSilently) {
