@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
-#include <thread>
 
 #include "base/clock.h"
 #include "base/cpu.h"
@@ -280,24 +279,18 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
     }
   }
   // The page stores are opened (each index read and checked; a lazy restore's, only its eager
-  // chunks' entries) while the tree forks: on a thread,
-  // now that this process forks no more (clone3 runs no atfork handlers, so a thread holding
-  // the allocator's lock across a fork would leave the child stuck).
-  std::thread open_stores([&] {
-    for (RestoredTask& t : tasks) {
-      if (!opts.lazy) {
-        t.store = img::OpenStoreOf(dump.dir, t.img->pagemap);
-        continue;
-      }
-      // A lazy restore reads only its eager pages: their chunks' index entries, not the whole
-      // index of a store of many GiB (the daemon opens and checks it whole).
-      std::vector<uint64_t> chunks = img::EagerChunks(t.img->pagemap);
-      t.store = img::OpenStoreOf(dump.dir, t.img->pagemap, &chunks);
+  // chunks' entries) while the tree forks on the other core: the tasks only report when ready.
+  for (RestoredTask& t : tasks) {
+    if (!opts.lazy) {
+      t.store = img::OpenStoreOf(dump.dir, t.img->pagemap);
+      continue;
     }
-  });
-  Status ready = WaitForReady(report_r.get(), tasks.size());
-  open_stores.join();
-  LZ_TRY(ready);
+    // A lazy restore reads only its eager pages: their chunks' index entries, not the whole
+    // index of a store of many GiB (the daemon opens and checks it whole).
+    std::vector<uint64_t> chunks = img::EagerChunks(t.img->pagemap);
+    t.store = img::OpenStoreOf(dump.dir, t.img->pagemap, &chunks);
+  }
+  LZ_TRY(WaitForReady(report_r.get(), tasks.size()));
   uint64_t forked = MonotonicNs();
   LZ_DEBUG("restore: every task forked and ready");
 
