@@ -202,6 +202,7 @@ PageStoreWriter::PageStoreWriter(std::string path, std::unique_ptr<ByteSink> sin
     cctx_.push_back(ZSTD_createCCtx());
   }
   cur_.raw.reserve(kBatchChunksPerThread * opts_.threads * opts_.chunk_pages * kPageSize);
+  writing_.raw.reserve(cur_.raw.capacity());  // filled next, after the first swap
 }
 
 PageStoreWriter::~PageStoreWriter() {
@@ -508,8 +509,12 @@ Status PageStoreReader::DecodeChunk(uint64_t k, std::span<const std::byte> store
 }
 
 Status PageStoreReader::ReadChunk(uint64_t k, std::span<std::byte> scratch,
-                                  std::span<std::byte> out, ZSTD_DCtx* dctx) const {
+                                  std::span<std::byte> out, ZSTD_DCtx* dctx,
+                                  uint32_t* pages) const {
   LZ_ASSIGN_OR_RETURN(const ChunkIndexEntry e, Entry(k));
+  if (pages != nullptr) {
+    *pages = e.nr_pages;
+  }
   if (scratch.size() < e.stored_size) {
     return Invalid(path_ + ": scratch buffer too small");
   }
@@ -574,6 +579,7 @@ Status ReadPresentRuns(const PageStoreReader& store, std::span<const PageRun> ru
   size_t chunk_bytes = size_t{store.chunk_pages()} * kPageSize;
   DCtxPtr dctx;
   uint64_t have_chunk = UINT64_MAX;
+  uint32_t have_pages = 0;  // decoded: the entry read once (the buffer is not zeroed)
   for (const PageRun& r : runs) {
     if (!r.present() || !want(r)) {
       continue;
@@ -592,14 +598,14 @@ Status ReadPresentRuns(const PageStoreReader& store, std::span<const PageRun> ru
           dctx = NewDCtx();
         }
         LZ_TRY(store.ReadChunk(k, std::span(scratch.get(), store.max_stored_size()),
-                               std::span(chunk.get(), chunk_bytes), dctx.get()));
+                               std::span(chunk.get(), chunk_bytes), dctx.get(), &have_pages));
         have_chunk = k;
       }
       uint64_t in_chunk = index % store.chunk_pages();
-      if (store.chunk(k).nr_pages <= in_chunk) {
+      if (have_pages <= in_chunk) {
         return Invalid(store.path() + ": chunk " + std::to_string(k) + " is short");
       }
-      uint64_t n = std::min<uint64_t>(r.nr_pages - p, store.chunk(k).nr_pages - in_chunk);
+      uint64_t n = std::min<uint64_t>(r.nr_pages - p, have_pages - in_chunk);
       LZ_TRY(put(r.vaddr + p * kPageSize,
                  std::span(chunk.get() + in_chunk * kPageSize, n * kPageSize)));
       p += n;

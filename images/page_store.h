@@ -150,9 +150,11 @@ class PageStoreReader {
   uint32_t max_stored_size() const { return max_stored_; }
 
   /// Reads chunk `k` into `scratch` (>= max_stored_size()) and decodes it into `out`
-  /// (>= chunk(k).nr_pages pages). Checks the CRC before decoding.
+  /// (>= chunk(k).nr_pages pages). Checks the CRC before decoding. `pages`, if given, gets
+  /// the number of pages decoded: the index entry used, which a later chunk(k) need not match
+  /// if the file changed meanwhile.
   [[nodiscard]] Status ReadChunk(uint64_t k, std::span<std::byte> scratch, std::span<std::byte> out,
-                                 ZSTD_DCtx* dctx) const;
+                                 ZSTD_DCtx* dctx, uint32_t* pages = nullptr) const;
   /// Decodes chunk `k` from its stored bytes (read by the caller, e.g. through io_uring).
   [[nodiscard]] Status DecodeChunk(uint64_t k, std::span<const std::byte> stored,
                                    std::span<std::byte> out, ZSTD_DCtx* dctx) const;

@@ -156,7 +156,7 @@ TEST_F(PageStoreTest, RoundTripAllModes) {
 // A sink that takes `room` bytes, then fails as a full disk would.
 class FillingSink : public ByteSink {
  public:
-  explicit FillingSink(size_t room) : room_(room) {}
+  FillingSink(size_t room, bool* committed) : room_(room), committed_(committed) {}
   Status Write(std::span<const std::byte> bytes) override {
     if (bytes.size() > room_) {
       return Fail(ENOSPC, "write", "test sink");
@@ -164,29 +164,61 @@ class FillingSink : public ByteSink {
     room_ -= bytes.size();
     return Ok();
   }
-  Status Commit() override { return Ok(); }
+  Status Commit() override {
+    *committed_ = true;
+    return Ok();
+  }
 
  private:
   size_t room_;
+  bool* committed_;
 };
 
-// Batches are written on a thread of their own: a write that fails there still fails the
-// store, with the sink's message, whether the next Append or Finish sees it.
-TEST_F(PageStoreTest, FailedBackgroundWriteFailsTheStore) {
-  auto w = PageStoreWriter::CreateWith(std::make_unique<FillingSink>(1 << 20), "store",
+// Appends `batches` batches of random pages (4 MiB each, stored raw) and then `tail` pages
+// into a sink with `room` bytes; the first error, from Append or Finish.
+Status WriteIntoFullSink(size_t room, int batches, size_t tail, bool* committed) {
+  auto w = PageStoreWriter::CreateWith(std::make_unique<FillingSink>(room, committed), "store",
                                        PageStoreOptions{});
-  ASSERT_TRUE(w);
-  auto data = Pages(1024, 9, false);  // one batch of random pages: 4 MiB stored raw
-  Status st = Ok();
-  for (int i = 0; i < 4 && st; i++) {
-    st = (*w)->Append(data);
+  if (!w) {
+    return Unexpected{w.error()};
   }
-  if (st) {
-    auto done = (*w)->Finish();
-    ASSERT_FALSE(done);
-    st = Unexpected{done.error()};
+  std::vector<std::byte> batch(1024 * kPageSize);
+  std::mt19937 rng(9);
+  for (std::byte& b : batch) {
+    b = static_cast<std::byte>(rng());
   }
-  EXPECT_NE(st.error().Message().find("test sink"), std::string::npos) << st.error().Message();
+  for (int i = 0; i < batches; i++) {
+    LZ_TRY((*w)->Append(batch));
+  }
+  LZ_TRY((*w)->Append(std::span(batch).first(tail * kPageSize)));
+  auto done = (*w)->Finish();
+  if (!done) {
+    return Unexpected{done.error()};
+  }
+  return Ok();
+}
+
+// Batches are written on a thread of their own: a write that fails there still fails the
+// store, with the sink's message, and the store is never committed, whether the next Append
+// sees the failure or only Finish does (the last batch).
+TEST_F(PageStoreTest, FailedBackgroundWriteFailsTheStore) {
+  constexpr size_t kBatch = 1024 * kPageSize;
+  struct Case {
+    const char* what;
+    size_t room;
+    int batches;
+    size_t tail;
+  } cases[] = {
+      {"in the first batch, seen by an Append", 1 << 20, 4, 0},
+      {"in the last batch, seen by Finish", kBatch + 8 * kPageSize, 1, 100},
+  };
+  for (const Case& c : cases) {
+    bool committed = false;
+    Status st = WriteIntoFullSink(c.room, c.batches, c.tail, &committed);
+    ASSERT_FALSE(st) << c.what;
+    EXPECT_NE(st.error().Message().find("test sink"), std::string::npos) << st.error().Message();
+    EXPECT_FALSE(committed) << c.what;
+  }
 }
 
 TEST_F(PageStoreTest, CorruptChunkIsNeverDecodedSilently) {

@@ -116,6 +116,7 @@ struct ReadSlot {
 struct FillPick {
   std::shared_ptr<const TaskSource> source;
   uint64_t chunk = 0;
+  uint32_t pages = 0;  // decoded, once read: the index entry the read used
 };
 
 // A readers-writer lock that prefers its writer: the event loop (the writer) must not starve
@@ -1318,7 +1319,8 @@ class LazyPagesDaemon {
       }
       Status st = Ok();
       for (size_t i = 0; i < batch.size() && st; i++) {
-        st = batch[i].source->store->ReadChunk(batch[i].chunk, stored, decoded[i], dctx.get());
+        st = batch[i].source->store->ReadChunk(batch[i].chunk, stored, decoded[i], dctx.get(),
+                                               &batch[i].pages);
       }
       pthread_setschedparam(pthread_self(), SCHED_OTHER, &prio);
       if (!st) {
@@ -1338,7 +1340,7 @@ class LazyPagesDaemon {
         copies.clear();
         {
           std::lock_guard<std::mutex> f(fill_mu_);
-          uint32_t nr = batch[i].source->store->chunk(batch[i].chunk).nr_pages;
+          uint32_t nr = batch[i].pages;  // as decoded
           for (auto& t : targets_) {
             if (!t->gone && t->source == batch[i].source) {
               PlanCopies(*t, batch[i].chunk, nr, decoded[i], &copies, &pieces);
