@@ -32,46 +32,11 @@ class LocalFileSink : public ByteSink {
  public:
   LocalFileSink(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
   Status Write(std::span<const std::byte> bytes) override {
-    if (staging_) {
-      std::span<const std::byte> one[] = {bytes};
-      return WriteParts(one);
-    }
     LZ_TRY_CTX(WriteAll(fd_.get(), bytes), path_);
     return Ok();
   }
-  // Written around the page cache where the file system allows it (O_DIRECT): copying a
-  // dump's compressed chunks into fresh page-cache pages cost a fifth of its CPU here, which
-  // a write from an aligned staging buffer (pages touched once) does not.
-  void TryDirect() {
-    int fd = ::open((path_ + ".tmp").c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT);
-    if (fd < 0) {
-      return;
-    }
-    auto m = Mapping::Anonymous(kStage);  // mmap: page-aligned, touched only as far as used
-    if (!m) {
-      ::close(fd);
-      return;
-    }
-    direct_.reset(fd);
-    stage_ = std::move(*m);
-    staging_ = true;
-  }
   // A batch of chunks in one writev: a write per 64 KiB chunk cost 0.2 s per GiB on this VM.
   Status WriteParts(std::span<const std::span<const std::byte>> parts) override {
-    if (staging_) {
-      for (std::span<const std::byte> p : parts) {
-        while (!p.empty()) {
-          size_t n = std::min(p.size(), kStage - staged_);
-          std::memcpy(stage_.data() + staged_, p.data(), n);
-          staged_ += n;
-          p = p.subspan(n);
-          if (staged_ == kStage) {
-            LZ_TRY(FlushDirect(false));
-          }
-        }
-      }
-      return FlushDirect(false);
-    }
     std::vector<iovec> iov;
     iov.reserve(parts.size());
     for (std::span<const std::byte> p : parts) {
@@ -101,7 +66,6 @@ class LocalFileSink : public ByteSink {
     return Ok();
   }
   Status Commit() override {
-    LZ_TRY(FlushDirect(true));
     LZ_TRY_CTX(std::move(fd_).Close(), path_);
     std::string tmp = path_ + ".tmp";
     if (::rename(tmp.c_str(), path_.c_str()) != 0) {
@@ -111,46 +75,8 @@ class LocalFileSink : public ByteSink {
   }
 
  private:
-  static constexpr size_t kAlign = 4096;
-  static constexpr size_t kStage = 1 << 20;
-
-  // Writes the whole blocks staged (all of it when `last`) at their place in the file, through
-  // the O_DIRECT fd while it works; the partial block left moves to the front of the stage.
-  Status FlushDirect(bool last) {
-    if (!staging_) {
-      return Ok();
-    }
-    size_t n = last ? staged_ : staged_ / kAlign * kAlign;
-    size_t done = 0;
-    while (done < n) {
-      bool direct = direct_.get() >= 0 && (n - done) % kAlign == 0;
-      ssize_t w = ::pwrite(direct ? direct_.get() : fd_.get(), stage_.data() + done, n - done,
-                           static_cast<off_t>(written_ + done));
-      if (w < 0 && errno == EINTR) {
-        continue;
-      }
-      if (w < 0 && errno == EINVAL && direct) {
-        direct_.reset();  // the file system took O_DIRECT at open, not at write: buffered
-        continue;
-      }
-      if (w <= 0) {
-        return Fail(w < 0 ? errno : EIO, "write", path_);
-      }
-      done += static_cast<size_t>(w);
-    }
-    written_ += n;
-    std::memmove(stage_.data(), stage_.data() + n, staged_ - n);
-    staged_ -= n;
-    return Ok();
-  }
-
   std::string path_;
   UniqueFd fd_;
-  UniqueFd direct_;       // the same file opened O_DIRECT, or none
-  bool staging_ = false;  // every write goes through stage_, at explicit offsets
-  Mapping stage_;         // aligned: whole blocks go out from here
-  size_t staged_ = 0;
-  uint64_t written_ = 0;
 };
 
 struct Layout {
@@ -289,9 +215,7 @@ PageStoreWriter::~PageStoreWriter() {
 Result<std::unique_ptr<PageStoreWriter>> PageStoreWriter::Create(const std::string& path,
                                                                  const PageStoreOptions& opts) {
   LZ_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC));
-  auto sink = std::make_unique<LocalFileSink>(path, std::move(fd));
-  sink->TryDirect();
-  return CreateWith(std::move(sink), path, opts);
+  return CreateWith(std::make_unique<LocalFileSink>(path, std::move(fd)), path, opts);
 }
 
 Result<std::unique_ptr<PageStoreWriter>> PageStoreWriter::CreateWith(std::unique_ptr<ByteSink> sink,
