@@ -245,6 +245,43 @@ TEST_F(PageStoreTest, CorruptChunkIsNeverDecodedSilently) {
   }
 }
 
+// Keeps the stream of bytes a store is made of, in memory.
+class MemorySink : public ByteSink {
+ public:
+  explicit MemorySink(std::vector<std::byte>* out) : out_(out) {}
+  Status Write(std::span<const std::byte> bytes) override {
+    out_->insert(out_->end(), bytes.begin(), bytes.end());
+    return Ok();
+  }
+  Status Commit() override { return Ok(); }
+
+ private:
+  std::vector<std::byte>* out_;
+};
+
+// A local store's batches go out in writev calls from the writer thread: the file must hold
+// exactly the bytes of the store's stream, whatever the chunk sizes and batch boundaries.
+TEST_F(PageStoreTest, LocalFileHoldsExactlyTheStoreStream) {
+  auto random = Pages(1500, 3, false);  // 6 MiB stored raw: more than one batch
+  auto text = Pages(1100, 4, true);     // chunks of odd compressed sizes
+  std::vector<std::byte> stream;
+  auto mem = PageStoreWriter::CreateWith(std::make_unique<MemorySink>(&stream), "memory",
+                                         PageStoreOptions{});
+  ASSERT_TRUE(mem);
+  std::string path = dir_ + "/pages.img";
+  auto file = PageStoreWriter::Create(path, PageStoreOptions{});
+  ASSERT_TRUE(file);
+  for (auto* w : {mem->get(), file->get()}) {
+    ASSERT_TRUE(w->Append(random));
+    ASSERT_TRUE(w->Append(text));
+    ASSERT_TRUE(w->Finish());
+  }
+  auto bytes = ReadFileToString(path);
+  ASSERT_TRUE(bytes);
+  ASSERT_EQ(bytes->size(), stream.size());
+  EXPECT_EQ(std::memcmp(bytes->data(), stream.data(), stream.size()), 0);
+}
+
 TEST_F(PageStoreTest, TruncatedFileIsRefused) {
   std::string path = dir_ + "/pages.img";
   auto w = PageStoreWriter::Create(path, PageStoreOptions{});
