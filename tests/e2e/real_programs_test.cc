@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <functional>
 #include <vector>
 
 #include "tests/e2e/harness.h"
@@ -24,12 +25,17 @@ class RealPrograms : public ::testing::TestWithParam<Mode> {
  protected:
   // Dumps `w` (and its `children`, which the dump kills with it), reaps them, restores in the
   // test's mode; the restored root is adopted.
+  // `between` runs after the dump, before the restore.
   Proc DumpAndRestore(Proc& w, const std::vector<pid_t>& children = {},
-                      const std::vector<std::string>& dump_args = {}) {
+                      const std::vector<std::string>& dump_args = {},
+                      const std::function<void()>& between = nullptr) {
     pid_t pid = w.pid();
     RunResult d = Dump(pid, dir_.File("img"), dump_args);
     EXPECT_EQ(d.status, 0) << d.output;
     EXPECT_TRUE(w.ReapIfDead(5000));
+    if (between) {
+      between();
+    }
     for (pid_t c : children) {  // they come to this test, a subreaper, once their parent dies
       bool gone = false;
       for (int i = 0; i < 250 && !gone; i++) {
@@ -135,6 +141,37 @@ TEST_P(RealPrograms, TailFollowsItsFileThroughInotify) {
     f << "appended after the restore\n";
   }
   EXPECT_TRUE(WaitForText(dir_.File("tail.out"), "appended after the restore", 10000));
+  ExpectDaemonDone();
+}
+
+// A watch follows its file, not its name: a watched file renamed between the dump and the
+// restore gets its watch back through the file handle saved at the dump (the name leads
+// nowhere now), and a change to the file reaches the restored program.
+TEST_P(RealPrograms, InotifyWatchFollowsAFileRenamedBeforeTheRestore) {
+  RequireBinary("/usr/bin/python3");
+  std::string watched = dir_.File("watched.conf");
+  {
+    std::ofstream f(watched);
+    f << "setting = 1\n";
+  }
+  // Holds no descriptor of the file: only the watch leads to it.
+  const char* script = R"(
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(0)
+wd = libc.inotify_add_watch(fd, sys.argv[1].encode(), 0x4)  # IN_ATTRIB
+print("watching", wd, flush=True)
+while True:
+    w, mask, _, _ = struct.unpack_from("iIII", os.read(fd, 4096))
+    print("event", w, hex(mask), flush=True)
+)";
+  Proc w = Start({"/usr/bin/python3", "-c", script, watched}, dir_.File("py.out"));
+  ASSERT_TRUE(WaitForText(dir_.File("py.out"), "watching 1", 10000));
+  std::string moved = dir_.File("moved.conf");
+  Proc restored =
+      DumpAndRestore(w, {}, {}, [&] { EXPECT_EQ(rename(watched.c_str(), moved.c_str()), 0); });
+  ASSERT_EQ(chmod(moved.c_str(), 0600), 0);
+  EXPECT_TRUE(WaitForText(dir_.File("py.out"), "event 1 0x4", 10000));
   ExpectDaemonDone();
 }
 
