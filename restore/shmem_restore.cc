@@ -114,6 +114,10 @@ Result<std::byte*> MakeSysvSegment(const pb::ShmemObject& o, std::vector<int>& m
   if (::shmctl(id, IPC_SET, &ds) != 0) {
     return FailErrno("shmctl IPC_SET", SysvName(o));
   }
+  // Locked in memory again (needs CAP_IPC_LOCK, which the restore has as root).
+  if (o.sysv_locked() && ::shmctl(id, SHM_LOCK, nullptr) != 0) {
+    return FailErrno("shmctl SHM_LOCK", SysvName(o));
+  }
   void* at = ::shmat(id, nullptr, 0);
   if (at == reinterpret_cast<void*>(-1)) {
     return FailErrno("shmat", SysvName(o));

@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   int sysv_id = shmget(key, sysv_size, IPC_CREAT | IPC_EXCL | 0640);
   if (sysv_id < 0) return 17;
   uint8_t* sysv = shmat(sysv_id, NULL, 0);
-  if (sysv == (void*)-1) return 18;
+  if (sysv == (void*)-1 || shmctl(sysv_id, SHM_LOCK, NULL)) return 18;
   Fill(sysv, sysv_size, 8);
   int gone_id = shmget(IPC_PRIVATE, PAGE, IPC_CREAT | 0600);
   uint8_t* tmp_w = gone_id < 0 ? (void*)-1 : shmat(gone_id, NULL, 0);
@@ -153,13 +153,17 @@ int main(int argc, char** argv) {
   } else if (shmctl(sysv_id, IPC_STAT, &ds) || ds.shm_perm.__key != key ||
              ds.shm_segsz != sysv_size || (ds.shm_perm.mode & 0777) != 0640 || ds.shm_nattch != 1) {
     snprintf(result, sizeof result, "FAIL: SysV segment key, size, mode or attach count differ\n");
+  } else if (!(ds.shm_perm.mode & SHM_LOCKED)) {
+    snprintf(result, sizeof result, "FAIL: the locked SysV segment is not locked\n");
   } else if (memcmp(sysv + 2 * PAGE + 5, kChildNote, sizeof kChildNote) != 0 ||
              !Same(sysv, 0, 2 * PAGE + 5, 8) || !Same(sysv, 2 * PAGE + 5 + N, sysv_size, 8)) {
     snprintf(result, sizeof result, "FAIL: SysV segment content, or the child's write, differ\n");
   } else if (!Same(sysv_ro, 0, PAGE, 9) || mprotect(sysv_ro, PAGE, PROT_READ | PROT_WRITE) == 0) {
     snprintf(result, sizeof result, "FAIL: the read-only SysV attachment differs\n");
-  } else if (shmctl(gone_id, IPC_STAT, &ds_gone) || !(ds_gone.shm_perm.mode & SHM_DEST)) {
-    snprintf(result, sizeof result, "FAIL: the removed SysV segment is not marked removed\n");
+  } else if (shmctl(gone_id, IPC_STAT, &ds_gone) || !(ds_gone.shm_perm.mode & SHM_DEST) ||
+             (ds_gone.shm_perm.mode & SHM_LOCKED)) {
+    snprintf(result, sizeof result,
+             "FAIL: the removed SysV segment is not marked removed, or locked\n");
   } else if (memcmp(data + 100 * PAGE, kChildNote, sizeof kChildNote) != 0) {
     snprintf(result, sizeof result, "FAIL: the child's write to the memfd is not seen\n");
   } else if (memcmp(anon + 7 * PAGE + 3, kChildNote, sizeof kChildNote) != 0) {
