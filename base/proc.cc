@@ -386,17 +386,19 @@ Result<std::vector<SysvShm>> ParseSysvShm(std::string_view text) {
     }
     std::vector<std::string_view> f = Fields(line);
     int64_t key = 0, shmid = 0;
-    uint64_t perms = 0, size = 0, nattch = 0, uid = 0, gid = 0;
+    uint64_t perms = 0, size = 0, nattch = 0, uid = 0, gid = 0, cuid = 0, cgid = 0;
     if (f.size() < 11 || !ParseI64(f[0], &key) || !ParseI64(f[1], &shmid) ||
         !ParseU64(f[2], &perms, 8) || !ParseU64(f[3], &size) || !ParseU64(f[6], &nattch) ||
-        !ParseU64(f[7], &uid) || !ParseU64(f[8], &gid) || key < INT32_MIN || key > INT32_MAX ||
-        shmid < 0 || shmid > INT32_MAX || perms > 07777 || uid > UINT32_MAX || gid > UINT32_MAX ||
-        nattch > UINT32_MAX) {
+        !ParseU64(f[7], &uid) || !ParseU64(f[8], &gid) || !ParseU64(f[9], &cuid) ||
+        !ParseU64(f[10], &cgid) || key < INT32_MIN || key > INT32_MAX || shmid < 0 ||
+        shmid > INT32_MAX || perms > 07777 || uid > UINT32_MAX || gid > UINT32_MAX ||
+        cuid > UINT32_MAX || cgid > UINT32_MAX || nattch > UINT32_MAX) {
       return Invalid("parse /proc/sysvipc/shm", "bad line '" + std::string(line) + "'");
     }
     out.push_back({static_cast<int32_t>(key), static_cast<int32_t>(shmid),
                    static_cast<uint32_t>(perms), size, static_cast<uint32_t>(nattch),
-                   static_cast<uint32_t>(uid), static_cast<uint32_t>(gid)});
+                   static_cast<uint32_t>(uid), static_cast<uint32_t>(gid),
+                   static_cast<uint32_t>(cuid), static_cast<uint32_t>(cgid)});
   }
   return out;
 }

@@ -102,6 +102,8 @@ struct SysvShm {
   uint32_t nattch = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;
+  uint32_t cuid = 0;  // the creator's effective ids (shmget), which IPC_SET does not change
+  uint32_t cgid = 0;
 };
 [[nodiscard]] Result<std::vector<SysvShm>> ParseSysvShm(std::string_view text);
 

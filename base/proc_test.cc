@@ -262,6 +262,7 @@ TEST(Proc, SysvShmOfARealSegment) {
   EXPECT_EQ(it->perms, 0640u);
   EXPECT_EQ(it->nattch, 1u);
   EXPECT_EQ(it->uid, getuid());
+  EXPECT_EQ(it->cuid, geteuid());
 }
 
 TEST(Proc, SysvShmMalformed) {
@@ -270,12 +271,15 @@ TEST(Proc, SysvShmMalformed) {
       "cgid      atime      dtime      ctime                   rss                  swap\n";
   auto ok = ParseSysvShm(std::string(head) +
                          "  10952812          4   600                    56 20212 20240      6   "
-                         "101   104   101   104 1795982077 1795982077 1795982073 4096 0\n");
+                         "101   104   102   105 1795982077 1795982077 1795982073 4096 0\n");
   ASSERT_TRUE(ok) << ok.error().Message();
   ASSERT_EQ(ok->size(), 1u);
   EXPECT_EQ((*ok)[0].key, 10952812);
   EXPECT_EQ((*ok)[0].perms, 0600u);
   EXPECT_EQ((*ok)[0].nattch, 6u);
+  EXPECT_EQ((*ok)[0].uid, 101u);
+  EXPECT_EQ((*ok)[0].cuid, 102u);
+  EXPECT_EQ((*ok)[0].cgid, 105u);
   EXPECT_TRUE(ParseSysvShm(head));
   EXPECT_FALSE(ParseSysvShm(std::string(head) + "1 2 999 56 1 1 1 0 0 0 0\n"));  // perms not octal
   EXPECT_FALSE(ParseSysvShm(std::string(head) + "1 -2 600 56 1 1 1 0 0 0 0\n"));

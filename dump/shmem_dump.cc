@@ -186,6 +186,8 @@ Status DescribeSysv(const std::vector<SysvShm>& segments, pb::ShmemObject& o, ui
       o.set_mode(s.perms & 0777);
       o.set_sysv_uid(s.uid);
       o.set_sysv_gid(s.gid);
+      o.set_sysv_cuid(s.cuid);
+      o.set_sysv_cgid(s.cgid);
       o.set_sysv_removed((s.perms & SHM_DEST) != 0);
       o.set_sysv_locked((s.perms & SHM_LOCKED) != 0);
       return Ok();

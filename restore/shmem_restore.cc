@@ -92,14 +92,48 @@ Status SetNextShmId(int id) {
   return WriteAll(next.get(), std::to_string(id));
 }
 
+// Takes the creator's effective ids for as long as it lives: shmget records them as the
+// segment's cuid and cgid, which nothing can change afterwards.
+class AsCreator {
+ public:
+  AsCreator(uid_t uid, gid_t gid) : uid_(::geteuid()), gid_(::getegid()) {
+    if (gid != gid_ && ::setegid(gid) != 0) {
+      err_ = errno;
+      return;
+    }
+    if (uid != uid_ && ::seteuid(uid) != 0) {
+      err_ = errno;
+    }
+  }
+  ~AsCreator() {
+    (void)!::seteuid(uid_);  // first: setegid needs the privilege back
+    (void)!::setegid(gid_);
+  }
+  int error() const { return err_; }
+
+ private:
+  uid_t uid_;
+  gid_t gid_;
+  int err_ = 0;
+};
+
 // Makes segment `o` again with its key and id (the tasks hold the id: postgres removes its
 // segment by it when it stops), owner and mode; its id goes into `made` at once, so that a
 // failure from here on removes it. Returns it attached here, to be filled.
 Result<std::byte*> MakeSysvSegment(const pb::ShmemObject& o, std::vector<int>& made) {
   LZ_TRY_CTX(SetNextShmId(o.sysv_id()), "set shm_next_id");
-  int id = ::shmget(o.sysv_key(), o.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(o.mode()));
+  int id = -1;
+  int err = 0;
+  {
+    AsCreator creator(o.sysv_cuid(), o.sysv_cgid());
+    if (creator.error() != 0) {
+      err = creator.error();
+    } else {
+      id = ::shmget(o.sysv_key(), o.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(o.mode()));
+      err = errno;
+    }
+  }
   if (id < 0) {
-    int err = errno;
     (void)SetNextShmId(-1);  // not consumed: the next segment anyone makes would get it
     return Fail(err, "shmget", SysvName(o));
   }

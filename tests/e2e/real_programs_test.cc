@@ -2,6 +2,7 @@
 // nginx with workers, memcached, dbus-daemon, an sqlite transaction.
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
@@ -362,7 +363,18 @@ TEST_P(RealPrograms, PostgresAnswersWritesAndShutsDownCleanly) {
     }
     return "";
   };
-  EXPECT_NE(segment(), "") << "segment " << id << " is not there";
+  std::string row = segment();
+  EXPECT_NE(row, "") << "segment " << id << " is not there";
+  // Made by postgres, and by postgres again: its creator ids (cuid, cgid) as well as its owner.
+  passwd* pg = getpwnam("postgres");
+  ASSERT_NE(pg, nullptr);
+  unsigned uid = 0, gid = 0, cuid = 0, cgid = 0;
+  ASSERT_EQ(
+      sscanf(row.c_str(), "%*d %*d %*o %*u %*d %*d %*u %u %u %u %u", &uid, &gid, &cuid, &cgid), 4)
+      << row;
+  EXPECT_EQ(uid, pg->pw_uid) << row;
+  EXPECT_EQ(cuid, pg->pw_uid) << row;
+  EXPECT_EQ(cgid, pg->pw_gid) << row;
   kill(restored.pid(), SIGINT);  // fast shutdown
   int status = restored.Wait(20000);
   EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
