@@ -281,14 +281,13 @@ Result<RestoreResult> RunRestore(const RestoreOptions& opts) {
   // The page stores are opened (each index read and checked; a lazy restore's, only its eager
   // chunks' entries) while the tree forks on the other core: the tasks only report when ready.
   for (RestoredTask& t : tasks) {
-    if (!opts.lazy) {
-      t.store = img::OpenStoreOf(dump.dir, t.img->pagemap);
-      continue;
-    }
     // A lazy restore reads only its eager pages: their chunks' index entries, not the whole
     // index of a store of many GiB (the daemon opens and checks it whole).
-    std::vector<uint64_t> chunks = img::EagerChunks(t.img->pagemap);
-    t.store = img::OpenStoreOf(dump.dir, t.img->pagemap, &chunks);
+    std::vector<uint64_t> chunks;
+    if (opts.lazy) {
+      chunks = img::EagerChunks(t.img->pagemap);
+    }
+    t.store = img::OpenStoreOf(dump.dir, t.img->pagemap, opts.lazy ? &chunks : nullptr);
   }
   LZ_TRY(WaitForReady(report_r.get(), tasks.size()));
   uint64_t forked = MonotonicNs();

@@ -126,11 +126,10 @@ Result<std::byte*> MakeSysvSegment(const pb::ShmemObject& o, std::vector<int>& m
   int err = 0;
   {
     AsCreator creator(o.sysv_cuid(), o.sysv_cgid());
-    if (creator.error() != 0) {
-      err = creator.error();
-    } else {
+    err = creator.error();
+    if (err == 0) {
       id = ::shmget(o.sysv_key(), o.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(o.mode()));
-      err = errno;
+      err = id < 0 ? errno : 0;  // before the ids go back, which may set errno
     }
   }
   if (id < 0) {
