@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs="build-essential cmake pkg-config liburing-dev libprotobuf-dev protobuf-compiler
 libcap-dev libnl-3-dev libzstd-dev libbenchmark-dev libgtest-dev clang python3 redis-server
-redis-tools iproute2 nginx-light memcached postgresql
+redis-tools iproute2 nginx-light memcached postgresql nodejs
 dbus-daemon dbus-bin"
 missing=""
 for p in $pkgs; do

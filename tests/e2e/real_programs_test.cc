@@ -1,5 +1,5 @@
 // Real programs, as a user runs them: redis-server with data, python3 -m http.server, tail -f,
-// nginx with workers, memcached, dbus-daemon, an sqlite transaction.
+// nginx with workers, memcached, dbus-daemon, an sqlite transaction, a Node.js server.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
@@ -382,6 +382,74 @@ TEST_P(RealPrograms, PostgresAnswersWritesAndShutsDownCleanly) {
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("database system is shut down"), std::string::npos) << text;
   EXPECT_EQ(segment(), "") << "postgres did not remove segment " << id;
+  ExpectDaemonDone();
+}
+
+// The value of `"key":` in a one-line JSON reply, or "" (numbers and strings without quotes).
+std::string JsonField(const std::string& reply, const std::string& key) {
+  size_t at = reply.find("\"" + key + "\":");
+  if (at == std::string::npos) {
+    return "";
+  }
+  at += key.size() + 3;
+  size_t end = reply.find_first_of(",}", at);
+  std::string v = reply.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  v.erase(std::remove(v.begin(), v.end(), '"'), v.end());
+  return v;
+}
+
+// Node.js: V8 and its platform threads, libuv's event loop and thread pool (each request reads
+// a file and asks for random bytes through it), a timer that ticks every 10 ms, and 100000
+// entries in a Map. The restored server goes on counting where it stopped, with the same data.
+TEST_P(RealPrograms, NodeServerCountsOnWithTheSameData) {
+  RequireBinary("/usr/bin/node");
+  int port = FreePort();
+  {
+    std::ofstream app(dir_.File("server.js"));
+    app << "const http = require('http'), fs = require('fs'), crypto = require('crypto');\n"
+        << "const data = new Map();\n"
+        << "for (let i = 0; i < 100000; i++) data.set('k' + i, 'v' + (i * 7919 % 100003));\n"
+        << "let hits = 0, ticks = 0;\n"
+        << "setInterval(() => ticks++, 10);\n"
+        << "function digest() {\n"
+        << "  const h = crypto.createHash('sha256');\n"
+        << "  for (const [k, v] of data) h.update(k + '=' + v + ';');\n"
+        << "  return h.digest('hex');\n"
+        << "}\n"
+        << "http.createServer(async (req, res) => {\n"
+        << "  hits++;\n"
+        << "  const self = await fs.promises.readFile(__filename, 'utf8');\n"
+        << "  const rnd = await new Promise((ok, no) =>\n"
+        << "      crypto.randomBytes(8, (e, b) => e ? no(e) : ok(b)));\n"
+        << "  res.end(JSON.stringify({hits, ticks, digest: digest(), self: self.length,\n"
+        << "                          rnd: rnd.length, threads: "
+           "fs.readdirSync('/proc/self/task').length})\n"
+        << "          + '\\n');\n"
+        << "}).listen(" << port << ", '127.0.0.1');\n";
+  }
+  Proc w = Start({"/usr/bin/node", dir_.File("server.js")}, dir_.File("node.log"));
+  std::string get = "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  ASSERT_TRUE(WaitForService(port, get, "\"threads\"", 20000));
+  std::string before = Talk(port, get, "\"threads\"", 5000);
+  long hits = std::stol("0" + JsonField(before, "hits"));
+  ASSERT_GE(hits, 2) << before;
+  ASSERT_EQ(JsonField(before, "digest").size(), 64u) << before;
+  ASSERT_NE(JsonField(before, "self"), "0") << before;
+  long ticks_before = std::stol("0" + JsonField(before, "ticks"));
+  Proc restored = DumpAndRestore(w);
+  std::string after = Talk(port, get, "\"threads\"", 10000);
+  EXPECT_EQ(JsonField(after, "hits"), std::to_string(hits + 1)) << after;
+  EXPECT_EQ(JsonField(after, "digest"), JsonField(before, "digest")) << "the Map differs";
+  EXPECT_EQ(JsonField(after, "self"), JsonField(before, "self")) << after;
+  EXPECT_EQ(JsonField(after, "rnd"), "8") << after;
+  EXPECT_EQ(JsonField(after, "threads"), JsonField(before, "threads")) << after;
+  EXPECT_GE(std::stol("0" + JsonField(after, "ticks")), ticks_before) << after;
+  // The timer still fires: ticks grow while the restored server waits.
+  usleep(300000);
+  std::string later = Talk(port, get, "\"threads\"", 10000);
+  EXPECT_EQ(JsonField(later, "hits"), std::to_string(hits + 2)) << later;
+  EXPECT_GT(std::stol("0" + JsonField(later, "ticks")), std::stol("0" + JsonField(after, "ticks")))
+      << later;
   ExpectDaemonDone();
 }
 
