@@ -17,6 +17,8 @@ class Deadline {
  public:
   explicit Deadline(uint64_t from_now_ns) : at_(from_now_ns ? MonotonicNs() + from_now_ns : 0) {}
   bool Expired() const { return at_ != 0 && MonotonicNs() > at_; }
+  /// The MonotonicNs() it expires at; 0 for never.
+  uint64_t at() const { return at_; }
 
  private:
   uint64_t at_;

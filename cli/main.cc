@@ -99,7 +99,14 @@ int RunDumpCommand(const CliOptions& o) {
     return Report(parsed.error());
   }
   d.store = *parsed;
-  auto stats = RunDump(d);
+  // Caught here so that the stack unwinds: on the way, the frozen tree lets every task go on
+  // as it was (an exception nobody catches may end the process without unwinding).
+  Result<pb::DumpStats> stats = Invalid("dump", "did not run");
+  try {
+    stats = RunDump(d);
+  } catch (const std::exception& e) {
+    stats = Invalid("dump", std::string("failed: ") + e.what());
+  }
   if (!stats) {
     return Report(stats.error());
   }

@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "base/cpu.h"
 #include "base/file_util.h"
+#include "base/held_signals.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "base/sys.h"
@@ -30,6 +31,23 @@ namespace {
 Status CheckDeadline(const Deadline& d, const char* step) {
   if (d.Expired()) {
     return Fail(ETIMEDOUT, "dump", std::string("timed out while ") + step);
+  }
+  return CheckInterrupted(step);
+}
+
+// Before any remote syscall: under seccomp one may kill the task, or make the kernel reset its
+// SIGSYS handler for good, so such a task is refused while it is still untouched. The mode is
+// per thread.
+Status RefuseSeccomp(const FrozenTask& t) {
+  for (const PtraceAttachment& a : t.threads) {
+    LZ_ASSIGN_OR_RETURN(
+        std::string text,
+        ReadFileToString(ProcPath(t.pid, "task/" + std::to_string(a.tid()) + "/status")));
+    LZ_ASSIGN_OR_RETURN(ProcStatus st, ParseStatus(text));
+    if (st.seccomp != 0) {
+      return Invalid("tid " + std::to_string(a.tid()) + " runs under seccomp (mode " +
+                     std::to_string(st.seccomp) + "): seccomp filters are not supported yet");
+    }
   }
   return Ok();
 }
@@ -203,6 +221,7 @@ class TreeDumper {
       if (cores_[i].zombie()) {
         continue;
       }
+      LZ_TRY(CheckInterrupted("dumping memory"));
       LZ_ASSIGN_OR_RETURN(MemoryStats m, DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store,
                                                    HotPagesOf(cores_[i]), &progress, page_server_));
       AddStats(m, stats);
@@ -239,6 +258,7 @@ class TreeDumper {
     LZ_ASSIGN_OR_RETURN(std::string smaps,
                         ReadFileToString("/proc/" + std::to_string(t.pid) + "/smaps"));
     LZ_ASSIGN_OR_RETURN(std::vector<ProcVma> vmas, ParseSmaps(smaps));
+    LZ_TRY(RefuseSeccomp(t));
     LZ_ASSIGN_OR_RETURN(auto parasite, ParasiteSession::Start(t.pid, tids));
     LZ_ASSIGN_OR_RETURN(pb::TaskCore core, DumpCore(t, *parasite));
     LZ_ASSIGN_OR_RETURN(pb::Mm mm, DumpMm(t.pid, vmas, *parasite));
@@ -313,9 +333,12 @@ Result<pb::DumpStats> RunDump(const DumpOptions& opts) {
                                                                ps::kRoleWrite, opts.ps_token));
   }
 
+  // Declared before the tree: still held while the tree's destructor lets the tasks go.
+  HeldSignals held;
   Deadline deadline(opts.timeout_sec * 1000000000ull);
   uint64_t freeze_start = MonotonicNs();
-  LZ_ASSIGN_OR_RETURN(std::unique_ptr<FrozenTree> tree, FrozenTree::Freeze(opts.pid));
+  LZ_ASSIGN_OR_RETURN(std::unique_ptr<FrozenTree> tree,
+                      FrozenTree::Freeze(opts.pid, deadline.at()));
   // From here on an early return destroys `tree`, which resumes every task.
   pb::DumpStats stats;
   TreeDumper dumper(opts, *tree, deadline, page_server.get());

@@ -30,6 +30,12 @@ Result<bool> CheckDumpable(pid_t pid, bool is_root) {
     return Invalid("dump", "pid " + std::to_string(pid) + " is a kernel thread");
   }
   if (st.state == 'Z') {
+    // A leader that called pthread_exit() shows as a zombie while its other threads run on.
+    LZ_ASSIGN_OR_RETURN(std::vector<int> tids, ListNumericDir(ProcPath(pid, "task")));
+    if (tids.size() > 1) {
+      return Invalid("dump", "the main thread of pid " + std::to_string(pid) +
+                                 " has exited and its other threads run on: not supported");
+    }
     if (is_root) {
       return Invalid("dump", "pid " + std::to_string(pid) + " is a zombie");
     }
@@ -46,7 +52,7 @@ Result<bool> CheckDumpable(pid_t pid, bool is_root) {
 
 }  // namespace
 
-Status FrozenTree::FreezeTask(pid_t pid) {
+Status FrozenTree::FreezeTask(pid_t pid, uint64_t deadline_ns) {
   LZ_ASSIGN_OR_RETURN(bool zombie, CheckDumpable(pid, tasks_.empty()));
   FrozenTask task;
   task.pid = pid;
@@ -67,8 +73,9 @@ Status FrozenTree::FreezeTask(pid_t pid) {
       if (known) {
         continue;
       }
-      auto att = SeizeAndStop(tid, kSeizeOptions);
-      if (!att && tid == pid && task.threads.empty()) {
+      auto att = SeizeAndStop(tid, kSeizeOptions, deadline_ns);
+      if (!att && tid == pid && task.threads.empty() && att.error().code != ETIMEDOUT &&
+          att.error().code != EINTR) {
         main_error = att.error();  // it may have exited meanwhile: looked at below
         continue;
       }
@@ -121,13 +128,13 @@ Status FrozenTree::FreezeTask(pid_t pid) {
   return Ok();
 }
 
-Result<std::unique_ptr<FrozenTree>> FrozenTree::Freeze(pid_t root) {
+Result<std::unique_ptr<FrozenTree>> FrozenTree::Freeze(pid_t root, uint64_t deadline_ns) {
   auto tree = std::unique_ptr<FrozenTree>(new FrozenTree());
   std::deque<pid_t> todo{root};
   while (!todo.empty()) {
     pid_t pid = todo.front();
     todo.pop_front();
-    LZ_TRY(tree->FreezeTask(pid));
+    LZ_TRY(tree->FreezeTask(pid, deadline_ns));
     for (pid_t c : tree->tasks_.back().children) {
       todo.push_back(c);
     }

@@ -24,8 +24,10 @@ struct FrozenTask {
 class FrozenTree {
  public:
   /// Seizes `root` and its descendants, repeating until no new thread or child appears.
-  /// Refuses zombies, kernel threads and tasks already traced by someone else.
-  [[nodiscard]] static Result<std::unique_ptr<FrozenTree>> Freeze(pid_t root);
+  /// Refuses zombies, kernel threads and tasks already traced by someone else. Fails if a
+  /// thread has not stopped by MonotonicNs() `deadline_ns` (0: no limit).
+  [[nodiscard]] static Result<std::unique_ptr<FrozenTree>> Freeze(pid_t root,
+                                                                  uint64_t deadline_ns = 0);
   ~FrozenTree() { Resume(); }
 
   std::vector<FrozenTask>& tasks() { return tasks_; }
@@ -38,7 +40,7 @@ class FrozenTree {
 
  private:
   FrozenTree() = default;
-  Status FreezeTask(pid_t pid);
+  Status FreezeTask(pid_t pid, uint64_t deadline_ns);
   std::vector<FrozenTask> tasks_;
 };
 

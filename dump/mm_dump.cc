@@ -11,6 +11,7 @@
 
 #include "base/crc32c.h"
 #include "base/file_util.h"
+#include "base/held_signals.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "dump/task_dump.h"
@@ -158,6 +159,7 @@ class VmaPageDumper {
     if (progress_ != nullptr) {
       progress_->Update(stats_.pages_present * P);
     }
+    LZ_TRY(CheckInterrupted("dumping memory"));
     LZ_TRY(AppendPageRuns(addr, out, lazy, new_vma_, store_, pm_, stats_));
     new_vma_ = false;
     return Ok();

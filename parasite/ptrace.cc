@@ -1,14 +1,20 @@
 #include "parasite/ptrace.h"
 
 #include <elf.h>
+#include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 
+#include "base/clock.h"
+#include "base/held_signals.h"
 #include "parasite/remote.h"
 
 namespace lz {
@@ -51,7 +57,69 @@ Result<int> WaitForStop(pid_t tid) {
   }
 }
 
-Result<PtraceAttachment> SeizeAndStop(pid_t tid, long options) {
+namespace {
+
+// The scheduler state of `tid` ('D', 'S', ...), or '?'.
+char StateOf(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", tid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) {
+    return '?';
+  }
+  char line[512] = {};
+  size_t n = std::fread(line, 1, sizeof line - 1, f);
+  std::fclose(f);
+  const char* paren = std::strrchr(line, ')');  // the command may hold spaces and parentheses
+  return paren != nullptr && paren + 2 < line + n ? paren[2] : '?';
+}
+
+// WaitForStop with a deadline. SIGCHLD is blocked meanwhile so that a stop's SIGCHLD, not
+// ignored then, ends the wait at once instead of at the next poll.
+Result<int> WaitForStopUntil(pid_t tid, uint64_t deadline_ns) {
+  if (deadline_ns == 0) {
+    return WaitForStop(tid);
+  }
+  sigset_t chld;
+  sigset_t old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &chld, &old);
+  Result<int> result = Fail(ETIMEDOUT, "wait for stop", Tid(tid));
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
+    if (r == tid) {
+      result = WIFEXITED(status) || WIFSIGNALED(status)
+                   ? Fail(ESRCH, "wait for stop", Tid(tid) + " exited")
+                   : Result<int>(status);
+      break;
+    }
+    if (r < 0 && errno != EINTR) {
+      result = FailErrno("waitpid", Tid(tid));
+      break;
+    }
+    uint64_t now = MonotonicNs();
+    if (now >= deadline_ns) {
+      result = Fail(ETIMEDOUT, "freeze",
+                    Tid(tid) + " did not stop in time (state " + StateOf(tid) + ")");
+      break;
+    }
+    if (Status st = CheckInterrupted("freezing the tree"); !st) {
+      result = Unexpected{st.error()};
+      break;
+    }
+    uint64_t wait = std::min<uint64_t>(deadline_ns - now, 50'000'000);  // held signals: polled
+    timespec ts{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
+    (void)sigtimedwait(&chld, nullptr, &ts);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return result;
+}
+
+}  // namespace
+
+Result<PtraceAttachment> SeizeAndStop(pid_t tid, long options, uint64_t deadline_ns) {
   if (::ptrace(PTRACE_SEIZE, tid, nullptr, options) != 0) {
     return FailErrno("ptrace seize", Tid(tid));
   }
@@ -60,7 +128,7 @@ Result<PtraceAttachment> SeizeAndStop(pid_t tid, long options) {
     return FailErrno("ptrace interrupt", Tid(tid));
   }
   for (;;) {
-    LZ_ASSIGN_OR_RETURN(int status, WaitForStop(tid));
+    LZ_ASSIGN_OR_RETURN(int status, WaitForStopUntil(tid, deadline_ns));
     if (status >> 16 == PTRACE_EVENT_STOP) {
       return att;
     }

@@ -36,8 +36,10 @@ class PtraceAttachment {
   pid_t tid_ = -1;
 };
 
-/// PTRACE_SEIZE with `options`, then PTRACE_INTERRUPT and wait for the stop.
-[[nodiscard]] Result<PtraceAttachment> SeizeAndStop(pid_t tid, long options);
+/// PTRACE_SEIZE with `options`, then PTRACE_INTERRUPT and wait for the stop, until MonotonicNs()
+/// `deadline_ns` (0: however long it takes) or a held stop signal (base/held_signals.h).
+[[nodiscard]] Result<PtraceAttachment> SeizeAndStop(pid_t tid, long options,
+                                                    uint64_t deadline_ns = 0);
 /// Waits until `tid` reports a stop; returns the raw wait status. Fails if it exited.
 [[nodiscard]] Result<int> WaitForStop(pid_t tid);
 

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/clock.h"
 #include "tests/e2e/harness.h"
 
 namespace lz::e2e {
@@ -175,6 +176,53 @@ TEST_P(MtCounterFailures, NetlinkAnswerQueuedIsRefusedAndTheTaskRunsOn) {
 // would go nowhere, so the dump refuses it.
 TEST_P(MtCounterFailures, DatagramFromANamedSenderIsRefusedAndTheTaskRunsOn) {
   ExpectRefusedAndRunsOn("named-sender", "from senders with an address");
+}
+
+// A thread under seccomp could be killed by the parasite's first remote syscall: the task is
+// refused before any runs (this filter kills the process on a one-page mmap).
+TEST_P(MtCounterFailures, SeccompIsRefusedBeforeAnyRemoteSyscall) {
+  ExpectRefusedAndRunsOn("seccomp", "seccomp filters are not supported yet");
+}
+
+// A child whose main thread exited while another thread runs on looks like a zombie in /proc;
+// dumped as one, its running thread would be lost.
+TEST_P(MtCounterFailures, AProcessWhoseMainThreadExitedIsRefused) {
+  ExpectRefusedAndRunsOn("main-exits", "has exited and its other threads run on");
+}
+
+// A thread that cannot stop (here: a vfork() parent while its child sleeps) fails the dump at
+// --timeout instead of hanging it with the rest of the tree frozen.
+TEST_P(MtCounterFailures, AThreadThatCannotStopFailsTheDumpAtTheTimeout) {
+  Proc w = StartWorkload(8, "vfork");
+  uint64_t t0 = MonotonicNs();
+  RunResult d = Dump(w.pid(), Images(), {"--timeout", "1"});
+  EXPECT_NE(d.status, 0);
+  EXPECT_LT(MonotonicNs() - t0, 3'000'000'000ull) << "the dump waited past its timeout";
+  EXPECT_NE(d.output.find("did not stop in time"), std::string::npos) << d.output;
+  EXPECT_EQ(TracerOf(w.pid()), "0");
+  std::string v = Verdict(w.pid());  // once the vfork child is done
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+}
+
+// SIGTERM to lazarus while it dumps: every task goes on as it was, and the dump fails with one
+// line saying why (dying at once would leave the threads stopped, every signal blocked).
+TEST_P(MtCounterFailures, SigtermDuringTheDumpLeavesTheTaskAsItWas) {
+  Proc w = StartWorkload(1024);
+  Proc dump = Start({LazarusBinary(), "dump", "-t", std::to_string(w.pid()), "-D", Images()},
+                    dir_.File("dump.log"));
+  usleep(300000);  // frozen by now, and far from done with 1 GiB
+  kill(dump.pid(), SIGTERM);
+  int status = dump.Wait(20000);
+  std::ifstream log(dir_.File("dump.log"));
+  std::stringstream out;
+  out << log.rdbuf();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status << " " << out.str();
+  EXPECT_NE(out.str().find("interrupted by SIGTERM"), std::string::npos) << out.str();
+  EXPECT_EQ(TracerOf(w.pid()), "0");
+  std::string v = Verdict(w.pid());
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+  RunResult r = RunCmd({LazarusBinary(), "restore", "-D", Images(), "-d"});
+  EXPECT_NE(r.status, 0) << "an interrupted dump was restored";
 }
 
 TEST_P(MtCounterFailures, RestoreRefusesATakenPid) {

@@ -8,12 +8,18 @@
 // "passed-fd", a socketpair with a descriptor in flight (SCM_RIGHTS), which it cannot queue
 // again as it was; with "netlink-answer", a route netlink socket holding the kernel's answer
 // to a request, unread; with "named-sender", a bound datagram socket holding a message from
-// another bound socket (the answer address would be lost).
+// another bound socket (the answer address would be lost); with "seccomp", a seccomp filter
+// in the main thread that kills the process on a one-page mmap (what a parasite would call
+// first); with "main-exits", a child whose main thread called pthread_exit() while another
+// thread runs on; with "vfork", its main thread waits in vfork() for 4 s once it is ready (a
+// wait that ptrace cannot interrupt).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -153,6 +160,60 @@ static int SendFromNamed(void) {
   return sendto(c, "hi", 2, 0, (struct sockaddr*)&srv, len) == 2 ? 0 : -1;
 }
 
+static int InstallSeccomp(void) {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 4096, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+  return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static void* Spin(void* arg) {
+  (void)arg;
+  for (;;) pause();
+  return NULL;
+}
+
+// A child whose main thread has exited and whose other thread runs on; returns its pid once
+// the kernel shows it so (a zombie leader).
+static pid_t ForkMainExits(void) {
+  pid_t c = fork();
+  if (c == 0) {
+    pthread_t t;
+    pthread_create(&t, NULL, Spin, NULL);
+    pthread_exit(NULL);
+  }
+  char path[64], stat[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", c);
+  for (int i = 0; i < 400; i++) {
+    int fd = open(path, O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, stat, sizeof stat - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (n > 0) {
+      stat[n] = 0;
+      char* p = strrchr(stat, ')');
+      if (p && p[2] == 'Z') return c;
+    }
+    usleep(5000);
+  }
+  return -1;
+}
+
+// In a function of its own: the child borrows this frame, not main's.
+static __attribute__((noinline)) void VforkAndWait(void) {
+  if (vfork() == 0) {
+    struct timespec ts = {4, 0};
+    nanosleep(&ts, NULL);
+    _exit(0);
+  }
+}
+
 // Asks the kernel for its links and leaves the answer queued.
 static int AskNetlink(void) {
   int s = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
@@ -176,6 +237,11 @@ int main(int argc, char** argv) {
   if (argc == 5 && strcmp(argv[4], "named-sender") == 0 && SendFromNamed() != 0) {
     return 7;
   }
+  const char* mode = argc == 5 ? argv[4] : "";
+  pid_t main_exits = 0;
+  if (strcmp(mode, "main-exits") == 0 && (main_exits = ForkMainExits()) < 0) {
+    return 8;
+  }
   region_len = (size_t)atol(argv[3]) << 20;
   region = mmap(NULL, region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (region == MAP_FAILED) return 3;
@@ -191,11 +257,21 @@ int main(int argc, char** argv) {
   for (int i = 0; i < NTHREADS; i++) pthread_create(&th[i], NULL, Worker, (void*)(intptr_t)i);
   while (atomic_load(&counters[NTHREADS - 1]) < 5) usleep(1000);
 
+  if (strcmp(mode, "seccomp") == 0 && InstallSeccomp() != 0) {
+    return 9;
+  }
   char msg[256];
   snprintf(msg, sizeof msg, "%d\n", getpid());
   WriteFile(argv[1], msg);
+  if (strcmp(mode, "vfork") == 0) {
+    VforkAndWait();
+  }
 
   while (!got_usr1) pause();
+  if (main_exits > 0) {
+    kill(main_exits, SIGKILL);
+    waitpid(main_exits, NULL, 0);
+  }
 
   // After restore: a child forked now must see the same memory as its parent (under lazy
   // restore its missing pages are served through its own userfaultfd).
