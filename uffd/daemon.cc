@@ -326,6 +326,11 @@ class LazyPagesDaemon {
       if (ReadAheadWaiting() || WorkingSetLeft()) {
         ts = {};       // only look for new events, then copy the next chunk read ahead, or install
         timed = true;  // the next pieces of the working set
+      } else if (!deferred_.empty() && (!timed || ts.tv_sec > 0 || ts.tv_nsec > kDeferredPollNs)) {
+        // A copy refused with EAGAIN (the tree is changing its address space) is tried again
+        // soon: no completion may come to wake the loop for it.
+        ts = {0, kDeferredPollNs};
+        timed = true;
       }
       lock.unlock();
       r = io_uring_submit_and_wait_timeout(&ring_, &first, 1, timed ? &ts : nullptr, nullptr);
@@ -695,8 +700,20 @@ class LazyPagesDaemon {
         t.gone = true;
         return;
       }
-      for (size_t i = 0; i < n / sizeof(uffd_msg); i++) {
-        HandleEvent(t, msgs[i]);
+      // The kernel hands out queued faults before events, and reading an event lets the task
+      // that caused it go on: a fault read with a DONTNEED, an unmap, a remap or a fork must be
+      // served with what the events say (no old data in dropped pages; a child that still
+      // misses the faulted page), so the events of a read go first.
+      size_t count = static_cast<size_t>(n) / sizeof(uffd_msg);
+      for (size_t i = 0; i < count; i++) {
+        if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
+          HandleEvent(t, msgs[i]);
+        }
+      }
+      for (size_t i = 0; i < count; i++) {
+        if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+          HandleEvent(t, msgs[i]);
+        }
       }
     }
   }
@@ -732,14 +749,35 @@ class LazyPagesDaemon {
     if (!guard_.Add(0, uffd.get())) {
       LZ_WARN("lazy-pages: guard did not take the uffd of a child of %d", parent.pid);
     }
-    // The child's memory is a copy of its parent's: it misses the same pages.
+    // The child's memory is a copy of its parent's: it misses the same pages, except where
+    // the parent's VMAs are not copied (MADV_DONTFORK) or come empty (MADV_WIPEONFORK).
     RangeSet pending = parent.pending;
+    DropUncopiedRanges(parent.pid, pending);
     AddTarget(0, std::move(uffd), parent.source, std::move(pending));
     targets_.back()->parent_pid = parent.pid;
     targets_.back()->ws_left = parent.ws_left;  // and the same working set still to install
     targets_.back()->ws_done = parent.ws_done;
     unknown_pids_++;
     LZ_INFO("lazy-pages: pid %d forked a child", parent.pid);
+  }
+
+  // The parent waits, mid-fork, until its fork event is read: its VMAs are as they are now.
+  static void DropUncopiedRanges(pid_t parent, RangeSet& pending) {
+    if (parent <= 0 || pending.empty()) {
+      return;
+    }
+    auto text = ReadFileToString("/proc/" + std::to_string(parent) + "/smaps");
+    auto vmas = text ? ParseSmaps(*text) : Result<std::vector<ProcVma>>(Unexpected{text.error()});
+    if (!vmas) {
+      LZ_WARN("lazy-pages: VMAs of pid %d not read at its fork: %s", parent,
+              vmas.error().Message().c_str());
+      return;
+    }
+    for (const ProcVma& v : *vmas) {
+      if (v.HasFlag("dc") || v.HasFlag("wf")) {
+        pending.RemoveLive(v.start, v.end);
+      }
+    }
   }
 
   static pid_t TgidOf(pid_t tid) {
@@ -801,6 +839,11 @@ class LazyPagesDaemon {
       pages_zero_++;
     } else if (o == CopyOutcome::kAlreadyMapped) {
       UffdWake(t.uffd.get(), addr, P);
+    } else if (o == CopyOutcome::kRetry && err == ENOENT) {
+      // No VMA there any more (unmapped, or never in this task): nothing to put in place; woken,
+      // the thread faults again as the kernel sees fit.
+      UffdWake(t.uffd.get(), addr, P);
+      return;
     } else if (o == CopyOutcome::kRetry) {
       deferred_.push_back({t.id, addr, since});
       return;
@@ -1686,6 +1729,8 @@ class LazyPagesDaemon {
       }
     }
   }
+
+  static constexpr long kDeferredPollNs = 1'000'000;
 
   bool Finished() const {
     if (!all_sent_ || BusySlots() > 0 || !deferred_.empty() || !fill_now_.empty()) {

@@ -56,6 +56,36 @@ TEST(UffdEvents, DroppedPagesNeverGetOldContentWhileTheFillRuns) {
   EXPECT_EQ(RunWorkload({"race"}, {"--fill-delay", "0"}, 20000), "PASS\n");
 }
 
+// A child forked while its parent's memory is still arriving: where the parent's VMAs are
+// MADV_WIPEONFORK it reads zeros, never the dumped data; where they are MADV_DONTFORK it has
+// nothing, and the daemon still finishes while the child lives.
+TEST(UffdEvents, AChildForkedDuringTheFillHonoursWipeonforkAndDontfork) {
+  TempDir dir;
+  Proc w = Start({WorkloadBinary("uffd_events"), dir.File("ready"), dir.File("result"), "fork"},
+                 dir.File("log"));
+  ASSERT_FALSE(WaitForFile(dir.File("ready"), 20000).empty());
+  pid_t pid = w.pid();
+  RunResult d = Dump(pid, dir.File("img"));
+  ASSERT_EQ(d.status, 0) << d.output;
+  ASSERT_TRUE(w.ReapIfDead(5000));
+  Proc daemon;
+  RunResult r = Restore(Mode::kLazy, dir.File("img"), &daemon, dir.File("lazy.log"), {},
+                        {"--fill-delay", "1500"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  Proc restored(pid);
+  kill(pid, SIGUSR1);
+  std::string verdict = WaitForFile(dir.File("result"), 10000);
+  ASSERT_EQ(verdict.rfind("PASS child ", 0), 0u) << verdict;
+  pid_t child = static_cast<pid_t>(std::stol(verdict.substr(11)));
+  int status = daemon.Wait(20000);
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the daemon did not finish while the child lived: " << status;
+  restored.Kill();  // the child dies with its parent (PR_SET_PDEATHSIG) and comes to us
+  for (int i = 0; i < 250 && waitpid(child, nullptr, WNOHANG) != child; i++) {
+    usleep(20000);
+  }
+}
+
 // A thread's stack inside a MADV_HUGEPAGE region: its hot pages must go in without faulting in
 // a huge page, whose other pages (lazy data) would then read as zero and never be filled.
 TEST(UffdEvents, HotPagesInAHugePageRegionLeaveTheDataAroundThem) {

@@ -8,7 +8,12 @@
 // (the fill goes bottom up), every 64-page block has 8 pages dropped and read back at once,
 // which must read as zero even when a fill thread was about to copy their old content.
 //
-// usage: uffd_events READY_FILE RESULT_FILE [race]
+// With "fork", pages 1024..1087 are MADV_WIPEONFORK and 1088..1151 MADV_DONTFORK; after SIGUSR1
+// it forks a child, which must see the first range as zero (never the dumped data) and the
+// rest intact, then stays (until its parent dies); the parent checks all of its own memory.
+// The result is "PASS child PID".
+//
+// usage: uffd_events READY_FILE RESULT_FILE [race|fork]
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +21,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -87,12 +94,58 @@ static void Race(char* result, size_t len) {
   CheckAll(pages, result, len);
 }
 
+// Whether page `p` holds its own words, or zeros when `zero`.
+static int PageIs(size_t p, int zero) {
+  for (size_t o = 0; o < PAGE; o += 8) {
+    uint64_t w;
+    memcpy(&w, region + p * PAGE + o, 8);
+    if (w != (zero ? 0 : (PageWord(p) ^ o))) return 0;
+  }
+  return 1;
+}
+
+static void ForkCheck(char* result, size_t len) {
+  int fds[2];
+  if (pipe(fds) != 0) {
+    snprintf(result, len, "FAIL: pipe\n");
+    return;
+  }
+  pid_t c = fork();
+  if (c == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    char r[128] = "PASS";
+    for (size_t p = 0; p < PAGES && r[0] == 'P'; p++) {
+      if (p >= 1088 && p < 1152) continue;  // not in the child at all
+      if (!PageIs(p, p >= 1024 && p < 1088)) snprintf(r, sizeof r, "FAIL: child page %zu", p);
+    }
+    if (write(fds[1], r, sizeof r) != sizeof r) _exit(1);
+    for (;;) pause();
+  }
+  char r[128] = "";
+  if (read(fds[0], r, sizeof r) != sizeof r || strcmp(r, "PASS") != 0) {
+    snprintf(result, len, "%s\n", r[0] ? r : "FAIL: no word from the child");
+    return;
+  }
+  for (size_t p = 0; p < PAGES; p++) {
+    if (!PageIs(p, 0)) {
+      snprintf(result, len, "FAIL: parent page %zu\n", p);
+      return;
+    }
+  }
+  snprintf(result, len, "PASS child %d\n", c);
+}
+
 int main(int argc, char** argv) {
-  if (argc != 3 && !(argc == 4 && strcmp(argv[3], "race") == 0)) return 2;
-  int race = argc == 4;
+  if (argc != 3 && !(argc == 4 && (strcmp(argv[3], "race") == 0 || strcmp(argv[3], "fork") == 0)))
+    return 2;
+  int race = argc == 4 && strcmp(argv[3], "race") == 0;
+  int forking = argc == 4 && !race;
   size_t pages = race ? 65536 : PAGES;
   region = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   Fill(pages);
+  if (forking && (madvise(region + 1024 * PAGE, 64 * PAGE, MADV_WIPEONFORK) != 0 ||
+                  madvise(region + 1088 * PAGE, 64 * PAGE, MADV_DONTFORK) != 0))
+    return 3;
   signal(SIGUSR1, OnUsr1);
   FILE* f = fopen(argv[1], "w");
   fprintf(f, "%d\n", getpid());
@@ -100,11 +153,13 @@ int main(int argc, char** argv) {
   while (!go) pause();
 
   char result[256] = "PASS\n";
-  if (race) {
-    Race(result, sizeof result);
+  if (race || forking) {
+    if (race) Race(result, sizeof result);
+    if (forking) ForkCheck(result, sizeof result);
     f = fopen(argv[2], "w");
     fputs(result, f);
     fclose(f);
+    while (forking) pause();  // the child lives as long as this process does
     return 0;
   }
   // Pages 100..163 move away; 200..231 are dropped; 300..315 are unmapped.
