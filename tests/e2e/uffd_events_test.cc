@@ -14,6 +14,18 @@
 namespace lz::e2e {
 namespace {
 
+// Dumps `w`, reaps it and restores it lazily with `daemon_extra`: "", or what went wrong.
+std::string DumpAndRestoreLazily(Proc& w, const TempDir& dir, Proc* daemon,
+                                 const std::vector<std::string>& daemon_extra) {
+  RunResult d = Dump(w.pid(), dir.File("img"));
+  if (d.status != 0 || !w.ReapIfDead(5000)) {
+    return "dump failed: " + d.output;
+  }
+  RunResult r =
+      Restore(Mode::kLazy, dir.File("img"), daemon, dir.File("lazy.log"), {}, daemon_extra);
+  return r.status == 0 ? "" : "restore failed: " + r.output;
+}
+
 // Starts the workload, dumps it, restores it lazily with `daemon_extra`, sends it SIGUSR1 and
 // returns its verdict (the daemon must also exit cleanly).
 std::string RunWorkload(const std::vector<std::string>& args,
@@ -27,15 +39,9 @@ std::string RunWorkload(const std::vector<std::string>& args,
     return "workload did not start";
   }
   pid_t pid = w.pid();
-  RunResult d = Dump(pid, dir.File("img"));
-  if (d.status != 0 || !w.ReapIfDead(5000)) {
-    return "dump failed: " + d.output;
-  }
   Proc daemon;
-  RunResult r =
-      Restore(Mode::kLazy, dir.File("img"), &daemon, dir.File("lazy.log"), {}, daemon_extra);
-  if (r.status != 0) {
-    return "restore failed: " + r.output;
+  if (std::string failed = DumpAndRestoreLazily(w, dir, &daemon, daemon_extra); !failed.empty()) {
+    return failed;
   }
   Proc restored(pid);
   kill(pid, SIGUSR1);
@@ -65,13 +71,8 @@ TEST(UffdEvents, AChildForkedDuringTheFillHonoursWipeonforkAndDontfork) {
                  dir.File("log"));
   ASSERT_FALSE(WaitForFile(dir.File("ready"), 20000).empty());
   pid_t pid = w.pid();
-  RunResult d = Dump(pid, dir.File("img"));
-  ASSERT_EQ(d.status, 0) << d.output;
-  ASSERT_TRUE(w.ReapIfDead(5000));
   Proc daemon;
-  RunResult r = Restore(Mode::kLazy, dir.File("img"), &daemon, dir.File("lazy.log"), {},
-                        {"--fill-delay", "1500"});
-  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_EQ(DumpAndRestoreLazily(w, dir, &daemon, {"--fill-delay", "1500"}), "");
   Proc restored(pid);
   kill(pid, SIGUSR1);
   std::string verdict = WaitForFile(dir.File("result"), 10000);
@@ -107,14 +108,9 @@ TEST(UffdEvents, HotPagesInAHugePageRegionLeaveTheDataAroundThem) {
                              "test would not exercise anything: "
                           << ready;
   pid_t pid = w.pid();
-  RunResult d = Dump(pid, dir.File("img"));
-  ASSERT_EQ(d.status, 0) << d.output;
-  ASSERT_TRUE(w.ReapIfDead(5000));
   Proc daemon;
   // The fill held back: every data page the check reads must come through a fault.
-  RunResult r = Restore(Mode::kLazy, dir.File("img"), &daemon, dir.File("lazy.log"), {},
-                        {"--fill-delay", "5000"});
-  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_EQ(DumpAndRestoreLazily(w, dir, &daemon, {"--fill-delay", "5000"}), "");
   Proc restored(pid);
   kill(pid, SIGUSR1);
   EXPECT_EQ(WaitForFile(dir.File("result"), 10000), "PASS\n");
