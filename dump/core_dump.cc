@@ -115,7 +115,7 @@ Status DumpThread(ParasiteSession& p, size_t i, pid_t pid, pb::ThreadCore* t) {
   LZ_ASSIGN_OR_RETURN(RseqConfig rseq, GetRseqConfig(tid));
   // Stopped inside a restartable sequence: the image resumes it at its abort handler, as the
   // kernel would have on the way back to user space, since it will run on another CPU.
-  LZ_ASSIGN_OR_RETURN(std::optional<uint64_t> abort_ip, RseqAbortTargetOf(tid, rseq, regs.rip));
+  std::optional<uint64_t> abort_ip = p.rseq_abort(i);
   if (abort_ip) {
     LZ_INFO("tid %d: inside an rseq critical section at %#llx, resumes at its abort handler %#lx",
             tid, regs.rip, *abort_ip);

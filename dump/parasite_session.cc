@@ -1,7 +1,9 @@
 #include "dump/parasite_session.h"
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "base/log.h"
 
@@ -14,7 +16,9 @@ Result<std::unique_ptr<ParasiteSession>> ParasiteSession::Start(pid_t pid,
   for (pid_t tid : tids) {
     LZ_ASSIGN_OR_RETURN(Regs regs, GetRegs(tid));
     LZ_ASSIGN_OR_RETURN(uint64_t mask, GetSigmask(tid));
-    s->threads_.push_back(Thread{RemoteThread(tid, insn), regs, mask});
+    LZ_ASSIGN_OR_RETURN(RseqConfig rseq, GetRseqConfig(tid));
+    LZ_ASSIGN_OR_RETURN(std::optional<uint64_t> abort_ip, RseqAbortTargetOf(tid, rseq, regs.rip));
+    s->threads_.push_back(Thread{RemoteThread(tid, insn), regs, mask, abort_ip});
     // Blocked signals stay queued instead of interrupting our syscalls; the mask comes back
     // in Finish().
     LZ_TRY(SetSigmask(tid, ~uint64_t{0}));
@@ -48,8 +52,18 @@ Status ParasiteSession::Finish() {
     // passes the kernel's own restart logic, which restarts the syscall or, if a signal with a
     // handler is delivered first, turns it into EINTR. Rewinding by hand would lose the latter
     // (a pause() would sleep again after its handler ran).
-    Status a = SetRegs(t.remote.tid(), t.regs);
+    // Inside an rseq critical section, the thread goes to the abort handler, where the kernel
+    // would have sent it after the stop had we not cleared its rseq_cs meanwhile.
+    Regs regs = t.regs;
+    if (t.rseq_abort) {
+      regs.rip = *t.rseq_abort;
+    }
+    Status a = SetRegs(t.remote.tid(), regs);
     Status b = SetSigmask(t.remote.tid(), t.sigmask);
+    if (t.remote.stopped_meanwhile()) {
+      // Pending again, it stops the task once it is let go, as it would have.
+      (void)::syscall(SYS_tgkill, pid_, t.remote.tid(), SIGSTOP);
+    }
     if (result && !a) {
       result = a;
     }

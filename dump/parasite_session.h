@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -25,6 +26,10 @@ class ParasiteSession {
 
   /// The registers and signal mask each thread had when frozen.
   const Regs& saved_regs(size_t i) const { return threads_[i].regs; }
+  /// Where thread `i` resumes if it was frozen inside an rseq critical section (its abort
+  /// handler, as the kernel would send it), read before any remote syscall: the kernel clears
+  /// the task's rseq_cs when one returns to user space outside the section.
+  std::optional<uint64_t> rseq_abort(size_t i) const { return threads_[i].rseq_abort; }
   uint64_t saved_sigmask(size_t i) const { return threads_[i].sigmask; }
   RemoteThread& thread(size_t i) { return threads_[i].remote; }
   RemoteThread& leader() { return threads_[0].remote; }
@@ -41,6 +46,7 @@ class ParasiteSession {
     RemoteThread remote;
     Regs regs;
     uint64_t sigmask;
+    std::optional<uint64_t> rseq_abort;
   };
   explicit ParasiteSession(pid_t pid) : pid_(pid) {}
   pid_t pid_;

@@ -95,9 +95,11 @@ Status RemoteThread::ResumeToSyscallStop(bool want_exit) {
       // A signal arrived while we drive the thread. The dump blocks every signal first, so this
       // is a restore, where the signal is an artefact of rebuilding the tree (SIGCHLD from a
       // zombie being re-made) and must not reach the task: the dumped pending signals are
-      // queued separately. It is dropped by resuming without it.
+      // queued separately. It is dropped by resuming without it. SIGSTOP, which no mask holds
+      // back, is noted: the dump sends it again (ParasiteSession::Finish).
       LZ_DEBUG("tid %d: dropped signal %d during a remote syscall%s", tid_, sig,
                want_exit ? " (in the syscall)" : "");
+      stopped_meanwhile_ = stopped_meanwhile_ || sig == SIGSTOP;
     }
     if (::ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) {
       return FailErrno("ptrace syscall", "tid " + std::to_string(tid_));

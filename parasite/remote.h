@@ -59,6 +59,9 @@ class RemoteThread {
 
   /// Pids of tasks created by clone/fork/vfork events seen during the last syscall.
   const std::vector<pid_t>& new_tasks() const { return new_tasks_; }
+  /// Whether a SIGSTOP reached the thread while it was driven: it cannot be blocked, and the
+  /// thread went on without it, so whoever lets the thread go sends it again.
+  bool stopped_meanwhile() const { return stopped_meanwhile_; }
 
  private:
   Status ResumeToSyscallStop(bool want_exit);
@@ -69,6 +72,7 @@ class RemoteThread {
   pid_t tid_;
   uint64_t insn_;
   std::vector<pid_t> new_tasks_;
+  bool stopped_meanwhile_ = false;
 };
 
 /// Reads / writes another process's memory through /proc/PID/mem, which also reaches pages

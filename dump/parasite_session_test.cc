@@ -1,0 +1,60 @@
+#include "dump/parasite_session.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "parasite/ptrace.h"
+
+namespace lz {
+namespace {
+
+// The scheduler state letter of `pid` ('T' once stopped).
+char StateOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+}
+
+// A SIGSTOP sent while the dump drives a thread (no mask holds it back) is dequeued by the
+// remote syscall's return to user space and resumed without; the session sends it again, so
+// the task stops once it is let go, as it would have.
+TEST(ParasiteSession, ASigstopSentMeanwhileStillStopsTheTask) {
+  pid_t child = fork();
+  if (child == 0) {
+    for (;;) {
+      usleep(1000);
+    }
+  }
+  {
+    auto att = SeizeAndStop(child, PTRACE_O_TRACESYSGOOD);
+    ASSERT_TRUE(att) << att.error().Message();
+    std::vector<pid_t> tids = {child};
+    auto session = ParasiteSession::Start(child, tids);
+    ASSERT_TRUE(session) << session.error().Message();
+    ASSERT_EQ(kill(child, SIGSTOP), 0);
+    auto r = (*session)->leader().Syscall("getpid", SYS_getpid);
+    ASSERT_TRUE(r) << r.error().Message();
+    EXPECT_EQ(*r, child);
+    EXPECT_TRUE((*session)->leader().stopped_meanwhile());
+    ASSERT_TRUE((*session)->Finish());
+  }  // detached here
+  char state = '?';
+  for (int i = 0; i < 100 && (state = StateOf(child)) != 'T'; i++) {
+    usleep(10000);
+  }
+  EXPECT_EQ(state, 'T') << "the SIGSTOP was lost";
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+}
+
+}  // namespace
+}  // namespace lz
