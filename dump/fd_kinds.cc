@@ -218,20 +218,43 @@ Result<size_t> PeekOnce(int s, std::span<char> buf, int flags, bool* carries,
 constexpr const char* kCarriesFds =
     "unix socket holds queued data with descriptors or credentials, which is not supported";
 
+// Sets a socket's peek offset (SO_PEEK_OFF: -1 off, else where the next MSG_PEEK starts and
+// which it moves) for as long as it lives, then puts back the task's own: our copy of the
+// socket shares it with the task.
+class ScopedPeekOffset {
+ public:
+  static Result<ScopedPeekOffset> Set(int s, int off) {
+    int saved = -1;
+    socklen_t len = sizeof saved;
+    if (::getsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, &len) != 0) {
+      return FailErrno("getsockopt SO_PEEK_OFF");
+    }
+    if (::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0) {
+      return FailErrno("setsockopt SO_PEEK_OFF");
+    }
+    return ScopedPeekOffset(s, saved);
+  }
+  ScopedPeekOffset(ScopedPeekOffset&& o) noexcept : s_(o.s_), saved_(o.saved_) { o.s_ = -1; }
+  ScopedPeekOffset(const ScopedPeekOffset&) = delete;
+  ScopedPeekOffset& operator=(const ScopedPeekOffset&) = delete;
+  ScopedPeekOffset& operator=(ScopedPeekOffset&&) = delete;
+  ~ScopedPeekOffset() {
+    if (s_ >= 0) {
+      (void)::setsockopt(s_, SOL_SOCKET, SO_PEEK_OFF, &saved_, sizeof saved_);
+    }
+  }
+
+ private:
+  ScopedPeekOffset(int s, int saved) : s_(s), saved_(saved) {}
+  int s_;
+  int saved_;
+};
+
 // Every datagram (or seqpacket) queued on `s`, without taking any: each MSG_PEEK moves the
-// socket's peek offset past the message it returned. The task's own peek offset is put back.
-// `*named_senders`: whether any came from a socket with an address (a restore cannot send it
-// from there).
+// socket's peek offset past the message it returned. `*named_senders`: whether any came from a
+// socket with an address (a restore cannot send it from there).
 Status PeekMessages(int s, int type, pb::UnixInfo* u, bool* named_senders) {
-  int saved = -1;
-  socklen_t len = sizeof saved;
-  if (::getsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, &len) != 0) {
-    return FailErrno("getsockopt SO_PEEK_OFF");
-  }
-  int zero = 0;
-  if (::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) != 0) {
-    return FailErrno("setsockopt SO_PEEK_OFF");
-  }
+  LZ_ASSIGN_OR_RETURN(ScopedPeekOffset from_start, ScopedPeekOffset::Set(s, 0));
   std::vector<char> buf(1 << 20);
   Status st = Ok();
   for (;;) {
@@ -260,7 +283,6 @@ Status PeekMessages(int s, int type, pb::UnixInfo* u, bool* named_senders) {
     u->add_messages(buf.data(), *n);
     *named_senders = *named_senders || named;
   }
-  (void)::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, sizeof saved);
   return st;
 }
 
@@ -321,8 +343,10 @@ Status DumpUnixSocket(int pidfd, int fd, const struct stat& st, pb::OpenFile* f)
   if (diag.rqueue == 0) {
     return Ok();
   }
-  // MSG_PEEK on our copy reads the queued bytes without taking them from the task. A peek
-  // stops short at bytes that came with descriptors: refused as well.
+  // MSG_PEEK on our copy reads the queued bytes without taking them from the task, from the
+  // start (a peek offset the task set would start it further on, and move). A peek stops
+  // short at bytes that came with descriptors: refused as well.
+  LZ_ASSIGN_OR_RETURN(ScopedPeekOffset off, ScopedPeekOffset::Set(s.get(), -1));
   std::string data(diag.rqueue, '\0');
   bool carries = false;
   LZ_ASSIGN_OR_RETURN(size_t n, PeekOnce(s.get(), data, 0, &carries));

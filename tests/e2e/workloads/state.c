@@ -189,10 +189,15 @@ int main(int argc, char** argv) {
   Place(open(path, O_WRONLY), kFifoW);
   if (write(kFifoW, "fifo bytes", 10) != 10) return 3;
 
-  // A unix socketpair with bytes queued both ways, and a listening unix socket.
+  // A unix socketpair with bytes queued both ways (B has peeked at two of its own with a peek
+  // offset, which the dump's peek must neither start from nor move), and a listening unix socket.
   int sv[2];
+  int peek_from = 0;
+  char peeked[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || write(sv[0], "to B", 4) != 4 ||
-      write(sv[1], "to A!", 5) != 5) {
+      write(sv[1], "to A!", 5) != 5 ||
+      setsockopt(sv[1], SOL_SOCKET, SO_PEEK_OFF, &peek_from, sizeof peek_from) != 0 ||
+      recv(sv[1], peeked, 2, MSG_PEEK) != 2) {
     return 3;
   }
   Place(sv[0], kPairA);
