@@ -511,6 +511,45 @@ Result<std::vector<MountEntry>> ParseMountinfo(std::string_view text) {
   return out;
 }
 
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  auto tids = ListNumericDir("/proc/" + std::to_string(pid) + "/task");
+  if (!tids) {
+    return out;
+  }
+  for (int tid : *tids) {
+    auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
+                                 "/children");
+    if (!text) {
+      continue;
+    }
+    for (std::string_view s : SplitString(TrimSpace(*text), ' ')) {
+      int64_t c;
+      if (ParseI64(s, &c)) {
+        out.push_back(static_cast<pid_t>(c));
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<pid_t> DescendantsOf(std::span<const pid_t> roots) {
+  std::vector<pid_t> out;
+  std::vector<pid_t> todo(roots.begin(), roots.end());
+  while (!todo.empty()) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    for (pid_t c : ChildrenOf(p)) {
+      if (std::find(out.begin(), out.end(), c) == out.end() &&
+          std::find(roots.begin(), roots.end(), c) == roots.end()) {
+        out.push_back(c);
+        todo.push_back(c);
+      }
+    }
+  }
+  return out;
+}
+
 Result<UniqueFd> OpenByHandle(const std::string& proc_dir, uint64_t fs_dev, int handle_type,
                               std::string_view handle) {
   if (handle.empty()) {

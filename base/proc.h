@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -167,6 +168,11 @@ struct MountEntry {
   std::string mount_point;  // octal escapes (\040) decoded
 };
 [[nodiscard]] Result<std::vector<MountEntry>> ParseMountinfo(std::string_view text);
+
+/// The children of every thread of `pid`, from /proc (none if it is gone).
+std::vector<pid_t> ChildrenOf(pid_t pid);
+/// Every descendant of `roots` (children, their children, ...), without the roots.
+std::vector<pid_t> DescendantsOf(std::span<const pid_t> roots);
 
 /// Opens (O_PATH) the file that a file handle names, through a mount of its filesystem (`fs_dev`
 /// as mountinfo lists it) in the mount table of `proc_dir` ("/proc/self", "/proc/PID": its

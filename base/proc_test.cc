@@ -2,15 +2,18 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +65,39 @@ TEST(Proc, MalformedMapsAreRefused) {
   EXPECT_FALSE(ParseSmaps("8f00-7f00 r-xp 00000000 00:00 0\n"));
   EXPECT_FALSE(ParseSmaps("7f00-8f00 r-x 00000000 00:00 0\n"));
   EXPECT_FALSE(ParseSmaps("1000-3000 r--p 0 0:0 0\n2000-4000 r--p 0 0:0 0\n"));
+}
+
+// A child that forks a grandchild: both are descendants of this test, which is not.
+TEST(Proc, DescendantsOfFindsChildrenAndTheirChildren) {
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // the grandchild comes back to be reaped
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    pid_t grandchild = fork();
+    if (grandchild == 0) {
+      pause();
+      _exit(0);
+    }
+    if (write(ready[1], &grandchild, sizeof grandchild) != sizeof grandchild) _exit(1);
+    pause();
+    _exit(0);
+  }
+  pid_t grandchild = 0;
+  ASSERT_EQ(read(ready[0], &grandchild, sizeof grandchild),
+            static_cast<ssize_t>(sizeof grandchild));
+  pid_t self = getpid();
+  std::vector<pid_t> d = DescendantsOf(std::span(&self, 1));
+  EXPECT_NE(std::find(d.begin(), d.end(), child), d.end());
+  EXPECT_NE(std::find(d.begin(), d.end(), grandchild), d.end());
+  EXPECT_EQ(std::find(d.begin(), d.end(), self), d.end());
+  EXPECT_EQ(ChildrenOf(child), std::vector<pid_t>{grandchild});
+  kill(grandchild, SIGKILL);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  waitpid(grandchild, nullptr, 0);
+  close(ready[0]);
+  close(ready[1]);
 }
 
 TEST(Proc, StatOfSelf) {

@@ -175,29 +175,6 @@ std::optional<uint64_t> FirstImageOfChunk(const TaskSource& src, uint64_t k) {
   return r.vaddr + (idx - r.page_index) * P;
 }
 
-// Children of every thread of `pid`, from /proc.
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::vector<pid_t> out;
-  auto tids = ListNumericDir("/proc/" + std::to_string(pid) + "/task");
-  if (!tids) {
-    return out;
-  }
-  for (int tid : *tids) {
-    auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
-                                 "/children");
-    if (!text) {
-      continue;
-    }
-    for (std::string_view s : SplitString(TrimSpace(*text), ' ')) {
-      int64_t c;
-      if (ParseI64(s, &c)) {
-        out.push_back(static_cast<pid_t>(c));
-      }
-    }
-  }
-  return out;
-}
-
 class LazyPagesDaemon {
  public:
   LazyPagesDaemon(const LazyPagesOptions& opts, Guard guard,
@@ -1746,12 +1723,20 @@ class LazyPagesDaemon {
     if (fatal_) {
       return;
     }
-    std::string pids;
+    std::vector<pid_t> known;
     for (auto& t : targets_) {
       if (t->pid > 0) {
-        ::kill(t->pid, SIGKILL);
-        pids += " " + std::to_string(t->pid);
+        known.push_back(t->pid);
       }
+    }
+    // A child forked since the restore whose pid is not learnt yet would run on with zeros
+    // for its missing pages: every descendant goes too (children that exec'd as well).
+    std::vector<pid_t> doomed = unknown_pids_ > 0 ? DescendantsOf(known) : std::vector<pid_t>();
+    doomed.insert(doomed.end(), known.begin(), known.end());
+    std::string pids;
+    for (pid_t p : doomed) {
+      ::kill(p, SIGKILL);
+      pids += " " + std::to_string(p);
     }
     LZ_ERROR("lazy-pages: %s; killed restored tasks%s", e.Message().c_str(), pids.c_str());
     fatal_ = e.Wrap("lazy-pages (restored tasks killed)");

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/proc.h"
 #include "base/scm.h"
 
 namespace lz {
@@ -28,6 +29,8 @@ struct GuardMsg {
   signal(SIGPIPE, SIG_IGN);
   std::vector<pid_t> pids;
   std::vector<int> fds;
+  // Forked children's uffds come with pid 0; their pid follows alone once the daemon learns it.
+  int unknown = 0;
   for (;;) {
     GuardMsg m{};
     int fd = -1;
@@ -42,14 +45,24 @@ struct GuardMsg {
       if (fd >= 0) {
         fds.push_back(fd);  // held, never used: it keeps the uffd open
       }
+      if (fd >= 0 && m.pid == 0) {
+        unknown++;
+      } else if (fd < 0 && m.pid > 0 && unknown > 0) {
+        unknown--;
+      }
       if (m.pid > 0) {
         pids.push_back(m.pid);
       }
       continue;
     }
-    // The daemon is gone without saying it was done: its tasks must not go on.
+    // The daemon is gone without saying it was done: its tasks must not go on, nor a child
+    // of theirs whose pid it had not learnt yet (then every descendant goes).
     if (pids.empty()) {
       _exit(1);
+    }
+    if (unknown > 0) {
+      std::vector<pid_t> more = DescendantsOf(pids);
+      pids.insert(pids.begin(), more.begin(), more.end());
     }
     std::string list;
     for (pid_t p : pids) {
