@@ -10,8 +10,8 @@
 
 namespace lz {
 
-/// Blocks those signals for its lifetime; any still pending at the end is discarded (the dump
-/// already failed because of it).
+/// Blocks those of them that are not ignored, for its lifetime. At the end, one that failed
+/// the dump (CheckInterrupted) is discarded; one that came after the last check is delivered.
 class HeldSignals {
  public:
   HeldSignals();

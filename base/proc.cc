@@ -211,6 +211,10 @@ Result<ProcStatus> ParseStatus(std::string_view text) {
     } else if (key == "Threads") {
       ok = f.size() == 1 && ParseU64(f[0], &v);
       s.threads = static_cast<int>(v);
+    } else if (key == "SigPnd") {
+      ok = hex(&s.sig_pending);
+    } else if (key == "ShdPnd") {
+      ok = hex(&s.shared_pending);
     }
     if (!ok) {
       return Invalid("parse status", "bad " + std::string(key) + " line");

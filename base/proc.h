@@ -64,6 +64,8 @@ struct ProcStatus {
   int seccomp = 0;
   pid_t tracer_pid = 0;
   int threads = 0;
+  uint64_t sig_pending = 0;     // SigPnd: the thread's own (bit N-1: signal N)
+  uint64_t shared_pending = 0;  // ShdPnd: the process's
 };
 [[nodiscard]] Result<ProcStatus> ParseStatus(std::string_view text);
 

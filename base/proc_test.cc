@@ -69,7 +69,8 @@ TEST(Proc, MalformedMapsAreRefused) {
 
 // A child that forks a grandchild: both are descendants of this test, which is not.
 TEST(Proc, DescendantsOfFindsChildrenAndTheirChildren) {
-  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // the grandchild comes back to be reaped
+  // Subreaper for this test only: the grandchild comes back to be reaped.
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   int ready[2];
   ASSERT_EQ(pipe(ready), 0);
   pid_t child = fork();
@@ -84,20 +85,26 @@ TEST(Proc, DescendantsOfFindsChildrenAndTheirChildren) {
     _exit(0);
   }
   pid_t grandchild = 0;
-  ASSERT_EQ(read(ready[0], &grandchild, sizeof grandchild),
-            static_cast<ssize_t>(sizeof grandchild));
+  ssize_t got = read(ready[0], &grandchild, sizeof grandchild);
+  close(ready[0]);
+  close(ready[1]);
   pid_t self = getpid();
   std::vector<pid_t> d = DescendantsOf(std::span(&self, 1));
+  std::vector<pid_t> of_child = ChildrenOf(child);
+  if (got == static_cast<ssize_t>(sizeof grandchild)) {
+    kill(grandchild, SIGKILL);
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  if (got == static_cast<ssize_t>(sizeof grandchild)) {
+    waitpid(grandchild, nullptr, 0);
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+  ASSERT_EQ(got, static_cast<ssize_t>(sizeof grandchild));
   EXPECT_NE(std::find(d.begin(), d.end(), child), d.end());
   EXPECT_NE(std::find(d.begin(), d.end(), grandchild), d.end());
   EXPECT_EQ(std::find(d.begin(), d.end(), self), d.end());
-  EXPECT_EQ(ChildrenOf(child), std::vector<pid_t>{grandchild});
-  kill(grandchild, SIGKILL);
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
-  waitpid(grandchild, nullptr, 0);
-  close(ready[0]);
-  close(ready[1]);
+  EXPECT_EQ(of_child, std::vector<pid_t>{grandchild});
 }
 
 TEST(Proc, StatOfSelf) {

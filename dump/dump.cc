@@ -337,8 +337,9 @@ Result<pb::DumpStats> RunDump(const DumpOptions& opts) {
   HeldSignals held;
   Deadline deadline(opts.timeout_sec * 1000000000ull);
   uint64_t freeze_start = MonotonicNs();
-  LZ_ASSIGN_OR_RETURN(std::unique_ptr<FrozenTree> tree,
-                      FrozenTree::Freeze(opts.pid, deadline.at()));
+  LZ_ASSIGN_OR_RETURN(
+      std::unique_ptr<FrozenTree> tree,
+      FrozenTree::Freeze(opts.pid, deadline.at() != 0 ? deadline.at() : UINT64_MAX));
   // From here on an early return destroys `tree`, which resumes every task.
   pb::DumpStats stats;
   TreeDumper dumper(opts, *tree, deadline, page_server.get());

@@ -19,6 +19,28 @@ namespace {
 constexpr uint64_t kPfKthread = 0x00200000;  // PF_KTHREAD in /proc/PID/stat flags
 constexpr long kSeizeOptions = PTRACE_O_TRACESYSGOOD;
 
+// Whether a thread of `pid` other than its leader is alive (not a zombie, not dead).
+bool OtherThreadsRun(pid_t pid) {
+  auto tids = ListNumericDir(ProcPath(pid, "task"));
+  if (!tids) {
+    return false;
+  }
+  for (int tid : *tids) {
+    if (tid == pid) {
+      continue;
+    }
+    // Only the state (after the command's closing parenthesis): a thread's stat is not a
+    // process's (its exit signal is -1).
+    auto text = ReadFileToString(ProcPath(pid, "task/" + std::to_string(tid) + "/stat"));
+    size_t paren = text ? text->rfind(')') : std::string::npos;
+    if (paren != std::string::npos && paren + 2 < text->size() && (*text)[paren + 2] != 'Z' &&
+        (*text)[paren + 2] != 'X') {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Whether `pid` is a zombie; refuses what cannot be dumped at all.
 Result<bool> CheckDumpable(pid_t pid, bool is_root) {
   auto stat_text = ReadFileToString(ProcPath(pid, "stat"));
@@ -30,9 +52,14 @@ Result<bool> CheckDumpable(pid_t pid, bool is_root) {
     return Invalid("dump", "pid " + std::to_string(pid) + " is a kernel thread");
   }
   if (st.state == 'Z') {
-    // A leader that called pthread_exit() shows as a zombie while its other threads run on.
-    LZ_ASSIGN_OR_RETURN(std::vector<int> tids, ListNumericDir(ProcPath(pid, "task")));
-    if (tids.size() > 1) {
+    // A leader that called pthread_exit() shows as a zombie while its other threads run on; a
+    // process in exit_group() does too for a moment, until its threads are gone.
+    bool others_run = OtherThreadsRun(pid);
+    for (int i = 0; i < 50 && others_run; i++) {
+      ::usleep(2000);
+      others_run = OtherThreadsRun(pid);
+    }
+    if (others_run) {
       return Invalid("dump", "the main thread of pid " + std::to_string(pid) +
                                  " has exited and its other threads run on: not supported");
     }

@@ -25,7 +25,7 @@ class FrozenTree {
  public:
   /// Seizes `root` and its descendants, repeating until no new thread or child appears.
   /// Refuses zombies, kernel threads and tasks already traced by someone else. Fails if a
-  /// thread has not stopped by MonotonicNs() `deadline_ns` (0: no limit).
+  /// thread has not stopped by MonotonicNs() `deadline_ns` (as SeizeAndStop takes it).
   [[nodiscard]] static Result<std::unique_ptr<FrozenTree>> Freeze(pid_t root,
                                                                   uint64_t deadline_ns = 0);
   ~FrozenTree() { Resume(); }

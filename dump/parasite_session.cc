@@ -5,9 +5,31 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/file_util.h"
 #include "base/log.h"
+#include "base/proc.h"
 
 namespace lz {
+
+namespace {
+
+// Whether a SIGCONT is pending for thread `tid` of `pid` (every signal is blocked while the
+// session drives it): sent after the last SIGSTOP (a SIGSTOP flushes pending SIGCONTs), it
+// says the task is to run, so a SIGSTOP taken meanwhile is not sent again.
+bool ContinuedSince(pid_t pid, pid_t tid) {
+  uint64_t pending = 0;
+  for (const std::string& path :
+       {ProcPath(pid, "status"), ProcPath(pid, "task/" + std::to_string(tid) + "/status")}) {
+    auto text = ReadFileToString(path);
+    auto st = text ? ParseStatus(*text) : Result<ProcStatus>(Unexpected{text.error()});
+    if (st) {
+      pending |= st->sig_pending | st->shared_pending;
+    }
+  }
+  return (pending & (uint64_t{1} << (SIGCONT - 1))) != 0;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<ParasiteSession>> ParasiteSession::Start(pid_t pid,
                                                                 std::span<const pid_t> tids) {
@@ -60,7 +82,7 @@ Status ParasiteSession::Finish() {
     }
     Status a = SetRegs(t.remote.tid(), regs);
     Status b = SetSigmask(t.remote.tid(), t.sigmask);
-    if (t.remote.stopped_meanwhile()) {
+    if (t.remote.stopped_meanwhile() && !ContinuedSince(pid_, t.remote.tid())) {
       // Pending again, it stops the task once it is let go, as it would have.
       (void)::syscall(SYS_tgkill, pid_, t.remote.tid(), SIGSTOP);
     }

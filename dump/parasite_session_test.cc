@@ -27,6 +27,15 @@ char StateOf(pid_t pid) {
 // A SIGSTOP sent while the dump drives a thread (no mask holds it back) is dequeued by the
 // remote syscall's return to user space and resumed without; the session sends it again, so
 // the task stops once it is let go, as it would have.
+// Kills and reaps the test's child however the test ends.
+struct Reaped {
+  pid_t pid;
+  ~Reaped() {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+};
+
 TEST(ParasiteSession, ASigstopSentMeanwhileStillStopsTheTask) {
   pid_t child = fork();
   if (child == 0) {
@@ -34,6 +43,7 @@ TEST(ParasiteSession, ASigstopSentMeanwhileStillStopsTheTask) {
       usleep(1000);
     }
   }
+  Reaped reaped{child};
   {
     auto att = SeizeAndStop(child, PTRACE_O_TRACESYSGOOD);
     ASSERT_TRUE(att) << att.error().Message();
@@ -52,8 +62,6 @@ TEST(ParasiteSession, ASigstopSentMeanwhileStillStopsTheTask) {
     usleep(10000);
   }
   EXPECT_EQ(state, 'T') << "the SIGSTOP was lost";
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
 }
 
 }  // namespace

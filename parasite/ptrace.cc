@@ -74,8 +74,9 @@ char StateOf(pid_t tid) {
   return paren != nullptr && paren + 2 < line + n ? paren[2] : '?';
 }
 
-// WaitForStop with a deadline. SIGCHLD is blocked meanwhile so that a stop's SIGCHLD, not
-// ignored then, ends the wait at once instead of at the next poll.
+// WaitForStop with a deadline (UINT64_MAX: none, but held stop signals still end it). SIGCHLD
+// is blocked and at its default action meanwhile (not ignored, no SA_NOCLDSTOP, whatever
+// lazarus inherited) so that a stop's SIGCHLD is queued and ends the wait at once.
 Result<int> WaitForStopUntil(pid_t tid, uint64_t deadline_ns) {
   if (deadline_ns == 0) {
     return WaitForStop(tid);
@@ -85,6 +86,10 @@ Result<int> WaitForStopUntil(pid_t tid, uint64_t deadline_ns) {
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   pthread_sigmask(SIG_BLOCK, &chld, &old);
+  struct sigaction dfl {};
+  struct sigaction old_action {};
+  dfl.sa_handler = SIG_DFL;
+  sigaction(SIGCHLD, &dfl, &old_action);
   Result<int> result = Fail(ETIMEDOUT, "wait for stop", Tid(tid));
   for (;;) {
     int status = 0;
@@ -109,10 +114,11 @@ Result<int> WaitForStopUntil(pid_t tid, uint64_t deadline_ns) {
       result = Unexpected{st.error()};
       break;
     }
-    uint64_t wait = std::min<uint64_t>(deadline_ns - now, 50'000'000);  // held signals: polled
+    uint64_t wait = std::min<uint64_t>(deadline_ns - now, 10'000'000);  // held signals: polled
     timespec ts{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
     (void)sigtimedwait(&chld, nullptr, &ts);
   }
+  sigaction(SIGCHLD, &old_action, nullptr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return result;
 }

@@ -37,7 +37,8 @@ class PtraceAttachment {
 };
 
 /// PTRACE_SEIZE with `options`, then PTRACE_INTERRUPT and wait for the stop, until MonotonicNs()
-/// `deadline_ns` (0: however long it takes) or a held stop signal (base/held_signals.h).
+/// `deadline_ns` or a held stop signal (base/held_signals.h); UINT64_MAX: no deadline, and 0:
+/// a plain blocking wait.
 [[nodiscard]] Result<PtraceAttachment> SeizeAndStop(pid_t tid, long options,
                                                     uint64_t deadline_ns = 0);
 /// Waits until `tid` reports a stop; returns the raw wait status. Fails if it exited.

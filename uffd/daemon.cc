@@ -727,7 +727,11 @@ class LazyPagesDaemon {
       LZ_WARN("lazy-pages: guard did not take the uffd of a child of %d", parent.pid);
     }
     // The child's memory is a copy of its parent's: it misses the same pages, except where
-    // the parent's VMAs are not copied (MADV_DONTFORK) or come empty (MADV_WIPEONFORK).
+    // the parent's VMAs are not copied (MADV_DONTFORK) or come empty (MADV_WIPEONFORK). A
+    // parent forked since the restore may not be known by pid yet: by now it is listed.
+    if (parent.pid == 0) {
+      ResolveForkedPids();
+    }
     RangeSet pending = parent.pending;
     DropUncopiedRanges(parent.pid, pending);
     AddTarget(0, std::move(uffd), parent.source, std::move(pending));
@@ -738,7 +742,8 @@ class LazyPagesDaemon {
     LZ_INFO("lazy-pages: pid %d forked a child", parent.pid);
   }
 
-  // The parent waits, mid-fork, until its fork event is read: its VMAs are as they are now.
+  // Read as the fork event is: the parent, let go by that read, could change its VMAs since
+  // the fork only in the moment this takes.
   static void DropUncopiedRanges(pid_t parent, RangeSet& pending) {
     if (parent <= 0 || pending.empty()) {
       return;

@@ -225,6 +225,49 @@ TEST_P(MtCounterFailures, SigtermDuringTheDumpLeavesTheTaskAsItWas) {
   EXPECT_NE(r.status, 0) << "an interrupted dump was restored";
 }
 
+// With no timeout (--timeout 0), a freeze waiting on a thread that cannot stop still ends
+// at SIGTERM, with the tree let go.
+TEST_P(MtCounterFailures, SigtermEndsAFreezeWithoutATimeout) {
+  Proc w = StartWorkload(8, "vfork");
+  Proc dump = Start(
+      {LazarusBinary(), "dump", "-t", std::to_string(w.pid()), "-D", Images(), "--timeout", "0"},
+      dir_.File("dump.log"));
+  usleep(500000);
+  kill(dump.pid(), SIGTERM);
+  int status = dump.Wait(5000);
+  std::ifstream log(dir_.File("dump.log"));
+  std::stringstream out;
+  out << log.rdbuf();
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+      << status << " " << out.str();
+  EXPECT_NE(out.str().find("interrupted by SIGTERM while freezing"), std::string::npos)
+      << out.str();
+  EXPECT_EQ(TracerOf(w.pid()), "0");
+  std::string v = Verdict(w.pid());
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+}
+
+// Under nohup, SIGHUP is ignored: it must not stop the dump (a blocked signal is queued even
+// when ignored, so it is not held).
+TEST_P(MtCounterFailures, AnIgnoredSighupDoesNotStopTheDump) {
+  RequireBinary("/usr/bin/nohup");
+  Proc w = StartWorkload(512);
+  Proc dump = Start({"/usr/bin/nohup", LazarusBinary(), "dump", "-t", std::to_string(w.pid()), "-D",
+                     Images(), "-R"},
+                    dir_.File("dump.log"));
+  usleep(200000);
+  kill(dump.pid(), SIGHUP);  // nohup has exec'd lazarus: the same pid
+  int status = dump.Wait(20000);
+  std::ifstream log(dir_.File("dump.log"));
+  std::stringstream out;
+  out << log.rdbuf();
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << status << " " << out.str();
+  EXPECT_EQ(access((Images() + "/inventory.img").c_str(), F_OK), 0) << out.str();
+  std::string v = Verdict(w.pid());
+  EXPECT_EQ(v.rfind("PASS", 0), 0u) << v;
+}
+
 TEST_P(MtCounterFailures, RestoreRefusesATakenPid) {
   Proc w = StartWorkload(8);
   ASSERT_EQ(Dump(w.pid(), Images(), {"-R"}).status, 0);
