@@ -13,14 +13,14 @@ namespace lz {
 
 namespace {
 
-// Whether a SIGCONT is pending for thread `tid` of `pid` (every signal is blocked while the
-// session drives it): sent after the last SIGSTOP (a SIGSTOP flushes pending SIGCONTs), it
+// Whether a SIGCONT is pending anywhere in `pid` (every signal is blocked while the session
+// drives its threads): sent after the last SIGSTOP (a SIGSTOP flushes pending SIGCONTs), it
 // says the task is to run, so a SIGSTOP taken meanwhile is not sent again.
-bool ContinuedSince(pid_t pid, pid_t tid) {
+bool ContinuedSince(pid_t pid) {
   uint64_t pending = 0;
-  for (const std::string& path :
-       {ProcPath(pid, "status"), ProcPath(pid, "task/" + std::to_string(tid) + "/status")}) {
-    auto text = ReadFileToString(path);
+  auto tids = ListNumericDir(ProcPath(pid, "task"));
+  for (int tid : tids ? *tids : std::vector<int>{}) {
+    auto text = ReadFileToString(ProcPath(pid, "task/" + std::to_string(tid) + "/status"));
     auto st = text ? ParseStatus(*text) : Result<ProcStatus>(Unexpected{text.error()});
     if (st) {
       pending |= st->sig_pending | st->shared_pending;
@@ -82,7 +82,7 @@ Status ParasiteSession::Finish() {
     }
     Status a = SetRegs(t.remote.tid(), regs);
     Status b = SetSigmask(t.remote.tid(), t.sigmask);
-    if (t.remote.stopped_meanwhile() && !ContinuedSince(pid_, t.remote.tid())) {
+    if (t.remote.stopped_meanwhile() && !ContinuedSince(pid_)) {
       // Pending again, it stops the task once it is let go, as it would have.
       (void)::syscall(SYS_tgkill, pid_, t.remote.tid(), SIGSTOP);
     }

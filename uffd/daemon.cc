@@ -698,8 +698,8 @@ class LazyPagesDaemon {
   void HandleEvent(Target& t, const uffd_msg& m) {
     switch (m.event) {
       case UFFD_EVENT_PAGEFAULT:
-        if (t.pid == 0) {
-          LearnPid(t, TgidOf(static_cast<pid_t>(m.arg.pagefault.feat.ptid)));
+        if (t.pid == 0 || t.pid_guessed) {
+          LearnPid(t, TgidOf(static_cast<pid_t>(m.arg.pagefault.feat.ptid)), /*guessed=*/false);
         }
         HandleFault(t.id, m.arg.pagefault.address & ~(P - 1), MonotonicNs());
         break;
@@ -734,8 +734,13 @@ class LazyPagesDaemon {
     }
     RangeSet pending = parent.pending;
     DropUncopiedRanges(parent.pid, pending);
+    // The new child is not listed yet (the event comes before its pid exists); the parent's
+    // children now are not it (a posix_spawn()ed child, a restored zombie).
+    std::vector<pid_t> before = parent.pid > 0 ? ChildrenOf(parent.pid) : std::vector<pid_t>();
     AddTarget(0, std::move(uffd), parent.source, std::move(pending));
     targets_.back()->parent_pid = parent.pid;
+    targets_.back()->parent_id = parent.id;
+    targets_.back()->children_before = std::move(before);
     targets_.back()->ws_left = parent.ws_left;  // and the same working set still to install
     targets_.back()->ws_done = parent.ws_done;
     unknown_pids_++;
@@ -776,16 +781,30 @@ class LazyPagesDaemon {
     return 0;
   }
 
-  void LearnPid(Target& t, pid_t pid) {
-    if (pid <= 0 || t.pid != 0) {
+  // A pid from a fault (the faulting thread's process: certain) or guessed from /proc. The
+  // guard hears only certain ones: until then, if the daemon dies, it kills every descendant
+  // of the tasks it knows.
+  void LearnPid(Target& t, pid_t pid, bool guessed) {
+    if (pid <= 0 || (t.pid != 0 && !t.pid_guessed)) {
       return;
     }
+    if (t.pid == 0) {
+      unknown_pids_--;
+    } else if (t.pid != pid) {
+      LZ_WARN("lazy-pages: a forked child taken for pid %d is pid %d", t.pid, pid);
+    }
     t.pid = pid;
-    unknown_pids_--;
-    if (!guard_.Add(pid, -1)) {
+    t.pid_guessed = guessed;
+    if (!guessed && !guard_.Add(pid, -1)) {
       LZ_WARN("lazy-pages: could not tell the guard about pid %d", pid);
     }
-    LZ_INFO("lazy-pages: serving forked child %d", pid);
+    LZ_INFO("lazy-pages: serving forked child %d%s", pid, guessed ? " (from /proc)" : "");
+  }
+
+  static bool IsZombie(pid_t pid) {
+    auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/stat");
+    size_t paren = text ? text->rfind(')') : std::string::npos;
+    return paren == std::string::npos || paren + 2 >= text->size() || (*text)[paren + 2] == 'Z';
   }
 
   void ResolveForkedPids() {
@@ -796,13 +815,19 @@ class LazyPagesDaemon {
       if (t->pid != 0 || t->gone) {
         continue;
       }
+      if (t->parent_pid == 0 && t->parent_id >= 0 && targets_[t->parent_id]->pid > 0) {
+        t->parent_pid = targets_[t->parent_id]->pid;  // forked before its parent was known
+      }
       for (pid_t k : ChildrenOf(t->parent_pid)) {
-        bool known = std::any_of(targets_.begin(), targets_.end(),
-                                 [k](const std::unique_ptr<Target>& o) { return o->pid == k; });
-        if (!known) {
-          LearnPid(*t, k);
-          break;
+        auto is_k = [k](const std::unique_ptr<Target>& o) { return o->pid == k; };
+        if (std::any_of(targets_.begin(), targets_.end(), is_k) ||
+            std::find(t->children_before.begin(), t->children_before.end(), k) !=
+                t->children_before.end() ||
+            IsZombie(k)) {
+          continue;
         }
+        LearnPid(*t, k, /*guessed=*/true);
+        break;
       }
     }
   }
@@ -1729,14 +1754,19 @@ class LazyPagesDaemon {
       return;
     }
     std::vector<pid_t> known;
+    bool uncertain = false;
     for (auto& t : targets_) {
+      if (t->gone) {
+        continue;  // its pid may be another process's by now
+      }
       if (t->pid > 0) {
         known.push_back(t->pid);
       }
+      uncertain = uncertain || t->pid == 0 || t->pid_guessed;
     }
-    // A child forked since the restore whose pid is not learnt yet would run on with zeros
-    // for its missing pages: every descendant goes too (children that exec'd as well).
-    std::vector<pid_t> doomed = unknown_pids_ > 0 ? DescendantsOf(known) : std::vector<pid_t>();
+    // A child forked since the restore whose pid is not certain would run on with zeros for
+    // its missing pages: every descendant goes too (children that exec'd as well).
+    std::vector<pid_t> doomed = uncertain ? DescendantsOf(known) : std::vector<pid_t>();
     doomed.insert(doomed.end(), known.begin(), known.end());
     std::string pids;
     for (pid_t p : doomed) {

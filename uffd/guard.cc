@@ -3,11 +3,13 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "base/proc.h"
@@ -27,9 +29,12 @@ struct GuardMsg {
   signal(SIGTERM, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
-  std::vector<pid_t> pids;
+  // Each task by pid and pidfd: killed through the pidfd, so that a pid reused since its task
+  // exited is never hit; pidfd -1 where the kernel would not give one.
+  std::vector<std::pair<pid_t, int>> tasks;
   std::vector<int> fds;
-  // Forked children's uffds come with pid 0; their pid follows alone once the daemon learns it.
+  // Forked children's uffds come with pid 0; their pid follows alone once the daemon is sure
+  // of it.
   int unknown = 0;
   for (;;) {
     GuardMsg m{};
@@ -51,21 +56,30 @@ struct GuardMsg {
         unknown--;
       }
       if (m.pid > 0) {
-        pids.push_back(m.pid);
+        tasks.emplace_back(m.pid, static_cast<int>(syscall(SYS_pidfd_open, m.pid, 0)));
       }
       continue;
+    }
+    // Only those still alive: a pid of a task that exited may name another process now.
+    std::vector<pid_t> pids;
+    std::vector<int> pidfds;
+    for (auto [pid, pidfd] : tasks) {
+      if (pidfd < 0 || syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0) {
+        pids.push_back(pid);
+        pidfds.push_back(pidfd);
+      }
     }
     // The daemon is gone without saying it was done: its tasks must not go on, nor a child
     // of theirs whose pid it had not learnt yet (then every descendant goes).
     if (pids.empty()) {
       _exit(1);
     }
-    if (unknown > 0) {
-      std::vector<pid_t> more = DescendantsOf(pids);
-      pids.insert(pids.begin(), more.begin(), more.end());
-    }
+    std::vector<pid_t> more = unknown > 0 ? DescendantsOf(pids) : std::vector<pid_t>();
     std::string list;
     for (pid_t p : pids) {
+      list += " " + std::to_string(p);
+    }
+    for (pid_t p : more) {
       list += " " + std::to_string(p);
     }
     // Said before it is done, so that whoever sees the tasks die finds the reason logged.
@@ -74,7 +88,12 @@ struct GuardMsg {
                  "killing restored tasks%s so that none runs on with missing memory\n",
                  list.c_str());
     std::fflush(stderr);
-    for (pid_t p : pids) {
+    for (size_t i = 0; i < pids.size(); i++) {
+      if (pidfds[i] < 0 || syscall(SYS_pidfd_send_signal, pidfds[i], SIGKILL, nullptr, 0) != 0) {
+        kill(pids[i], SIGKILL);
+      }
+    }
+    for (pid_t p : more) {
       kill(p, SIGKILL);
     }
     _exit(1);

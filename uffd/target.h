@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/unique_fd.h"
 #include "images/page_store.h"
@@ -35,8 +36,13 @@ struct WorkingSetRun {
 /// Not thread-safe; owned by the daemon's event loop.
 struct Target {
   int id = 0;
-  pid_t pid = 0;         // the task; 0 for a child forked after restore until it is known
-  pid_t parent_pid = 0;  // for such a child: the task that forked it
+  pid_t pid = 0;  // the task; 0 for a child forked after restore until it is known
+  // For such a child: its pid was guessed from /proc (a new child of its parent), not yet
+  // confirmed by a fault of one of its threads.
+  bool pid_guessed = false;
+  pid_t parent_pid = 0;                // for such a child: the task that forked it
+  int parent_id = -1;                  // and that task's target
+  std::vector<pid_t> children_before;  // the parent's children at the fork: not this one
   UniqueFd uffd;
   std::shared_ptr<const TaskSource> source;
   RangeSet pending;  // present pages not copied yet
