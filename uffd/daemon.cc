@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <linux/kcmp.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -303,7 +305,10 @@ class LazyPagesDaemon {
       if (ReadAheadWaiting() || WorkingSetLeft()) {
         ts = {};       // only look for new events, then copy the next chunk read ahead, or install
         timed = true;  // the next pieces of the working set
-      } else if (!deferred_.empty() && (!timed || ts.tv_sec > 0 || ts.tv_nsec > kDeferredPollNs)) {
+      } else if ((!deferred_.empty() || (unknown_pids_ > 0 && MonotonicNs() < resolve_until_ns_)) &&
+                 (!timed || ts.tv_sec > 0 || ts.tv_nsec > kDeferredPollNs)) {
+        // Also while a child forked a moment ago is not known by pid: it shows up in /proc
+        // soon after its fork event, and a quiet tree would not wake the loop to look.
         // A copy refused with EAGAIN (the tree is changing its address space) is tried again
         // soon: no completion may come to wake the loop for it.
         ts = {0, kDeferredPollNs};
@@ -718,9 +723,9 @@ class LazyPagesDaemon {
     }
   }
 
-  // The fork event arrives while the kernel is still copying the child's memory, before the
-  // child is listed among its parent's children: its pid is learnt later, from its first
-  // fault (UFFD_FEATURE_THREAD_ID) or from /proc once it shows up (ResolveForkedPids).
+  // The fork event does not say the child's pid: it is learnt from the child's first fault
+  // (UFFD_FEATURE_THREAD_ID: certain) or guessed from its parent's children in /proc
+  // (ResolveForkedPids), where it is usually listed by the time the event is read.
   void OnFork(Target& parent, int ufd) {
     UniqueFd uffd(ufd);
     if (!guard_.Add(0, uffd.get())) {
@@ -734,17 +739,15 @@ class LazyPagesDaemon {
     }
     RangeSet pending = parent.pending;
     DropUncopiedRanges(parent.pid, pending);
-    // The new child is not listed yet (the event comes before its pid exists); the parent's
-    // children now are not it (a posix_spawn()ed child, a restored zombie).
-    std::vector<pid_t> before = parent.pid > 0 ? ChildrenOf(parent.pid) : std::vector<pid_t>();
     AddTarget(0, std::move(uffd), parent.source, std::move(pending));
     targets_.back()->parent_pid = parent.pid;
     targets_.back()->parent_id = parent.id;
-    targets_.back()->children_before = std::move(before);
+    resolve_until_ns_ = MonotonicNs() + 1'000'000'000;
     targets_.back()->ws_left = parent.ws_left;  // and the same working set still to install
     targets_.back()->ws_done = parent.ws_done;
     unknown_pids_++;
     LZ_INFO("lazy-pages: pid %d forked a child", parent.pid);
+    ResolveForkedPids();  // usually listed by the time its fork event is read
   }
 
   // Read as the fork event is: the parent, let go by that read, could change its VMAs since
@@ -785,7 +788,7 @@ class LazyPagesDaemon {
   // guard hears only certain ones: until then, if the daemon dies, it kills every descendant
   // of the tasks it knows.
   void LearnPid(Target& t, pid_t pid, bool guessed) {
-    if (pid <= 0 || (t.pid != 0 && !t.pid_guessed)) {
+    if (pid <= 0 || (t.pid != 0 && !t.pid_guessed) || (guessed && t.pid != 0)) {
       return;
     }
     if (t.pid == 0) {
@@ -795,10 +798,34 @@ class LazyPagesDaemon {
     }
     t.pid = pid;
     t.pid_guessed = guessed;
-    if (!guessed && !guard_.Add(pid, -1)) {
+    if (!guessed) {
+      // Another child guessed to be this one is not: it is unknown again.
+      for (auto& o : targets_) {
+        if (o.get() != &t && o->pid == pid && o->pid_guessed) {
+          o->pid = 0;
+          o->pid_guessed = false;
+          unknown_pids_++;
+        }
+      }
+    }
+    if (!guard_.Add(pid, -1, guessed)) {
       LZ_WARN("lazy-pages: could not tell the guard about pid %d", pid);
     }
     LZ_INFO("lazy-pages: serving forked child %d%s", pid, guessed ? " (from /proc)" : "");
+  }
+
+  // A forked child inherits its parent's userfaultfd ranges (VmFlags "um"); a child that
+  // exec'd (posix_spawn) or shares its parent's memory (vfork) is no fork of a lazy task.
+  static bool HasUffdRanges(pid_t pid) {
+    auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/smaps");
+    auto vmas = text ? ParseSmaps(*text) : Result<std::vector<ProcVma>>(Unexpected{text.error()});
+    return vmas && std::any_of(vmas->begin(), vmas->end(),
+                               [](const ProcVma& v) { return v.HasFlag("um"); });
+  }
+
+  // A vfork()ed child, before it execs, is its parent's memory, not a copy of it.
+  static bool SharesMemoryWith(pid_t a, pid_t b) {
+    return ::syscall(SYS_kcmp, a, b, KCMP_VM, 0, 0) == 0;
   }
 
   static bool IsZombie(pid_t pid) {
@@ -815,15 +842,13 @@ class LazyPagesDaemon {
       if (t->pid != 0 || t->gone) {
         continue;
       }
-      if (t->parent_pid == 0 && t->parent_id >= 0 && targets_[t->parent_id]->pid > 0) {
-        t->parent_pid = targets_[t->parent_id]->pid;  // forked before its parent was known
+      if (t->parent_id >= 0 && targets_[t->parent_id]->pid > 0) {
+        t->parent_pid = targets_[t->parent_id]->pid;  // known since, or corrected since
       }
       for (pid_t k : ChildrenOf(t->parent_pid)) {
         auto is_k = [k](const std::unique_ptr<Target>& o) { return o->pid == k; };
-        if (std::any_of(targets_.begin(), targets_.end(), is_k) ||
-            std::find(t->children_before.begin(), t->children_before.end(), k) !=
-                t->children_before.end() ||
-            IsZombie(k)) {
+        if (std::any_of(targets_.begin(), targets_.end(), is_k) || IsZombie(k) ||
+            SharesMemoryWith(k, t->parent_pid) || !HasUffdRanges(k)) {
           continue;
         }
         LearnPid(*t, k, /*guessed=*/true);
@@ -1822,8 +1847,9 @@ class LazyPagesDaemon {
   std::optional<Error> fatal_;
   FILE* trace_ = nullptr;
   uint64_t start_ns_ = 0, first_task_ns_ = 0, done_ns_ = 0;
-  uint64_t fill_at_ns_ = 0;  // --fill-delay: when the background fill may start
-  int unknown_pids_ = 0;     // forked children whose pid is not known yet
+  uint64_t fill_at_ns_ = 0;        // --fill-delay: when the background fill may start
+  int unknown_pids_ = 0;           // forked children whose pid is not known yet
+  uint64_t resolve_until_ns_ = 0;  // the loop looks for them in /proc until then
   std::vector<uint64_t> latencies_;
   uint64_t pages_by_fault_ = 0, pages_by_fill_ = 0, pages_zero_ = 0, chunks_read_ = 0;
   // The working set (issue 7): recording it, or installing a recorded one.

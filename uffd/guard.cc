@@ -19,7 +19,7 @@ namespace lz {
 namespace {
 
 struct GuardMsg {
-  char type;  // 'A' add (fd attached), 'D' done
+  char type;  // 'A' add (fd attached), 'G' a forked child's guessed pid, 'D' done
   pid_t pid;
 };
 
@@ -46,17 +46,20 @@ struct GuardMsg {
     if (n == sizeof m && m.type == 'D') {
       _exit(0);  // closing our uffd copies with us
     }
-    if (n == sizeof m && m.type == 'A') {
+    if (n == sizeof m && (m.type == 'A' || m.type == 'G')) {
       if (fd >= 0) {
         fds.push_back(fd);  // held, never used: it keeps the uffd open
       }
       if (fd >= 0 && m.pid == 0) {
         unknown++;
-      } else if (fd < 0 && m.pid > 0 && unknown > 0) {
-        unknown--;
+      } else if (m.type == 'A' && fd < 0 && m.pid > 0 && unknown > 0) {
+        unknown--;  // a guess ('G') is killed too, but leaves the child unknown
       }
       if (m.pid > 0) {
-        tasks.emplace_back(m.pid, static_cast<int>(syscall(SYS_pidfd_open, m.pid, 0)));
+        int pidfd = static_cast<int>(syscall(SYS_pidfd_open, m.pid, 0));
+        if (pidfd >= 0 || errno == ENOSYS) {
+          tasks.emplace_back(m.pid, pidfd);  // ESRCH: gone already, nothing to kill
+        }
       }
       continue;
     }
@@ -89,8 +92,10 @@ struct GuardMsg {
                  list.c_str());
     std::fflush(stderr);
     for (size_t i = 0; i < pids.size(); i++) {
-      if (pidfds[i] < 0 || syscall(SYS_pidfd_send_signal, pidfds[i], SIGKILL, nullptr, 0) != 0) {
-        kill(pids[i], SIGKILL);
+      if (pidfds[i] >= 0) {
+        syscall(SYS_pidfd_send_signal, pidfds[i], SIGKILL, nullptr, 0);
+      } else {
+        kill(pids[i], SIGKILL);  // a kernel without pidfds
       }
     }
     for (pid_t p : more) {
@@ -119,8 +124,8 @@ Result<Guard> Guard::Start() {
   return Guard(UniqueFd(sv[0]), pid);
 }
 
-Status Guard::Add(pid_t pid, int uffd) {
-  GuardMsg m{'A', pid};
+Status Guard::Add(pid_t pid, int uffd, bool guessed) {
+  GuardMsg m{guessed ? 'G' : 'A', pid};
   if (SendWithFd(sock_.get(), &m, sizeof m, uffd) != sizeof m) {
     return FailErrno("hand uffd to the guard");
   }

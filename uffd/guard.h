@@ -18,8 +18,10 @@ class Guard {
   Guard(Guard&&) = default;
   Guard& operator=(Guard&&) = default;
 
-  /// Gives the guard its own copy of `uffd` (none if -1) and the pid to kill (none if 0).
-  [[nodiscard]] Status Add(pid_t pid, int uffd);
+  /// Gives the guard its own copy of `uffd` (none if -1) and the pid to kill (none if 0);
+  /// `guessed`: a forked child's pid guessed from /proc, killed too, but the child still counts
+  /// as unknown (its descendants' walk stays on).
+  [[nodiscard]] Status Add(pid_t pid, int uffd, bool guessed = false);
   /// Every page is home: the guard drops its copies and exits.
   void Done();
   pid_t pid() const { return pid_; }

@@ -40,9 +40,8 @@ struct Target {
   // For such a child: its pid was guessed from /proc (a new child of its parent), not yet
   // confirmed by a fault of one of its threads.
   bool pid_guessed = false;
-  pid_t parent_pid = 0;                // for such a child: the task that forked it
-  int parent_id = -1;                  // and that task's target
-  std::vector<pid_t> children_before;  // the parent's children at the fork: not this one
+  pid_t parent_pid = 0;  // for such a child: the task that forked it
+  int parent_id = -1;    // and that task's target
   UniqueFd uffd;
   std::shared_ptr<const TaskSource> source;
   RangeSet pending;  // present pages not copied yet

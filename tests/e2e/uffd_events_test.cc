@@ -26,6 +26,27 @@ std::string DumpAndRestoreLazily(Proc& w, const TempDir& dir, Proc* daemon,
   return r.status == 0 ? "" : "restore failed: " + r.output;
 }
 
+// Starts the workload in `mode`, restores it lazily with `daemon_extra` into `restored` and
+// `daemon`, sends it SIGUSR1 and returns what it wrote to its result file ("" if nothing).
+std::string RestoreAndGo(const TempDir& dir, const std::string& mode,
+                         const std::vector<std::string>& daemon_extra, Proc* restored,
+                         Proc* daemon) {
+  Proc w = Start({WorkloadBinary("uffd_events"), dir.File("ready"), dir.File("result"), mode},
+                 dir.File("log"));
+  if (WaitForFile(dir.File("ready"), 20000).empty()) {
+    ADD_FAILURE() << "workload did not start";
+    return "";
+  }
+  pid_t pid = w.pid();
+  if (std::string failed = DumpAndRestoreLazily(w, dir, daemon, daemon_extra); !failed.empty()) {
+    ADD_FAILURE() << failed;
+    return "";
+  }
+  *restored = Proc(pid);
+  kill(pid, SIGUSR1);
+  return WaitForFile(dir.File("result"), 10000);
+}
+
 // Starts the workload, dumps it, restores it lazily with `daemon_extra`, sends it SIGUSR1 and
 // returns its verdict (the daemon must also exit cleanly).
 std::string RunWorkload(const std::vector<std::string>& args,
@@ -67,15 +88,9 @@ TEST(UffdEvents, DroppedPagesNeverGetOldContentWhileTheFillRuns) {
 // nothing, and the daemon still finishes while the child lives.
 TEST(UffdEvents, AChildForkedDuringTheFillHonoursWipeonforkAndDontfork) {
   TempDir dir;
-  Proc w = Start({WorkloadBinary("uffd_events"), dir.File("ready"), dir.File("result"), "fork"},
-                 dir.File("log"));
-  ASSERT_FALSE(WaitForFile(dir.File("ready"), 20000).empty());
-  pid_t pid = w.pid();
+  Proc restored;
   Proc daemon;
-  ASSERT_EQ(DumpAndRestoreLazily(w, dir, &daemon, {"--fill-delay", "1500"}), "");
-  Proc restored(pid);
-  kill(pid, SIGUSR1);
-  std::string verdict = WaitForFile(dir.File("result"), 10000);
+  std::string verdict = RestoreAndGo(dir, "fork", {"--fill-delay", "1500"}, &restored, &daemon);
   ASSERT_EQ(verdict.rfind("PASS child ", 0), 0u) << verdict;
   pid_t child = static_cast<pid_t>(std::stol(verdict.substr(11)));
   int status = daemon.Wait(20000);
@@ -84,6 +99,41 @@ TEST(UffdEvents, AChildForkedDuringTheFillHonoursWipeonforkAndDontfork) {
   restored.Kill();  // the child dies with its parent (PR_SET_PDEATHSIG) and comes to us
   for (int i = 0; i < 250 && waitpid(child, nullptr, WNOHANG) != child; i++) {
     usleep(20000);
+  }
+}
+
+// A child forked after the restore that touches nothing lazy: the daemon learns its pid from
+// /proc (not from a fault), and when the daemon dies the guard kills it with its parent, or
+// it would run on with zeros for the pages it never got.
+TEST(UffdEvents, AChildThatNeverFaultsIsFoundAndKilledWithTheTree) {
+  TempDir dir;
+  Proc restored;
+  Proc daemon;
+  std::string line =
+      RestoreAndGo(dir, "forkidle", {"--fill-delay", "60000", "-v3"}, &restored, &daemon);
+  ASSERT_FALSE(line.empty()) << "no pid from the workload";
+  pid_t child = static_cast<pid_t>(std::stol(line));
+  std::string learnt = "serving forked child " + std::to_string(child) + " (from /proc)";
+  std::string log;
+  for (int i = 0; i < 100 && log.find(learnt) == std::string::npos; i++) {
+    usleep(20000);
+    std::ifstream in(dir.File("lazy.log"));
+    log.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  EXPECT_NE(log.find(learnt), std::string::npos) << log;
+  daemon.Kill();
+  int status = restored.Wait(10000);
+  EXPECT_TRUE(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  int child_status = 0;
+  pid_t reaped = 0;  // once its parent is gone the child comes to us, a subreaper
+  for (int i = 0; i < 250 && (reaped = waitpid(child, &child_status, WNOHANG)) != child; i++) {
+    usleep(20000);
+  }
+  EXPECT_EQ(reaped, child) << "the child runs on without its pages";
+  EXPECT_TRUE(WIFSIGNALED(child_status) && WTERMSIG(child_status) == SIGKILL) << child_status;
+  if (reaped != child) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
   }
 }
 

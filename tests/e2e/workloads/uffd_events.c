@@ -13,8 +13,13 @@
 // rest intact, then stays (until its parent dies); the parent checks all of its own memory.
 // The result is "PASS child PID".
 //
-// usage: uffd_events READY_FILE RESULT_FILE [race|fork]
+// With "forkidle", after SIGUSR1 it forks (the raw syscall) a child that pauses at once, and
+// writes the child's pid to the result file: neither touches a lazy page, so the daemon can
+// learn the child's pid only from /proc.
+//
+// usage: uffd_events READY_FILE RESULT_FILE [race|fork|forkidle]
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -22,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -135,7 +141,33 @@ static void ForkCheck(char* result, size_t len) {
   snprintf(result, len, "PASS child %d\n", c);
 }
 
+// Only the stack (its pages come back eagerly) and raw syscalls.
+static void ForkIdle(int out) {
+  long c = syscall(SYS_fork);
+  if (c == 0) {
+    for (;;) syscall(SYS_pause);
+  }
+  char digits[16], line[16];
+  int n = 0, len = 0;
+  for (long v = c; v > 0; v /= 10) digits[n++] = (char)('0' + v % 10);
+  while (n > 0) line[len++] = digits[--n];
+  line[len++] = '\n';
+  syscall(SYS_write, out, line, len);
+  for (;;) syscall(SYS_pause);
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && strcmp(argv[3], "forkidle") == 0) {
+    region = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    Fill(PAGES);
+    int out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    signal(SIGUSR1, OnUsr1);
+    FILE* f = fopen(argv[1], "w");
+    fprintf(f, "%d\n", getpid());
+    fclose(f);
+    while (!go) pause();
+    ForkIdle(out);
+  }
   if (argc != 3 && !(argc == 4 && (strcmp(argv[3], "race") == 0 || strcmp(argv[3], "fork") == 0)))
     return 2;
   int race = argc == 4 && strcmp(argv[3], "race") == 0;
