@@ -305,7 +305,7 @@ class LazyPagesDaemon {
       if (ReadAheadWaiting() || WorkingSetLeft()) {
         ts = {};       // only look for new events, then copy the next chunk read ahead, or install
         timed = true;  // the next pieces of the working set
-      } else if ((!deferred_.empty() || (unknown_pids_ > 0 && MonotonicNs() < resolve_until_ns_)) &&
+      } else if ((!deferred_.empty() || ResolvingForkedPids()) &&
                  (!timed || ts.tv_sec > 0 || ts.tv_nsec > kDeferredPollNs)) {
         // Also while a child forked a moment ago is not known by pid: it shows up in /proc
         // soon after its fork event, and a quiet tree would not wake the loop to look.
@@ -331,7 +331,9 @@ class LazyPagesDaemon {
       if (fatal_) {
         return Unexpected{*fatal_};
       }
-      ResolveForkedPids();
+      if (ResolvingForkedPids()) {
+        ResolveForkedPids();
+      }
       DrainReadAhead();
       InstallWorkingSetStep();
       if (recording_ && record_until_ns_ != 0 && MonotonicNs() >= record_until_ns_) {
@@ -704,7 +706,8 @@ class LazyPagesDaemon {
     switch (m.event) {
       case UFFD_EVENT_PAGEFAULT:
         if (t.pid == 0 || t.pid_guessed) {
-          LearnPid(t, TgidOf(static_cast<pid_t>(m.arg.pagefault.feat.ptid)), /*guessed=*/false);
+          pid_t tgid = TgidOf(static_cast<pid_t>(m.arg.pagefault.feat.ptid));
+          LearnPid(t, MemoryOwner(tgid), /*guessed=*/false);
         }
         HandleFault(t.id, m.arg.pagefault.address & ~(P - 1), MonotonicNs());
         break;
@@ -745,7 +748,6 @@ class LazyPagesDaemon {
     resolve_until_ns_ = MonotonicNs() + 1'000'000'000;
     targets_.back()->ws_left = parent.ws_left;  // and the same working set still to install
     targets_.back()->ws_done = parent.ws_done;
-    unknown_pids_++;
     LZ_INFO("lazy-pages: pid %d forked a child", parent.pid);
     ResolveForkedPids();  // usually listed by the time its fork event is read
   }
@@ -791,9 +793,7 @@ class LazyPagesDaemon {
     if (pid <= 0 || (t.pid != 0 && !t.pid_guessed) || (guessed && t.pid != 0)) {
       return;
     }
-    if (t.pid == 0) {
-      unknown_pids_--;
-    } else if (t.pid != pid) {
+    if (t.pid != 0 && t.pid != pid) {
       LZ_WARN("lazy-pages: a forked child taken for pid %d is pid %d", t.pid, pid);
     }
     t.pid = pid;
@@ -804,7 +804,6 @@ class LazyPagesDaemon {
         if (o.get() != &t && o->pid == pid && o->pid_guessed) {
           o->pid = 0;
           o->pid_guessed = false;
-          unknown_pids_++;
         }
       }
     }
@@ -823,6 +822,20 @@ class LazyPagesDaemon {
                                [](const ProcVma& v) { return v.HasFlag("um"); });
   }
 
+  // The process whose memory `pid` runs in: itself, or the parent of a vfork()ed child that
+  // has not exec'd yet (its faults come on its parent's uffd).
+  static pid_t MemoryOwner(pid_t pid) {
+    for (int up = 0; up < 4 && pid > 1; up++) {
+      auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/stat");
+      auto st = text ? ParseStat(*text) : Result<ProcStat>(Unexpected{text.error()});
+      if (!st || st->ppid <= 1 || !SharesMemoryWith(pid, st->ppid)) {
+        break;
+      }
+      pid = st->ppid;
+    }
+    return pid;
+  }
+
   // A vfork()ed child, before it execs, is its parent's memory, not a copy of it.
   static bool SharesMemoryWith(pid_t a, pid_t b) {
     return ::syscall(SYS_kcmp, a, b, KCMP_VM, 0, 0) == 0;
@@ -834,18 +847,32 @@ class LazyPagesDaemon {
     return paren == std::string::npos || paren + 2 >= text->size() || (*text)[paren + 2] == 'Z';
   }
 
+  // A forked child not known by pid, still there.
+  bool AnyUnknownChild() const {
+    return std::any_of(targets_.begin(), targets_.end(),
+                       [](const std::unique_ptr<Target>& t) { return t->pid == 0 && !t->gone; });
+  }
+
+  // Looking in /proc costs a few reads per candidate (its smaps among them): done for a second
+  // after each fork, not for the rest of a run that has a child never found.
+  bool ResolvingForkedPids() const {
+    return MonotonicNs() < resolve_until_ns_ && AnyUnknownChild();
+  }
+
   void ResolveForkedPids() {
-    if (unknown_pids_ == 0) {
-      return;
-    }
-    for (auto& t : targets_) {
+    // The newest first: a child just forked is the newest entry of its parent's children, and
+    // an older target still unknown must not take it.
+    for (auto it = targets_.rbegin(); it != targets_.rend(); ++it) {
+      Target* t = it->get();
       if (t->pid != 0 || t->gone) {
         continue;
       }
       if (t->parent_id >= 0 && targets_[t->parent_id]->pid > 0) {
         t->parent_pid = targets_[t->parent_id]->pid;  // known since, or corrected since
       }
-      for (pid_t k : ChildrenOf(t->parent_pid)) {
+      std::vector<pid_t> children = ChildrenOf(t->parent_pid);
+      for (auto k_it = children.rbegin(); k_it != children.rend(); ++k_it) {
+        pid_t k = *k_it;
         auto is_k = [k](const std::unique_ptr<Target>& o) { return o->pid == k; };
         if (std::any_of(targets_.begin(), targets_.end(), is_k) || IsZombie(k) ||
             SharesMemoryWith(k, t->parent_pid) || !HasUffdRanges(k)) {
@@ -1848,7 +1875,6 @@ class LazyPagesDaemon {
   FILE* trace_ = nullptr;
   uint64_t start_ns_ = 0, first_task_ns_ = 0, done_ns_ = 0;
   uint64_t fill_at_ns_ = 0;        // --fill-delay: when the background fill may start
-  int unknown_pids_ = 0;           // forked children whose pid is not known yet
   uint64_t resolve_until_ns_ = 0;  // the loop looks for them in /proc until then
   std::vector<uint64_t> latencies_;
   uint64_t pages_by_fault_ = 0, pages_by_fill_ = 0, pages_zero_ = 0, chunks_read_ = 0;

@@ -57,8 +57,8 @@ struct GuardMsg {
       }
       if (m.pid > 0) {
         int pidfd = static_cast<int>(syscall(SYS_pidfd_open, m.pid, 0));
-        if (pidfd >= 0 || errno == ENOSYS) {
-          tasks.emplace_back(m.pid, pidfd);  // ESRCH: gone already, nothing to kill
+        if (pidfd >= 0 || errno != ESRCH) {
+          tasks.emplace_back(m.pid, pidfd);  // -1 (no pidfds, no fds left): killed by pid
         }
       }
       continue;
