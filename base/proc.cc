@@ -515,6 +515,17 @@ Result<std::vector<MountEntry>> ParseMountinfo(std::string_view text) {
   return out;
 }
 
+Result<std::vector<ProcVma>> ReadSmaps(pid_t pid) {
+  LZ_ASSIGN_OR_RETURN(std::string text, ReadFileToString(ProcPath(pid, "smaps")));
+  return ParseSmaps(text);
+}
+
+char StateIn(const std::string& stat_path) {
+  auto text = ReadFileToString(stat_path);
+  size_t paren = text ? text->rfind(')') : std::string::npos;  // the command may hold ')'
+  return paren != std::string::npos && paren + 2 < text->size() ? (*text)[paren + 2] : '?';
+}
+
 std::vector<pid_t> ChildrenOf(pid_t pid) {
   std::vector<pid_t> out;
   auto tids = ListNumericDir("/proc/" + std::to_string(pid) + "/task");

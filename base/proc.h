@@ -171,6 +171,12 @@ struct MountEntry {
 };
 [[nodiscard]] Result<std::vector<MountEntry>> ParseMountinfo(std::string_view text);
 
+/// /proc/PID/smaps, read and parsed.
+[[nodiscard]] Result<std::vector<ProcVma>> ReadSmaps(pid_t pid);
+/// The state letter ('R', 'S', 'D', 'Z', ...) in a /proc stat file, a process's or a thread's
+/// (whose stat ParseStat does not take: its exit signal is -1); '?' if it cannot be read.
+char StateIn(const std::string& stat_path);
+
 /// The children of every thread of `pid`, from /proc (none if it is gone).
 std::vector<pid_t> ChildrenOf(pid_t pid);
 /// Every descendant of `roots` (children, their children, ...), without the roots.

@@ -107,6 +107,13 @@ TEST(Proc, DescendantsOfFindsChildrenAndTheirChildren) {
   EXPECT_EQ(of_child, std::vector<pid_t>{grandchild});
 }
 
+// A thread's stat as well as a process's, and '?' for one that is not there.
+TEST(Proc, StateInStatFiles) {
+  EXPECT_EQ(StateIn("/proc/self/stat"), 'R');
+  EXPECT_EQ(StateIn("/proc/self/task/" + std::to_string(getpid()) + "/stat"), 'R');
+  EXPECT_EQ(StateIn("/proc/self/no-such-file"), '?');
+}
+
 TEST(Proc, StatOfSelf) {
   auto text = ReadFileToString("/proc/self/stat");
   ASSERT_TRUE(text);

@@ -221,7 +221,6 @@ class TreeDumper {
       if (cores_[i].zombie()) {
         continue;
       }
-      LZ_TRY(CheckInterrupted("dumping memory"));
       LZ_ASSIGN_OR_RETURN(MemoryStats m, DumpPages(cores_[i].pid(), mms_[i], opts_.dir, opts_.store,
                                                    HotPagesOf(cores_[i]), &progress, page_server_));
       AddStats(m, stats);
@@ -255,9 +254,7 @@ class TreeDumper {
     for (const PtraceAttachment& a : t.threads) {
       tids.push_back(a.tid());
     }
-    LZ_ASSIGN_OR_RETURN(std::string smaps,
-                        ReadFileToString("/proc/" + std::to_string(t.pid) + "/smaps"));
-    LZ_ASSIGN_OR_RETURN(std::vector<ProcVma> vmas, ParseSmaps(smaps));
+    LZ_ASSIGN_OR_RETURN(std::vector<ProcVma> vmas, ReadSmaps(t.pid));
     LZ_TRY(RefuseSeccomp(t));
     LZ_ASSIGN_OR_RETURN(auto parasite, ParasiteSession::Start(t.pid, tids));
     LZ_ASSIGN_OR_RETURN(pb::TaskCore core, DumpCore(t, *parasite));

@@ -29,12 +29,8 @@ bool OtherThreadsRun(pid_t pid) {
     if (tid == pid) {
       continue;
     }
-    // Only the state (after the command's closing parenthesis): a thread's stat is not a
-    // process's (its exit signal is -1).
-    auto text = ReadFileToString(ProcPath(pid, "task/" + std::to_string(tid) + "/stat"));
-    size_t paren = text ? text->rfind(')') : std::string::npos;
-    if (paren != std::string::npos && paren + 2 < text->size() && (*text)[paren + 2] != 'Z' &&
-        (*text)[paren + 2] != 'X') {
+    char state = StateIn(ProcPath(pid, "task/" + std::to_string(tid) + "/stat"));
+    if (state != '?' && state != 'Z' && state != 'X') {
       return true;
     }
   }

@@ -7,22 +7,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 #include <vector>
 
+#include "base/proc.h"
 #include "parasite/ptrace.h"
 
 namespace lz {
 namespace {
 
 // The scheduler state letter of `pid` ('T' once stopped).
-char StateOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
-}
+char StateOf(pid_t pid) { return StateIn(ProcPath(pid, "stat")); }
 
 // Kills and reaps the test's child however the test ends.
 struct Reaped {

@@ -9,12 +9,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
 
 #include "base/clock.h"
 #include "base/held_signals.h"
+#include "base/proc.h"
 #include "parasite/remote.h"
 
 namespace lz {
@@ -59,21 +59,6 @@ Result<int> WaitForStop(pid_t tid) {
 
 namespace {
 
-// The scheduler state of `tid` ('D', 'S', ...), or '?'.
-char StateOf(pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", tid);
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) {
-    return '?';
-  }
-  char line[512] = {};
-  size_t n = std::fread(line, 1, sizeof line - 1, f);
-  std::fclose(f);
-  const char* paren = std::strrchr(line, ')');  // the command may hold spaces and parentheses
-  return paren != nullptr && paren + 2 < line + n ? paren[2] : '?';
-}
-
 // WaitForStop with a deadline (UINT64_MAX: none, but held stop signals still end it). SIGCHLD
 // is blocked and at its default action meanwhile (not ignored, no SA_NOCLDSTOP, whatever
 // lazarus inherited) so that a stop's SIGCHLD is queued and ends the wait at once.
@@ -106,8 +91,9 @@ Result<int> WaitForStopUntil(pid_t tid, uint64_t deadline_ns) {
     }
     uint64_t now = MonotonicNs();
     if (now >= deadline_ns) {
-      result = Fail(ETIMEDOUT, "freeze",
-                    Tid(tid) + " did not stop in time (state " + StateOf(tid) + ")");
+      result =
+          Fail(ETIMEDOUT, "freeze",
+               Tid(tid) + " did not stop in time (state " + StateIn(ProcPath(tid, "stat")) + ")");
       break;
     }
     if (Status st = CheckInterrupted("freezing the tree"); !st) {

@@ -758,8 +758,7 @@ class LazyPagesDaemon {
     if (parent <= 0 || pending.empty()) {
       return;
     }
-    auto text = ReadFileToString("/proc/" + std::to_string(parent) + "/smaps");
-    auto vmas = text ? ParseSmaps(*text) : Result<std::vector<ProcVma>>(Unexpected{text.error()});
+    auto vmas = ReadSmaps(parent);
     if (!vmas) {
       LZ_WARN("lazy-pages: VMAs of pid %d not read at its fork: %s", parent,
               vmas.error().Message().c_str());
@@ -816,8 +815,7 @@ class LazyPagesDaemon {
   // A forked child inherits its parent's userfaultfd ranges (VmFlags "um"); a child that
   // exec'd (posix_spawn) or shares its parent's memory (vfork) is no fork of a lazy task.
   static bool HasUffdRanges(pid_t pid) {
-    auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/smaps");
-    auto vmas = text ? ParseSmaps(*text) : Result<std::vector<ProcVma>>(Unexpected{text.error()});
+    auto vmas = ReadSmaps(pid);
     return vmas && std::any_of(vmas->begin(), vmas->end(),
                                [](const ProcVma& v) { return v.HasFlag("um"); });
   }
@@ -842,9 +840,8 @@ class LazyPagesDaemon {
   }
 
   static bool IsZombie(pid_t pid) {
-    auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/stat");
-    size_t paren = text ? text->rfind(')') : std::string::npos;
-    return paren == std::string::npos || paren + 2 >= text->size() || (*text)[paren + 2] == 'Z';
+    char state = StateIn("/proc/" + std::to_string(pid) + "/stat");
+    return state == 'Z' || state == '?';  // '?': gone, no candidate either
   }
 
   // A forked child not known by pid, still there.

@@ -7,7 +7,6 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <vector>
 
 #include "base/unique_fd.h"
 #include "images/page_store.h"
